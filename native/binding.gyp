@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "netns",
+      "sources": ["netns.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    }
+  ]
+}

@@ -1,0 +1,241 @@
+// netnsd native helper: the few namespace operations that iproute2 can only do by forking a
+// process per namespace (`ip -n NS link set lo up`, `ip netns set NS auto`). Doing them here costs
+// microseconds instead of a process spawn.
+//
+// Safety: setns(CLONE_NEWNET) changes the namespace of the *calling thread* only. Every function
+// that must act inside a namespace runs on a short-lived pthread of its own, so the Node threads
+// (event loop, libuv pool) never leave the daemon's namespace, even when something fails half-way.
+// Functions that speak rtnetlink about a namespace (nsid) run from the daemon's own namespace and
+// name the target by file descriptor, never by IFLA_TARGET_NETNSID (see DESIGN.md 7: dangerous).
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/net_namespace.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <node_api.h>
+
+#define NN_MAX_PATH 4096
+#define NN_MAX_LINKS 4096
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_value code, message, error;
+  napi_create_string_utf8(env, strerrorname_np(err) ? strerrorname_np(err) : "EUNKNOWN",
+                          NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &error);
+  napi_value errnum;
+  napi_create_int32(env, err, &errnum);
+  napi_set_named_property(env, error, "errno", errnum);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static int get_path_arg(napi_env env, napi_callback_info info, char *path) {
+  size_t argc = 1;
+  napi_value argv[1];
+  size_t len = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) return -1;
+  if (napi_get_value_string_utf8(env, argv[0], path, NN_MAX_PATH, &len) != napi_ok) return -1;
+  if (len == 0 || len >= NN_MAX_PATH - 1) return -1;
+  return 0;
+}
+
+// ---- work done inside a namespace, on a thread of its own ----
+
+struct in_ns_job {
+  const char *path;
+  int op;  // 0 = loopback up, 1 = list link names
+  int err;
+  const char *what;
+  int count;
+  char names[NN_MAX_LINKS][IF_NAMESIZE];
+};
+
+static void *in_ns_thread(void *arg) {
+  struct in_ns_job *job = arg;
+  int nsfd = open(job->path, O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0) { job->err = errno; job->what = "open namespace"; return NULL; }
+  if (setns(nsfd, CLONE_NEWNET) < 0) {
+    job->err = errno; job->what = "setns"; close(nsfd); return NULL;
+  }
+  close(nsfd);
+  if (job->op == 0) {
+    // A socket belongs to the namespace its creating thread is in.
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) { job->err = errno; job->what = "socket"; return NULL; }
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) { job->err = errno; job->what = "SIOCGIFFLAGS lo"; close(s); return NULL; }
+    if (!(ifr.ifr_flags & IFF_UP)) {
+      ifr.ifr_flags |= IFF_UP;
+      if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) { job->err = errno; job->what = "SIOCSIFFLAGS lo"; close(s); return NULL; }
+    }
+    close(s);
+  } else {
+    struct if_nameindex *list = if_nameindex();
+    if (!list) { job->err = errno; job->what = "if_nameindex"; return NULL; }
+    int n = 0;
+    for (struct if_nameindex *p = list; p->if_index != 0 && n < NN_MAX_LINKS; p++, n++) {
+      strncpy(job->names[n], p->if_name, IF_NAMESIZE - 1);
+      job->names[n][IF_NAMESIZE - 1] = 0;
+    }
+    job->count = n;
+    if_freenameindex(list);
+  }
+  return NULL;
+}
+
+static int run_in_ns(struct in_ns_job *job) {
+  pthread_t t;
+  int rc = pthread_create(&t, NULL, in_ns_thread, job);
+  if (rc != 0) { job->err = rc; job->what = "pthread_create"; return -1; }
+  pthread_join(t, NULL);
+  return job->err ? -1 : 0;
+}
+
+/** loopbackUp(path): bring `lo` up inside the namespace bound at path. */
+static napi_value loopback_up(napi_env env, napi_callback_info info) {
+  char path[NN_MAX_PATH];
+  if (get_path_arg(env, info, path) < 0) return throw_errno(env, "loopbackUp(path)", EINVAL);
+  struct in_ns_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_errno(env, "calloc", ENOMEM);
+  job->path = path;
+  job->op = 0;
+  napi_value result = NULL;
+  if (run_in_ns(job) < 0) throw_errno(env, job->what, job->err);
+  else napi_get_undefined(env, &result);
+  free(job);
+  return result;
+}
+
+/** linkNames(path): names of every link inside the namespace bound at path. */
+static napi_value link_names(napi_env env, napi_callback_info info) {
+  char path[NN_MAX_PATH];
+  if (get_path_arg(env, info, path) < 0) return throw_errno(env, "linkNames(path)", EINVAL);
+  struct in_ns_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_errno(env, "calloc", ENOMEM);
+  job->path = path;
+  job->op = 1;
+  napi_value result = NULL;
+  if (run_in_ns(job) < 0) {
+    throw_errno(env, job->what, job->err);
+  } else {
+    napi_create_array_with_length(env, job->count, &result);
+    for (int i = 0; i < job->count; i++) {
+      napi_value s;
+      napi_create_string_utf8(env, job->names[i], NAPI_AUTO_LENGTH, &s);
+      napi_set_element(env, result, i, s);
+    }
+  }
+  free(job);
+  return result;
+}
+
+// ---- nsid: rtnetlink from the daemon's own namespace ----
+
+struct nsid_req {
+  struct nlmsghdr nh;
+  struct rtgenmsg g;
+  char pad[3];
+  char attrs[64];
+};
+
+static void add_attr_u32(struct nsid_req *req, unsigned short type, unsigned int value) {
+  struct rtattr *rta = (struct rtattr *)((char *)req + NLMSG_ALIGN(req->nh.nlmsg_len));
+  rta->rta_type = type;
+  rta->rta_len = RTA_LENGTH(sizeof value);
+  memcpy(RTA_DATA(rta), &value, sizeof value);
+  req->nh.nlmsg_len = NLMSG_ALIGN(req->nh.nlmsg_len) + RTA_ALIGN(rta->rta_len);
+}
+
+// Sends one request and reads its answer. Returns 0 and sets *nsid (when asked) or -errno.
+static int nsid_talk(int nlfd, int type, int nsfd, int want_nsid, int *nsid) {
+  static unsigned int seq = 1;
+  struct nsid_req req;
+  memset(&req, 0, sizeof req);
+  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtgenmsg));
+  req.nh.nlmsg_type = type;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | (type == RTM_NEWNSID ? NLM_F_ACK : 0);
+  req.nh.nlmsg_seq = ++seq;
+  req.g.rtgen_family = AF_UNSPEC;
+  add_attr_u32(&req, NETNSA_FD, (unsigned int)nsfd);
+  if (type == RTM_NEWNSID) add_attr_u32(&req, NETNSA_NSID, (unsigned int)NETNSA_NSID_NOT_ASSIGNED);
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  if (sendto(nlfd, &req, req.nh.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0)
+    return -errno;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = recv(nlfd, buf, sizeof buf, 0);
+    if (n < 0) { if (errno == EINTR) continue; return -errno; }
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (unsigned int)n); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_seq != req.nh.nlmsg_seq) continue;
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        struct nlmsgerr *e = NLMSG_DATA(h);
+        return e->error;  // 0 is the ACK
+      }
+      if (h->nlmsg_type == RTM_NEWNSID && want_nsid) {
+        int len = h->nlmsg_len - NLMSG_LENGTH(sizeof(struct rtgenmsg));
+        struct rtattr *rta = (struct rtattr *)((char *)NLMSG_DATA(h) + NLMSG_ALIGN(sizeof(struct rtgenmsg)));
+        *nsid = NETNSA_NSID_NOT_ASSIGNED;
+        for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len))
+          if (rta->rta_type == NETNSA_NSID) memcpy(nsid, RTA_DATA(rta), sizeof *nsid);
+        return 0;
+      }
+    }
+  }
+}
+
+// mode 0 = get only, 1 = assign (auto) when missing, then get.
+static napi_value nsid_common(napi_env env, napi_callback_info info, int assign) {
+  char path[NN_MAX_PATH];
+  if (get_path_arg(env, info, path) < 0) return throw_errno(env, "nsid(path)", EINVAL);
+  int nsfd = open(path, O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0) return throw_errno(env, "open namespace", errno);
+  int nlfd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (nlfd < 0) { int e = errno; close(nsfd); return throw_errno(env, "netlink socket", e); }
+  int nsid = NETNSA_NSID_NOT_ASSIGNED;
+  int rc = 0;
+  if (assign) {
+    rc = nsid_talk(nlfd, RTM_NEWNSID, nsfd, 0, NULL);
+    if (rc == -EEXIST) rc = 0;  // it already has one: fine, read it below
+  }
+  if (rc == 0) rc = nsid_talk(nlfd, RTM_GETNSID, nsfd, 1, &nsid);
+  close(nlfd);
+  close(nsfd);
+  if (rc < 0) return throw_errno(env, assign ? "RTM_NEWNSID" : "RTM_GETNSID", -rc);
+  napi_value result;
+  napi_create_int32(env, nsid, &result);
+  return result;
+}
+
+/** assignNsid(path): give the namespace an nsid in ours when it has none; returns the nsid. */
+static napi_value assign_nsid(napi_env env, napi_callback_info info) { return nsid_common(env, info, 1); }
+
+/** getNsid(path): the namespace's nsid in ours, or -1. */
+static napi_value get_nsid(napi_env env, napi_callback_info info) { return nsid_common(env, info, 0); }
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"loopbackUp", NULL, loopback_up, NULL, NULL, NULL, napi_default, NULL},
+      {"linkNames", NULL, link_names, NULL, NULL, NULL, napi_default, NULL},
+      {"assignNsid", NULL, assign_nsid, NULL, NULL, NULL, napi_default, NULL},
+      {"getNsid", NULL, get_nsid, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,153 @@
+/**
+ * The composition root: builds the services once, and a fastify server per listener over them
+ * (a fastify instance listens once, and each listener has its own trust: the Unix socket is
+ * trusted by file mode, TCP needs tokens). Only this file and main.ts choose implementations.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { randomUUID } from 'node:crypto';
+import type { Config } from './config.js';
+import { parseDuration } from './duration.js';
+import { AppError } from './errors/app-error.js';
+import type { Executor } from './executor/executor.js';
+import { ExecutorPool } from './executor/pool.js';
+import { Iproute2Executor } from './executor/iproute2-executor.js';
+import { CapabilitiesService } from './capabilities/capabilities-service.js';
+import { NamespaceService } from './namespaces/namespace-service.js';
+import { namespaceApi } from './namespaces/namespace-api.js';
+import { KernelNetnsDirectory, type NetnsDirectory } from './namespaces/netns-dir.js';
+import { openDb, type Db } from './store/db.js';
+import { AuditLog } from './store/audit-log.js';
+import { IdempotencyStore } from './store/idempotency-store.js';
+import { NamespaceRecords } from './store/namespace-records.js';
+import { installAuth, type Trust } from './http/auth-hooks.js';
+import { installAudit } from './http/audit-hooks.js';
+import { installErrorHandlers } from './http/error-handler.js';
+import { installIdempotency } from './http/idempotency-hooks.js';
+import { installOpenApi } from './http/openapi.js';
+import { systemApi } from './http/system-api.js';
+import { installValidators } from './http/validation.js';
+
+export interface Services {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly db: Db;
+  readonly executor: Executor;
+  readonly capabilities: CapabilitiesService;
+  readonly namespaces: NamespaceService;
+  readonly audit: AuditLog;
+  readonly idempotency: IdempotencyStore;
+  /** Drains the executor and closes the store. Call after the servers are closed. */
+  close(): Promise<void>;
+}
+
+export interface ServiceDeps {
+  /** The backend the pool wraps; default: the real iproute2 + native executor. */
+  readonly executor?: Executor;
+  /** Whether the backend has the in-process helper (reported in capabilities). */
+  readonly nativeHelper?: boolean;
+  readonly dir?: NetnsDirectory;
+}
+
+/** Builds and starts everything behind the endpoints: store, executor pool, probes, reconcile. */
+export async function buildServices(config: Config, log: Logger, deps: ServiceDeps = {}): Promise<Services> {
+  const db = openDb(config.dataDir);
+  let backend = deps.executor;
+  let nativeHelper = deps.nativeHelper ?? false;
+  if (!backend) {
+    const real = new Iproute2Executor({ log: log.child({ component: 'executor' }), opTimeoutMs: parseDuration(config.limits.opTimeout) });
+    nativeHelper = real.nativeAvailable;
+    backend = real;
+  }
+  const executor = new ExecutorPool(backend, {
+    concurrency: config.limits.executorConcurrency,
+    queueLimit: config.limits.executorQueue,
+  });
+  const capabilities = new CapabilitiesService(executor, log.child({ component: 'capabilities' }), nativeHelper);
+  const namespaces = new NamespaceService({
+    executor,
+    records: new NamespaceRecords(db),
+    dir: deps.dir ?? new KernelNetnsDirectory(),
+    log: log.child({ component: 'namespaces' }),
+    maxNamespaces: config.limits.namespaces,
+  });
+  const audit = new AuditLog(db, config.audit.retentionCount);
+  const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
+  try {
+    await capabilities.probe();
+    await namespaces.reconcile();
+    idempotency.expire();
+  } catch (e) {
+    await executor.close();
+    db.close();
+    throw e;
+  }
+  const expiry = setInterval(() => idempotency.expire(), 3_600_000);
+  expiry.unref();
+  let closed = false;
+  return {
+    config,
+    log,
+    db,
+    executor,
+    capabilities,
+    namespaces,
+    audit,
+    idempotency,
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(expiry);
+      await executor.close();
+      db.close();
+    },
+  };
+}
+
+/** Request ids: the client's `x-request-id` when it is sane, else a new UUID. */
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export interface ServerOptions {
+  readonly trust: Trust;
+  readonly https?: { readonly cert: Buffer; readonly key: Buffer };
+}
+
+/** One fastify server over the services, for one listener (or for `inject` in tests). */
+export async function buildServer(s: Services, opts: ServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: s.log,
+    bodyLimit: s.config.limits.bodyBytes,
+    requestIdHeader: false,
+    requestIdLogLabel: 'requestId',
+    genReqId: (req) => {
+      const h = req.headers['x-request-id'];
+      return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();
+    },
+    disableRequestLogging: false,
+    return503OnClosing: true,
+    forceCloseConnections: false,
+    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
+  }) as unknown as FastifyInstance;
+
+  installValidators(app);
+  installErrorHandlers(app);
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  // RFC 7396 merge patches are JSON; only PATCH takes them.
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  app.addHook('preValidation', async (req) => {
+    const ct = req.headers['content-type'] ?? '';
+    if (req.method !== 'PATCH' && ct.startsWith('application/merge-patch+json')) {
+      throw new AppError('MEDIA_TYPE_UNSUPPORTED', 'application/merge-patch+json is for PATCH; send application/json');
+    }
+  });
+  installAuth(app, opts.trust);
+  installIdempotency(app, s.idempotency);
+  installAudit(app, s.audit);
+  await installOpenApi(app);
+  await app.register(systemApi({ db: s.db, executor: s.executor, capabilities: s.capabilities, audit: s.audit }));
+  await app.register(namespaceApi(s.namespaces));
+  await app.ready();
+  return app;
+}

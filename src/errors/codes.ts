@@ -1,0 +1,66 @@
+/**
+ * The one table of error codes. Each stable `AREA_CONDITION` code has a kind, which alone decides
+ * the HTTP status (see KIND_STATUS), a short title, and whether a client should retry.
+ * The README's list of codes is kept in step with this table by a test.
+ */
+export const KIND_STATUS = {
+  invalid: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  precondition: 412,
+  too_large: 413,
+  unsupported_media: 415,
+  unprocessable: 422,
+  unavailable: 503,
+  timeout: 504,
+  internal: 500,
+} as const;
+
+export type ErrorKind = keyof typeof KIND_STATUS;
+
+interface CodeInfo {
+  readonly kind: ErrorKind;
+  readonly title: string;
+  readonly retryable?: boolean;
+}
+
+export const ERROR_CODES = {
+  REQUEST_INVALID: { kind: 'invalid', title: 'The request is not valid' },
+  REQUEST_TOO_LARGE: { kind: 'too_large', title: 'The request body is too large' },
+  MEDIA_TYPE_UNSUPPORTED: { kind: 'unsupported_media', title: 'The request body has an unsupported media type' },
+  CURSOR_INVALID: { kind: 'invalid', title: 'The paging cursor is not valid' },
+  ENDPOINT_NOT_FOUND: { kind: 'not_found', title: 'No such endpoint' },
+  AUTH_REQUIRED: { kind: 'unauthenticated', title: 'A bearer token is required' },
+  AUTH_INVALID: { kind: 'unauthenticated', title: 'The bearer token is not known' },
+  SCOPE_INSUFFICIENT: { kind: 'forbidden', title: 'The token lacks the scope this needs' },
+  NAMESPACE_FORBIDDEN: { kind: 'forbidden', title: 'The token may not use this namespace' },
+  HOST_PROTECTED: { kind: 'forbidden', title: 'The host namespace is protected' },
+  NAMESPACE_NOT_FOUND: { kind: 'not_found', title: 'No such namespace' },
+  NAMESPACE_EXISTS: { kind: 'conflict', title: 'A namespace of that name exists' },
+  NAMESPACE_RESERVED: { kind: 'conflict', title: 'The namespace name is reserved' },
+  NAMESPACE_BUSY: { kind: 'conflict', title: 'Processes are running in the namespace' },
+  NAMESPACE_UNMANAGED: { kind: 'conflict', title: 'The namespace was not created by netnsd' },
+  NAMESPACE_LIMIT_REACHED: { kind: 'conflict', title: 'The configured number of namespaces is reached' },
+  IDEMPOTENCY_KEY_INVALID: { kind: 'invalid', title: 'The Idempotency-Key header is not valid' },
+  IDEMPOTENCY_KEY_REUSED: { kind: 'unprocessable', title: 'The Idempotency-Key was used for another request' },
+  IDEMPOTENCY_KEY_IN_PROGRESS: { kind: 'conflict', title: 'A request with this Idempotency-Key is still running', retryable: true },
+  EXECUTOR_BUSY: { kind: 'unavailable', title: 'Too much work is queued', retryable: true },
+  EXECUTOR_TIMEOUT: { kind: 'timeout', title: 'A system command took too long', retryable: true },
+  EXECUTOR_UNAVAILABLE: { kind: 'unavailable', title: 'The executor is not accepting work', retryable: true },
+  TOOL_MISSING: { kind: 'unavailable', title: 'A system tool netnsd needs is not installed' },
+  PRIVILEGE_REQUIRED: { kind: 'unavailable', title: 'netnsd lacks the privilege for this' },
+  NOT_READY: { kind: 'unavailable', title: 'netnsd is not ready', retryable: true },
+  INTERNAL: { kind: 'internal', title: 'Internal error' },
+} as const satisfies Record<string, CodeInfo>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function codeInfo(code: ErrorCode): CodeInfo {
+  return ERROR_CODES[code];
+}
+
+export function statusOf(code: ErrorCode): number {
+  return KIND_STATUS[ERROR_CODES[code].kind];
+}

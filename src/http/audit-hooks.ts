@@ -1,0 +1,38 @@
+/**
+ * Every change is audited: who (token name, or `unix`), what, the ops it ran, the outcome and
+ * how long it took — to the store (GET /v1/audit) and to the log. Refused changes are audited too.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { AuditLog } from '../store/audit-log.js';
+import { isChange } from './auth-hooks.js';
+import { pathOf } from './error-handler.js';
+
+export function installAudit(app: FastifyInstance, audit: AuditLog): void {
+  app.addHook('onResponse', async (req, reply) => {
+    // Requests that never got past authentication have no actor: the access log has them.
+    if (!isChange(req.method) || !req.principal || req.principal.name === 'anonymous') return;
+    const cfg = req.routeOptions.config;
+    let namespace: string | null = null;
+    try {
+      namespace = cfg.namespaceOf?.(req) ?? null;
+    } catch {
+      namespace = null;
+    }
+    const entry = {
+      time: new Date().toISOString(),
+      requestId: req.id,
+      actor: req.principal.name,
+      action: cfg.action ?? `${req.method} ${req.routeOptions.url ?? pathOf(req)}`,
+      method: req.method,
+      path: pathOf(req),
+      namespace,
+      status: reply.statusCode,
+      code: req.errorCode ?? null,
+      outcome: req.replayed ? ('replayed' as const) : reply.statusCode < 400 ? ('success' as const) : ('failure' as const),
+      ops: req.ops,
+      durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+    };
+    const seq = audit.append(entry);
+    req.log.info({ audit: { seq, ...entry } }, 'audit');
+  });
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+/**
+ * The daemon's entry: load the configuration, build the services, start one server per
+ * listener, and close everything in order on SIGTERM/SIGINT (listeners first, then started work
+ * drains, then the store). SIGHUP re-reads the tokens file.
+ */
+import { chmod, chown, mkdir, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { pino } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import { buildServer, buildServices } from './app.js';
+import { loadTokenFile } from './auth/tokens.js';
+import { ConfigError, loadConfig, parseListenUrl } from './config.js';
+import type { Trust } from './http/auth-hooks.js';
+import { groupId } from './os-groups.js';
+
+async function main(): Promise<number> {
+  let loaded;
+  try {
+    loaded = loadConfig({ argv: process.argv.slice(2), env: process.env });
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`netnsd: bad configuration:\n${e.problems.map((p) => `  - ${p}`).join('\n')}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (loaded.kind !== 'run') {
+    process.stdout.write(loaded.text.endsWith('\n') ? loaded.text : `${loaded.text}\n`);
+    return 0;
+  }
+  const config = loaded.config;
+  const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+
+  let tokens = config.tokensFile ? loadTokenFile(config.tokensFile) : undefined;
+  const services = await buildServices(config, log);
+  const tls = config.tls ? { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } : undefined;
+
+  const servers: FastifyInstance[] = [];
+  try {
+    for (const url of config.listen) {
+      const l = parseListenUrl(url);
+      if (l.kind === 'unix') {
+        const app = await buildServer(services, { trust: { kind: 'unix' } });
+        servers.push(app);
+        await mkdir(dirname(l.path), { recursive: true, mode: 0o755 });
+        // A socket file left by a daemon that died is in the way; a live daemon would answer on it.
+        await rm(l.path, { force: true });
+        await app.listen({ path: l.path });
+        await chmod(l.path, parseInt(config.socketMode, 8));
+        if (config.socketGroup !== undefined) await chown(l.path, process.getuid?.() ?? 0, groupId(config.socketGroup));
+        log.info({ url: `unix://${l.path}` }, 'listening');
+      } else {
+        const trust: Trust = { kind: 'tokens', tokens: () => tokens! };
+        const app = await buildServer(services, { trust, ...(tls ? { https: tls } : {}) });
+        servers.push(app);
+        await app.listen({ host: l.host, port: l.port });
+        const addr = app.server.address();
+        const port = typeof addr === 'object' && addr ? addr.port : l.port;
+        const host = l.host.includes(':') ? `[${l.host}]` : l.host;
+        log.info({ url: `${tls ? 'https' : 'tcp'}://${host}:${port}` }, 'listening');
+      }
+    }
+  } catch (e) {
+    log.fatal({ err: e }, 'could not start a listener');
+    await Promise.allSettled(servers.map((s) => s.close()));
+    await services.close();
+    return 1;
+  }
+
+  process.on('SIGHUP', () => {
+    if (!config.tokensFile) return;
+    try {
+      tokens = loadTokenFile(config.tokensFile);
+      log.info({ file: config.tokensFile }, 'tokens reloaded');
+    } catch (e) {
+      log.error({ err: e, file: config.tokensFile }, 'tokens file is bad; keeping the tokens loaded before');
+    }
+  });
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down: closing listeners, draining started work');
+      void (async () => {
+        await Promise.allSettled(servers.map((s) => s.close()));
+        await services.close();
+        log.info({}, 'stopped');
+        resolve(0);
+      })();
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`netnsd: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,101 @@
+/**
+ * Where named network namespaces live: `ip netns` bind-mounts each one on /run/netns/NAME.
+ * Reading the directory and stat-ing its entries answers "which namespaces exist" without a
+ * process. A namespace's identity is its nsfs inode plus the inode's ctime: the kernel reuses
+ * inode numbers at once, but the ctime of an nsfs inode is set when the inode is made and stays
+ * while a bind mount holds it (checked on kernel 6.18), so the pair is unique over time.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isNamespaceName } from '../names.js';
+import { HOST } from '../executor/ops.js';
+
+export interface NetnsEntry {
+  readonly name: string;
+  /** `${inode}-${ctime in ns}`: unique over time. */
+  readonly id: string;
+  readonly inode: string;
+}
+
+export interface NetnsDirectory {
+  /** Every live named namespace (entries that are not nsfs mounts are left out). */
+  list(): Promise<NetnsEntry[]>;
+  /** One namespace (`host` for the daemon's own), or null when there is none of that name. */
+  stat(name: string): Promise<NetnsEntry | null>;
+}
+
+export const DEFAULT_NETNS_DIR = '/run/netns';
+
+/** The real directory. `hostPath` is the daemon's own namespace. */
+export class KernelNetnsDirectory implements NetnsDirectory {
+  private nsfsDev: bigint | undefined;
+
+  constructor(
+    private readonly dir = DEFAULT_NETNS_DIR,
+    private readonly hostPath = '/proc/self/ns/net',
+  ) {}
+
+  private async statPath(name: string, path: string): Promise<NetnsEntry | null> {
+    try {
+      const st = await stat(path, { bigint: true });
+      this.nsfsDev ??= (await stat(this.hostPath, { bigint: true })).dev;
+      // A file left behind by a failed `ip netns add` (no mount on it) is not a namespace.
+      if (st.dev !== this.nsfsDev) return null;
+      return { name, id: `${st.ino}-${st.ctimeNs}`, inode: st.ino.toString() };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+  }
+
+  async list(): Promise<NetnsEntry[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    // A name we could never address (or `host`, which we reserve) is skipped, not guessed at.
+    const entries = await Promise.all(
+      names.filter((n) => isNamespaceName(n) && n !== HOST).map((n) => this.statPath(n, join(this.dir, n))),
+    );
+    return entries.filter((e): e is NetnsEntry => e !== null);
+  }
+
+  stat(name: string): Promise<NetnsEntry | null> {
+    if (name === HOST) return this.statPath(HOST, this.hostPath);
+    if (!isNamespaceName(name)) return Promise.resolve(null);
+    return this.statPath(name, join(this.dir, name));
+  }
+}
+
+/** An in-memory directory for unit tests and the OpenAPI generator. */
+export class MemoryNetnsDirectory implements NetnsDirectory {
+  private readonly entries = new Map<string, NetnsEntry>();
+  private next = 4026532000;
+
+  constructor() {
+    this.add(HOST);
+  }
+
+  /** Makes a namespace appear (as `ip netns add` by anyone would). */
+  add(name: string): NetnsEntry {
+    const inode = String(this.next++);
+    const e = { name, id: `${inode}-${Date.now()}${this.next}`, inode };
+    this.entries.set(name, e);
+    return e;
+  }
+
+  remove(name: string): void {
+    this.entries.delete(name);
+  }
+
+  async list(): Promise<NetnsEntry[]> {
+    return [...this.entries.values()].filter((e) => e.name !== HOST);
+  }
+
+  async stat(name: string): Promise<NetnsEntry | null> {
+    return this.entries.get(name) ?? null;
+  }
+}

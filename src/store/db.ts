@@ -1,0 +1,74 @@
+/**
+ * The embedded store: one SQLite file in the data dir, WAL mode, schema migrations applied in
+ * order at open. netnsd's own facts live here (labels and ownership, audit, idempotency keys);
+ * the kernel stays the source of truth for what exists.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type Db = Database.Database;
+
+/** Each entry runs once, in order; the applied count is kept in `PRAGMA user_version`. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE namespaces (
+     name       TEXT PRIMARY KEY,
+     id         TEXT NOT NULL,
+     managed    INTEGER NOT NULL,
+     created_at TEXT,
+     labels     TEXT NOT NULL DEFAULT '{}'
+   );
+   CREATE TABLE audit (
+     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+     time        TEXT NOT NULL,
+     request_id  TEXT NOT NULL,
+     actor       TEXT NOT NULL,
+     action      TEXT NOT NULL,
+     method      TEXT NOT NULL,
+     path        TEXT NOT NULL,
+     namespace   TEXT,
+     status      INTEGER NOT NULL,
+     code        TEXT,
+     outcome     TEXT NOT NULL,
+     ops         TEXT NOT NULL,
+     duration_ms REAL NOT NULL
+   );
+   CREATE TABLE idempotency (
+     actor       TEXT NOT NULL,
+     key         TEXT NOT NULL,
+     fingerprint TEXT NOT NULL,
+     state       TEXT NOT NULL,
+     status      INTEGER,
+     headers     TEXT,
+     body        TEXT,
+     created_at  INTEGER NOT NULL,
+     PRIMARY KEY (actor, key)
+   );
+   CREATE INDEX idempotency_created ON idempotency (created_at);`,
+];
+
+/** Opens (creating when missing) `netnsd.db` in dataDir, or an in-memory store for `:memory:`. */
+export function openDb(dataDir: string): Db {
+  let file = ':memory:';
+  if (dataDir !== ':memory:') {
+    mkdirSync(dataDir, { recursive: true, mode: 0o750 });
+    file = join(dataDir, 'netnsd.db');
+  }
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  const applied = db.pragma('user_version', { simple: true }) as number;
+  for (let i = applied; i < MIGRATIONS.length; i++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[i]!);
+      db.pragma(`user_version = ${i + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { openDb } from '../../src/store/db.js';
+import { IdempotencyStore } from '../../src/store/idempotency-store.js';
+import { NamespaceRecords } from '../../src/store/namespace-records.js';
+import { AuditLog } from '../../src/store/audit-log.js';
+
+describe('IdempotencyStore', () => {
+  const make = (now: { t: number }) => new IdempotencyStore(openDb(':memory:'), 1000, () => now.t);
+
+  it('claims a new key, then replays its stored response for the same request', () => {
+    const now = { t: 0 };
+    const s = make(now);
+    expect(s.claim('ci', 'k1', 'fp')).toEqual({ kind: 'new' });
+    expect(s.claim('ci', 'k1', 'fp')).toEqual({ kind: 'in-progress' });
+    s.complete('ci', 'k1', { status: 201, headers: { location: '/x' }, body: '{"a":1}' });
+    expect(s.claim('ci', 'k1', 'fp')).toEqual({ kind: 'replay', response: { status: 201, headers: { location: '/x' }, body: '{"a":1}' } });
+  });
+
+  it('answers mismatch for the same key with another request', () => {
+    const s = make({ t: 0 });
+    s.claim('ci', 'k1', 'fp1');
+    s.complete('ci', 'k1', { status: 201, headers: {}, body: '' });
+    expect(s.claim('ci', 'k1', 'fp2')).toEqual({ kind: 'mismatch' });
+  });
+
+  it('keeps keys per actor', () => {
+    const s = make({ t: 0 });
+    s.claim('a', 'k', 'fp1');
+    expect(s.claim('b', 'k', 'fp2')).toEqual({ kind: 'new' });
+  });
+
+  it('forgets released and expired keys', () => {
+    const now = { t: 0 };
+    const s = make(now);
+    s.claim('ci', 'k1', 'fp');
+    s.release('ci', 'k1');
+    expect(s.claim('ci', 'k1', 'other')).toEqual({ kind: 'new' });
+    s.complete('ci', 'k1', { status: 200, headers: {}, body: '' });
+    now.t = 5000;
+    expect(s.claim('ci', 'k1', 'third')).toEqual({ kind: 'new' });
+    now.t = 10_000;
+    expect(s.expire()).toBe(1);
+  });
+});
+
+describe('NamespaceRecords', () => {
+  it('stores, updates and deletes records with their labels', () => {
+    const r = new NamespaceRecords(openDb(':memory:'));
+    r.put({ name: 'a', id: '1-2', managed: true, createdAt: '2026-01-01T00:00:00.000Z', labels: { x: 'y' } });
+    expect(r.get('a')).toEqual({ name: 'a', id: '1-2', managed: true, createdAt: '2026-01-01T00:00:00.000Z', labels: { x: 'y' } });
+    r.put({ name: 'a', id: '1-2', managed: true, createdAt: '2026-01-01T00:00:00.000Z', labels: {} });
+    expect(r.get('a')?.labels).toEqual({});
+    expect(r.all()).toHaveLength(1);
+    r.delete('a');
+    expect(r.get('a')).toBeUndefined();
+  });
+});
+
+describe('AuditLog', () => {
+  it('pages entries oldest first and prunes beyond retention', () => {
+    const log = new AuditLog(openDb(':memory:'), 150);
+    for (let i = 0; i < 200; i++) {
+      log.append({
+        time: new Date(0).toISOString(), requestId: `r${i}`, actor: 'unix', action: 'namespace.create', method: 'POST',
+        path: '/v1/namespaces', namespace: `n${i}`, status: 201, code: null, outcome: 'success', ops: [], durationMs: 1,
+      });
+    }
+    const first = log.page(0, 10);
+    expect(first.more).toBe(true);
+    // 200 appended, pruned at the 200th down to the newest 150.
+    expect(first.entries[0]?.requestId).toBe('r50');
+    const after = log.page(first.entries[9]!.seq, 1000);
+    expect(after.entries).toHaveLength(140);
+    expect(after.more).toBe(false);
+  });
+});
