@@ -25,8 +25,10 @@ import { installAudit } from './http/audit-hooks.js';
 import { installErrorHandlers } from './http/error-handler.js';
 import { installIdempotency } from './http/idempotency-hooks.js';
 import { installOpenApi } from './http/openapi.js';
+import { installRateLimit } from './http/rate-limit.js';
 import { systemApi } from './http/system-api.js';
 import { installValidators } from './http/validation.js';
+import { ProblemSchema } from './http/problem.js';
 
 export interface Services {
   readonly config: Config;
@@ -118,22 +120,23 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
     loggerInstance: s.log,
     bodyLimit: s.config.limits.bodyBytes,
     requestIdHeader: false,
-    requestIdLogLabel: 'requestId',
     genReqId: (req) => {
       const h = req.headers['x-request-id'];
       return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();
     },
-    disableRequestLogging: false,
     return503OnClosing: true,
     forceCloseConnections: false,
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
   }) as unknown as FastifyInstance;
 
   installValidators(app);
+  app.addSchema(ProblemSchema);
   installErrorHandlers(app);
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
+  // Bodies are JSON only (fastify would also take text/plain, which then fails as a schema error).
+  app.removeContentTypeParser('text/plain');
   // RFC 7396 merge patches are JSON; only PATCH takes them.
   app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
   app.addHook('preValidation', async (req) => {
@@ -143,6 +146,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
     }
   });
   installAuth(app, opts.trust);
+  installRateLimit(app, s.config.limits.requestsPerSecond);
   installIdempotency(app, s.idempotency);
   installAudit(app, s.audit);
   await installOpenApi(app);

@@ -40,6 +40,7 @@ function duration(defaultValue: string, description: string) {
 
 /** An octal permission string; setuid/setgid/sticky bits mean nothing on a socket, so three digits. */
 const SOCKET_MODE_PATTERN = '^0?[0-7]{3}$';
+const SOCKET_MODE_RE = new RegExp(SOCKET_MODE_PATTERN);
 
 function count(defaultValue: number, minimum: number, description: string) {
   return Type.Integer({ minimum, default: defaultValue, description });
@@ -86,9 +87,12 @@ export const ConfigSchema = Type.Object(
       examples: ['0660', '0600'],
     }),
     socketGroup: Type.Optional(
-      Type.Union([Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_.-]{0,31}$' }), Type.Integer({ minimum: 0, maximum: 4294967294 })], {
-        description: 'Group that owns the Unix sockets: a group name or a numeric gid. Unset: the group of the netnsd process.',
-        examples: ['netnsd', 1000],
+      Type.String({
+        // A name as useradd allows it, or a gid in digits. One string type for both, so users of
+        // the setting handle one type; in YAML a bare 1000 is a number and gets "must be a string".
+        pattern: '^(?:[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10})$',
+        description: 'Group that owns the Unix sockets: a group name or a numeric gid, as a string. Unset: the group of the netnsd process.',
+        examples: ['netnsd', '1000'],
       }),
     ),
     dataDir: Type.String({
@@ -406,8 +410,7 @@ function schemaMessage(e: ValueError): string {
       return examples ? `must be like ${listOf(examples)}` : `must match ${String(s.pattern)}`;
     case ValueErrorType.Union: {
       const options = (s.anyOf as Record<string, unknown>[]).map((o) => o.const);
-      if (options.every((o) => typeof o === 'string')) return `must be one of ${options.join(', ')}`;
-      return examples ? `must be like ${listOf(examples)}` : e.message;
+      return options.every((o) => typeof o === 'string') ? `must be one of ${options.join(', ')}` : e.message;
     }
     default:
       return e.message;
@@ -423,6 +426,22 @@ function schemaProblems(value: unknown, suffix: (path: string) => string): strin
     if (!seen.has(path) || e.type === ValueErrorType.ObjectRequiredProperty) seen.set(path, schemaMessage(e));
   }
   return [...seen].map(([path, message]) => `${path || '(top level)'}: ${message}${suffix(path)}`);
+}
+
+/**
+ * Fills in defaults where a setting is absent. Not TypeBox's Value.Default: that one merges a group's
+ * default object into whatever was given, so `audit: []` would silently become `audit: {}`; here a
+ * present value stays as written and a wrong type is reported by the schema.
+ */
+function withDefaults(schema: TSchema, value: unknown): unknown {
+  const v = value === undefined && 'default' in schema ? structuredClone(schema.default as unknown) : value;
+  if (schema.type !== 'object' || !isRecord(schema.properties) || !isRecord(v)) return v;
+  const out: Record<string, unknown> = { ...v };
+  for (const [key, sub] of Object.entries(schema.properties as Record<string, TSchema>)) {
+    const filled = withDefaults(sub, out[key]);
+    if (filled !== undefined) out[key] = filled;
+  }
+  return out;
 }
 
 /** Every duration setting (found by its schema, so a new one cannot be missed) with its value. */
@@ -470,7 +489,7 @@ function ruleProblems(v: Record<string, unknown>, readFile: (path: string) => st
       }
     });
   }
-  if (typeof v.socketMode === 'string' && new RegExp(SOCKET_MODE_PATTERN).test(v.socketMode) && (parseInt(v.socketMode, 8) & 0o002) !== 0) {
+  if (typeof v.socketMode === 'string' && SOCKET_MODE_RE.test(v.socketMode) && (parseInt(v.socketMode, 8) & 0o002) !== 0) {
     problems.push('socketMode: must not give every user write access (o+w): whoever can connect to the socket has full control');
   }
   for (const [path, text] of durationSettings(ConfigSchema, v, '')) {
@@ -597,7 +616,9 @@ export function loadConfig(opts: LoadConfigOptions): LoadConfigResult {
   const anchor = (base: string, p: unknown): unknown => (typeof p === 'string' && p !== '' && !isAbsolute(p) ? resolve(base, p) : p);
   for (const key of PATH_KEYS) if (key in settings) settings[key] = anchor(fileDir, settings[key]);
   if (isRecord(settings.tls)) {
-    settings.tls = { ...settings.tls, cert: anchor(fileDir, settings.tls.cert), key: anchor(fileDir, settings.tls.key) };
+    const tls: Record<string, unknown> = { ...settings.tls };
+    for (const part of ['cert', 'key']) if (part in tls) tls[part] = anchor(fileDir, tls[part]);
+    settings.tls = tls;
   }
 
   const origin: Record<OverridableKey, ConfigOrigin> = { listen: 'default', dataDir: 'default', tokensFile: 'default', logLevel: 'default' };
@@ -627,7 +648,7 @@ export function loadConfig(opts: LoadConfigOptions): LoadConfigResult {
     return '';
   };
 
-  const value = Value.Default(ConfigSchema, settings) as Record<string, unknown>;
+  const value = withDefaults(ConfigSchema, settings) as Record<string, unknown>;
   problems.push(...schemaProblems(value, suffix), ...ruleProblems(value, readFile, suffix));
   if (problems.length > 0) throw new ConfigError(problems, configFile);
   return { kind: 'run', config: value as Config, sources: { configFile, ...origin } };

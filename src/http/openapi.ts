@@ -1,39 +1,13 @@
 /**
  * The OpenAPI 3 document, generated from the endpoints' TypeBox schemas by @fastify/swagger.
- * Schemas with an `$id` are hoisted into `components.schemas` and referenced, so the document
- * names them. `openapi/openapi.json` is this document, written by scripts/gen-openapi.ts.
+ * Nested schemas with an `$id` become named components. `openapi/openapi.json` is this document,
+ * written by scripts/gen-openapi.ts.
  */
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 
 export const API_VERSION = '0.1.0';
-
-type Json = unknown;
-
-/** Replaces every object with an `$id` by a `$ref` to components.schemas, collecting them there. */
-export function hoistIds(doc: Record<string, unknown>): Record<string, unknown> {
-  const components = ((doc.components ??= {}) as Record<string, unknown>);
-  const schemas = ((components.schemas ??= {}) as Record<string, Json>);
-  const walk = (v: Json): Json => {
-    if (Array.isArray(v)) return v.map(walk);
-    if (v === null || typeof v !== 'object') return v;
-    const o = v as Record<string, Json>;
-    const out: Record<string, Json> = {};
-    for (const [k, x] of Object.entries(o)) if (k !== '$id') out[k] = walk(x);
-    const id = o.$id;
-    if (typeof id === 'string') {
-      schemas[id] ??= out;
-      return { $ref: `#/components/schemas/${id}` };
-    }
-    return out;
-  };
-  const paths = walk(doc.paths);
-  const hoisted = walk(schemas) as Record<string, Json>;
-  // Sort for a stable document (so the committed copy diffs cleanly).
-  components.schemas = Object.fromEntries(Object.keys(hoisted).sort().map((k) => [k, hoisted[k]]));
-  return { ...doc, paths };
-}
 
 export async function installOpenApi(app: FastifyInstance): Promise<void> {
   await app.register(swagger, {
@@ -54,10 +28,8 @@ export async function installOpenApi(app: FastifyInstance): Promise<void> {
         { name: 'system', description: 'Health, capabilities, audit' },
       ],
     },
-    transformObject: (documentObject) => {
-      if (!('openapiObject' in documentObject)) return documentObject.swaggerObject;
-      return hoistIds(documentObject.openapiObject as Record<string, unknown>) as typeof documentObject.openapiObject;
-    },
+    // Name components after the schemas' `$id`s instead of def-0, def-1, ...
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: false } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

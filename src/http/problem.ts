@@ -55,9 +55,34 @@ export function toProblem(err: AppError, instance: string, requestId: string): P
   };
 }
 
-/** The error responses every endpoint may answer, for the OpenAPI document. */
-export function problemResponses(...statuses: number[]): Record<number, typeof ProblemSchema> {
-  const out: Record<number, typeof ProblemSchema> = {};
-  for (const s of [400, 401, 403, 500, 503, ...statuses]) out[s] = ProblemSchema;
+const STATUS_TEXT: Record<number, string> = {
+  400: 'The request is not valid',
+  401: 'No valid bearer token',
+  403: 'Not allowed for this token, or protected',
+  404: 'Not found',
+  409: 'Conflicts with the current state',
+  413: 'Body too large',
+  415: 'Unsupported body media type',
+  422: 'Valid, but cannot be done',
+  429: 'Too many requests',
+  500: 'Unexpected error',
+  503: 'Unavailable or busy; see retryable',
+  504: 'A system operation timed out',
+};
+
+/** A reference to the Problem schema, which the app registers once (app.addSchema). */
+export const ProblemRef = Type.Unsafe<Problem>({ $ref: 'Problem#' });
+
+export interface ProblemResponse {
+  readonly description: string;
+  readonly content: { readonly 'application/problem+json': { readonly schema: typeof ProblemRef } };
+}
+
+/** The error responses an endpoint may answer (always 400, 401, 403, 429, 500, 503), for validation and OpenAPI. */
+export function problemResponses(...statuses: number[]): Record<number, ProblemResponse> {
+  const out: Record<number, ProblemResponse> = {};
+  for (const s of [400, 401, 403, 429, 500, 503, ...statuses].sort()) {
+    out[s] = { description: STATUS_TEXT[s] ?? 'Error', content: { 'application/problem+json': { schema: ProblemRef } } };
+  }
   return out;
 }

@@ -9,6 +9,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isNamespaceName } from '../names.js';
 import { HOST } from '../executor/ops.js';
+import type { FakeKernel } from '../executor/fake-executor.js';
 
 export interface NetnsEntry {
   readonly name: string;
@@ -70,32 +71,33 @@ export class KernelNetnsDirectory implements NetnsDirectory {
   }
 }
 
-/** An in-memory directory for unit tests and the OpenAPI generator. */
-export class MemoryNetnsDirectory implements NetnsDirectory {
-  private readonly entries = new Map<string, NetnsEntry>();
+/**
+ * The directory of a FakeKernel (unit tests, the OpenAPI generator): its namespaces, each with an
+ * id that changes when a name is made again, as the kernel's does.
+ */
+export class FakeKernelDirectory implements NetnsDirectory {
+  private readonly ids = new WeakMap<object, NetnsEntry>();
   private next = 4026532000;
 
-  constructor() {
-    this.add(HOST);
-  }
+  constructor(private readonly kernel: FakeKernel) {}
 
-  /** Makes a namespace appear (as `ip netns add` by anyone would). */
-  add(name: string): NetnsEntry {
-    const inode = String(this.next++);
-    const e = { name, id: `${inode}-${Date.now()}${this.next}`, inode };
-    this.entries.set(name, e);
+  private entryOf(name: string): NetnsEntry | null {
+    const ns = name === HOST ? this.kernel : this.kernel.namespace(name);
+    if (!ns) return null;
+    let e = this.ids.get(ns);
+    if (!e) {
+      const inode = String(this.next++);
+      e = { name, id: `${inode}-${1764600000000000000n + BigInt(this.next)}`, inode };
+      this.ids.set(ns, e);
+    }
     return e;
   }
 
-  remove(name: string): void {
-    this.entries.delete(name);
-  }
-
   async list(): Promise<NetnsEntry[]> {
-    return [...this.entries.values()].filter((e) => e.name !== HOST);
+    return this.kernel.namespaceNames().map((n) => this.entryOf(n)!);
   }
 
   async stat(name: string): Promise<NetnsEntry | null> {
-    return this.entries.get(name) ?? null;
+    return this.entryOf(name);
   }
 }

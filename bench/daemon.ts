@@ -1,0 +1,201 @@
+/**
+ * The real daemon as a child process, as a user would run it: a TCP listener on a free loopback
+ * port, a bearer token with the admin scope, and a fresh data directory (so one method's store
+ * does not carry into the next). Its stdout (pino JSON lines) is read until the `listening` line
+ * names the port, and drained to a log file afterwards — an unread pipe would fill and stall the
+ * daemon's logging.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, readdirSync, statSync, type WriteStream } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { AbortedError } from './proc.js';
+
+export const REPO = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
+
+/** One parsed log line; `raw` is the line as the daemon wrote it. */
+export interface LogLine {
+  readonly level?: number;
+  readonly msg?: string;
+  readonly requestId?: string | undefined;
+  /** fastify's "incoming request" line carries the method; "request completed" the time (ms). */
+  readonly method?: string | undefined;
+  readonly responseTime?: number | undefined;
+  readonly raw: string;
+}
+
+const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** Newest mtime of any file under dir (0 when it has none). */
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/**
+ * How to start the daemon: the compiled `dist/main.js` when it exists and is newer than every file
+ * under src/ (what `npm start` runs: no compile at startup), otherwise `src/main.ts` through tsx's
+ * loader (always what is in the tree right now). The timed phases run after startup, so either
+ * way the per-request cost is the same code; only the startup time differs.
+ */
+export function daemonEntry(): { args: string[]; label: string } {
+  const dist = join(REPO, 'dist', 'main.js');
+  if (existsSync(dist) && statSync(dist).mtimeMs > newestMtime(join(REPO, 'src'))) {
+    return { args: [dist], label: 'node dist/main.js' };
+  }
+  return { args: ['--import', 'tsx', join(REPO, 'src', 'main.ts')], label: 'node --import tsx src/main.ts' };
+}
+
+export class Daemon {
+  private exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  private constructor(
+    private readonly child: ChildProcess,
+    /** Every line the daemon logged so far, and those at level warn (40) or above. */
+    readonly lines: LogLine[],
+    readonly warnings: LogLine[],
+    private readonly log: WriteStream,
+    readonly url: string,
+    readonly token: string,
+    readonly dir: string,
+    readonly logFile: string,
+    readonly startupMs: number,
+    readonly entry: string,
+    exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>,
+  ) {
+    this.exited = exited.then((x) => (this.exitInfo = x));
+  }
+
+  /** Whether the daemon has exited (it should not, until stop()). */
+  get exit(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
+    return this.exitInfo;
+  }
+
+  /**
+   * The daemon's own time per request (fastify's `responseTime`: from the request's arrival to
+   * its answer), for requests of this method — what the server spent, without the client side.
+   */
+  responseTimes(method: string): number[] {
+    const byId = new Map<string, string>();
+    for (const l of this.lines) if (l.method && l.requestId) byId.set(l.requestId, l.method);
+    return this.lines.filter((l) => l.responseTime !== undefined && l.requestId && byId.get(l.requestId) === method).map((l) => l.responseTime!);
+  }
+
+  /** The daemon's log lines that carry this request id. */
+  linesFor(requestId: string): string[] {
+    return this.lines.filter((l) => l.requestId === requestId).map((l) => l.raw);
+  }
+
+  /** Starts the daemon and resolves once it listens; rejects with its output if it does not. */
+  static async start(opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Daemon> {
+    const dir = await mkdtemp(join(tmpdir(), 'netnsd-bench-'));
+    const token = randomBytes(16).toString('hex');
+    const tokensFile = join(dir, 'tokens.json');
+    await writeFile(tokensFile, JSON.stringify({ tokens: [{ name: 'bench', token, scopes: ['admin'] }] }), { mode: 0o600 });
+    const dataDir = join(dir, 'data');
+    const logFile = join(dir, 'daemon.log');
+    const log = createWriteStream(logFile);
+    const entry = daemonEntry();
+
+    const t0 = performance.now();
+    const child = spawn(
+      process.execPath,
+      [...entry.args, '--listen', 'tcp://127.0.0.1:0', '--tokens', tokensFile, '--data-dir', dataDir, '--log-level', 'info'],
+      { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
+    );
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.on('close', (code, signal) => resolve({ code, signal })),
+    );
+    const stderr: string[] = [];
+    child.stderr!.on('data', (b: Buffer) => {
+      stderr.push(b.toString('utf8'));
+      log.write(b);
+    });
+
+    const all: LogLine[] = [];
+    const warnings: LogLine[] = [];
+    let onListening: ((url: string) => void) | undefined;
+    createInterface({ input: child.stdout!, crlfDelay: Infinity }).on('line', (raw) => {
+      log.write(`${raw}\n`);
+      let line: LogLine = { raw };
+      try {
+        const j = JSON.parse(raw) as Record<string, unknown>;
+        // fastify labels the request id `reqId` unless told otherwise; netnsd's problem bodies and
+        // audit records call it `requestId`. Accept either label.
+        const rid = typeof j.requestId === 'string' ? j.requestId : typeof j.reqId === 'string' ? j.reqId : undefined;
+        line = {
+          raw,
+          level: num(j.level),
+          msg: str(j.msg),
+          requestId: rid,
+          responseTime: num(j.responseTime),
+          method: str((j.req as { method?: unknown } | undefined)?.method),
+        };
+        if (j.msg === 'listening' && typeof j.url === 'string' && j.url.startsWith('tcp://')) onListening?.(j.url);
+      } catch {
+        // not JSON: kept as raw text
+      }
+      all.push(line);
+      if ((line.level ?? 0) >= 40) warnings.push(line);
+    });
+
+    const timeoutMs = opts.timeoutMs ?? 60_000;
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        onListening = resolve;
+        const tail = () => {
+          const out = all.slice(-10).map((l) => l.raw);
+          const err = stderr.join('').trim().split('\n').slice(-15);
+          return [...out, ...err].map((s) => `    ${s}`).join('\n');
+        };
+        void exited.then(({ code, signal }) =>
+          reject(new Error(`the daemon (${entry.label}) exited (${signal ?? code}) before listening:\n${tail()}`)),
+        );
+        child.on('error', reject);
+        timer = setTimeout(() => reject(new Error(`the daemon did not log "listening" within ${timeoutMs} ms:\n${tail()}`)), timeoutMs);
+        onAbort = () => reject(new AbortedError());
+        opts.signal?.addEventListener('abort', onAbort, { once: true });
+      });
+      // The line reader keeps appending to `all` and `warnings`, which the instance holds.
+      return new Daemon(child, all, warnings, log, url, token, dir, logFile, performance.now() - t0, entry.label, exited);
+    } catch (e) {
+      child.kill('SIGTERM');
+      await exited;
+      log.end();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) opts.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Stops the daemon as an operator would (SIGTERM: it closes listeners and drains started work)
+   * and waits for it to exit; SIGKILL after timeoutMs. Resolves with how it exited.
+   */
+  async stop(timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number; killed: boolean }> {
+    const t0 = performance.now();
+    let killed = false;
+    if (!this.exitInfo) {
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        killed = true;
+        this.child.kill('SIGKILL');
+      }, timeoutMs);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    await new Promise<void>((r) => this.log.end(r));
+    return { ...this.exitInfo!, ms: performance.now() - t0, killed };
+  }
+}

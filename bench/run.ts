@@ -1,0 +1,132 @@
+/**
+ * Benchmarks of netnsd against iproute2, run in the same process on the same machine so the
+ * figures compare. Needs root (it creates network namespaces).
+ *
+ *   npm run bench -- namespaces [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
+ *
+ * Progress goes to stderr; the Markdown table (or, with --json, the JSON report) to stdout.
+ * Exit status: 0 all methods passed, 1 a method failed, 2 bad usage, 130 interrupted.
+ * Ctrl-C (or SIGTERM) stops the running method, waits for its processes to exit, and removes
+ * every `nnb-<pid>-*` namespace this run made.
+ */
+import { parseArgs } from 'node:util';
+import { benchNamespaces, METHOD_IDS, type MethodId, toMarkdown } from './namespaces.js';
+import { runPrefix, sweep } from './netns.js';
+
+const USAGE = `Usage: npm run bench -- namespaces [options]
+
+Creates and deletes N network namespaces (loopback up, nsid set) four ways and prints the times:
+  (a) a bash script, one ip process per step   (b) one ip -batch file
+  (c) netnsd over HTTP, --clients callers      (d) netnsd over HTTP, one caller
+
+Options:
+  --n N            namespaces per method (default 200)
+  --clients C      concurrent HTTP clients of (c) (default 16)
+  --methods LIST   which methods to run, e.g. a,b (default a,b,c,d)
+  --json           print the report as JSON instead of Markdown
+  -h, --help       this text
+`;
+
+class UsageError extends Error {}
+
+function positiveInt(name: string, v: string | undefined, dflt: number, max: number): number {
+  if (v === undefined) return dflt;
+  if (!/^[0-9]+$/.test(v) || Number(v) < 1 || Number(v) > max) throw new UsageError(`--${name} must be an integer 1-${max}, not '${v}'`);
+  return Number(v);
+}
+
+function parse(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      n: { type: 'string' },
+      clients: { type: 'string' },
+      methods: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) return { help: true as const };
+  const [bench, ...rest] = positionals;
+  if (bench !== 'namespaces') throw new UsageError(bench ? `unknown benchmark '${bench}'` : 'name a benchmark: namespaces');
+  if (rest.length) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`);
+  const methods = (values.methods ?? METHOD_IDS.join(',')).split(',').map((m) => m.trim());
+  const bad = methods.filter((m) => !(METHOD_IDS as readonly string[]).includes(m));
+  if (bad.length || methods.length === 0) throw new UsageError(`--methods takes a comma-separated subset of ${METHOD_IDS.join(',')}`);
+  return {
+    help: false as const,
+    // Names are `nnb-<pid>-<method><index>`: well under the daemon's 64-character limit.
+    n: positiveInt('n', values.n, 200, 100_000),
+    clients: positiveInt('clients', values.clients, 16, 1024),
+    methods: [...new Set(methods)] as MethodId[],
+    json: values.json,
+  };
+}
+
+async function main(): Promise<number> {
+  let args;
+  try {
+    args = parse(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n\n${USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: needs root (it creates network namespaces)\n');
+    return 2;
+  }
+
+  // The first signal stops the run cleanly (children are stopped and waited for, then the sweep
+  // runs); further ones are ignored, so the sweep itself is not cut short.
+  const ac = new AbortController();
+  let firstSignalAt = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (ac.signal.aborted) {
+      // Ctrl-C reaches us twice at once under tsx (from the terminal and relayed by tsx): quiet.
+      if (Date.now() - firstSignalAt > 500) process.stderr.write(`bench: ${sig} again; still cleaning up\n`);
+      return;
+    }
+    firstSignalAt = Date.now();
+    process.stderr.write(`bench: ${sig}: stopping and removing this run's namespaces\n`);
+    ac.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let code: number;
+  try {
+    const report = await benchNamespaces({
+      n: args.n,
+      clients: args.clients,
+      methods: args.methods,
+      signal: ac.signal,
+      progress: (line) => process.stderr.write(`bench: ${line}\n`),
+    });
+    process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : toMarkdown(report));
+    code = report.aborted ? 130 : report.results.every((r) => r.ok) ? 0 : 1;
+  } catch (e) {
+    process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`);
+    code = ac.signal.aborted ? 130 : 1;
+  }
+  // Whatever happened above, nothing of this run stays behind.
+  const s = await sweep(runPrefix());
+  if (s.removed.length) process.stderr.write(`bench: removed ${s.removed.length} namespaces of this run\n`);
+  if (s.failed.length) {
+    process.stderr.write(`bench: could not remove: ${s.failed.join('; ')}\n`);
+    return code === 0 ? 1 : code;
+  }
+  return code;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

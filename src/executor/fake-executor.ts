@@ -1,0 +1,209 @@
+/**
+ * Executors for unit tests (no root, no processes), after undici's MockAgent: scripted replies
+ * consumed in order, repeatable defaults, a call history, and a check that nothing scripted was
+ * left unused. `FakeExecutor.kernel()` adds an in-memory model of namespaces for service tests
+ * and the OpenAPI generator.
+ *
+ * Neither calls `ctx.record`: the pool records ops an executor does not record itself.
+ */
+import { AppError } from '../errors/app-error.js';
+import { commandsFor } from './argv.js';
+import type { Executor } from './executor.js';
+import { HOST, type Op, type OpKind, type OpOf, type OpResults, type ResultOf } from './ops.js';
+
+/** A reply: the result, an AppError to reject with, or a function of the op giving either (or a promise of the result). */
+export type FakeReply<K extends OpKind> =
+  | OpResults[K]
+  | AppError
+  | ((op: OpOf<K>) => OpResults[K] | AppError | Promise<OpResults[K]>);
+
+/** Which ops an expectation takes: fields that must be equal (===), or a predicate. */
+export type FakeMatcher<K extends OpKind> = Partial<OpOf<K>> | ((op: OpOf<K>) => boolean);
+
+export interface FakeExecutorOptions {
+  /** Wait this long (ms) before answering each op, e.g. to make ops overlap in pool tests. */
+  readonly delayMs?: number | ((op: Op) => number);
+}
+
+interface Expectation {
+  readonly kind: OpKind;
+  readonly matcher: FakeMatcher<OpKind> | undefined;
+  readonly reply: FakeReply<OpKind>;
+}
+
+export class FakeExecutor implements Executor {
+  /** Every op run, in the order run() was called. */
+  readonly calls: Op[] = [];
+  /** When set, ping() rejects with it. */
+  pingError: AppError | undefined;
+  private readonly expectations: Expectation[] = [];
+  private readonly defaults = new Map<OpKind, FakeReply<OpKind>>();
+  private readonly delayMs: FakeExecutorOptions['delayMs'];
+  private isClosed = false;
+
+  constructor(options: FakeExecutorOptions = {}) {
+    this.delayMs = options.delayMs;
+  }
+
+  /** A FakeExecutor that also simulates namespaces (see FakeKernel). */
+  static kernel(options: FakeExecutorOptions = {}): FakeKernel {
+    return new FakeKernel(options);
+  }
+
+  /**
+   * Scripts one reply for the next op of `kind` (matching `matcher`). Expectations are consumed
+   * in the order they were added; the first unused one that matches answers.
+   */
+  expect<K extends OpKind>(kind: K, reply?: FakeReply<K>): this;
+  expect<K extends OpKind>(kind: K, matcher: FakeMatcher<K> | undefined, reply: FakeReply<K>): this;
+  expect<K extends OpKind>(kind: K, ...rest: [FakeReply<K>?] | [FakeMatcher<K> | undefined, FakeReply<K>]): this {
+    const [matcher, reply] = rest.length === 2 ? rest : [undefined, rest[0]];
+    this.expectations.push({ kind, matcher: matcher as FakeMatcher<OpKind> | undefined, reply: reply as FakeReply<OpKind> });
+    return this;
+  }
+
+  /** The reply for every op of `kind` that no expectation takes. */
+  default<K extends OpKind>(kind: K, reply: FakeReply<K>): this {
+    this.defaults.set(kind, reply as FakeReply<OpKind>);
+    return this;
+  }
+
+  /** Throws when a scripted reply was never used. */
+  assertDone(): void {
+    if (this.expectations.length > 0) {
+      const left = this.expectations.map((e) => (e.matcher && typeof e.matcher === 'object' ? `${e.kind} ${JSON.stringify(e.matcher)}` : e.kind));
+      throw new Error(`FakeExecutor: ${left.length} scripted replies were not used: ${left.join(', ')}`);
+    }
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  async run<O extends Op>(op: O): Promise<ResultOf<O>> {
+    if (this.isClosed) throw new AppError('EXECUTOR_UNAVAILABLE', 'the executor is closed');
+    this.calls.push(op);
+    // The reply is chosen now, so scripted order is call order even when delays overlap.
+    const i = this.expectations.findIndex((e) => e.kind === op.kind && matches(e.matcher, op));
+    const scripted = i >= 0 || this.defaults.has(op.kind);
+    const reply = i >= 0 ? this.expectations.splice(i, 1)[0]?.reply : this.defaults.get(op.kind);
+    const delay = typeof this.delayMs === 'function' ? this.delayMs(op) : this.delayMs;
+    if (delay) await new Promise((r) => setTimeout(r, delay));
+    if (!scripted) return this.simulate(op) as ResultOf<O>;
+    const value = typeof reply === 'function' ? await (reply as (op: Op) => unknown)(op) : reply;
+    if (value instanceof AppError) throw value;
+    return value as ResultOf<O>;
+  }
+
+  async ping(): Promise<void> {
+    if (this.pingError) throw this.pingError;
+  }
+
+  async close(): Promise<void> {
+    this.isClosed = true;
+  }
+
+  /** Answers ops nothing was scripted for; the plain fake has no answer. */
+  protected simulate(op: Op): unknown {
+    throw new AppError('INTERNAL', `FakeExecutor: no reply scripted for ${op.kind}`);
+  }
+}
+
+function matches(matcher: FakeMatcher<OpKind> | undefined, op: Op): boolean {
+  if (matcher === undefined) return true;
+  if (typeof matcher === 'function') return (matcher as (op: Op) => boolean)(op);
+  return Object.entries(matcher).every(([k, v]) => (op as unknown as Record<string, unknown>)[k] === v);
+}
+
+/** One simulated namespace. */
+export interface FakeNamespace {
+  nsid: number;
+  pids: number[];
+  links: string[];
+  loopbackUp: boolean;
+}
+
+/**
+ * Namespaces in memory, with the real executor's error codes: NAMESPACE_EXISTS on adding a name
+ * twice, NAMESPACE_NOT_FOUND for a missing one, INTERNAL for a name argv.ts would refuse.
+ * Probes answer "supported". Scripted expectations and defaults still take precedence, so a test
+ * can make one op fail.
+ */
+export class FakeKernel extends FakeExecutor {
+  private readonly namespaces = new Map<string, FakeNamespace>();
+  private nextNsid = 0;
+  /** Links of the root namespace (`host`). */
+  hostLinks: string[] = ['lo', 'eth0'];
+
+  /** Adds a namespace as if something else had made it (unmanaged, no nsid unless given). */
+  addNamespace(name: string, init: Partial<FakeNamespace> = {}): this {
+    this.namespaces.set(name, { nsid: -1, pids: [], links: ['lo'], loopbackUp: false, ...init });
+    return this;
+  }
+
+  setPids(name: string, pids: readonly number[]): this {
+    this.get(name).pids = [...pids];
+    return this;
+  }
+
+  /** The simulated namespace, or undefined. */
+  namespace(name: string): Readonly<FakeNamespace> | undefined {
+    return this.namespaces.get(name);
+  }
+
+  namespaceNames(): string[] {
+    return [...this.namespaces.keys()].sort();
+  }
+
+  protected override simulate(op: Op): unknown {
+    commandsFor(op); // the real executor's name checks
+    switch (op.kind) {
+      case 'netns.add':
+        if (this.namespaces.has(op.ns)) throw new AppError('NAMESPACE_EXISTS', `namespace "${op.ns}" already exists`);
+        this.addNamespace(op.ns);
+        return undefined;
+      case 'netns.delete':
+        this.get(op.ns);
+        this.namespaces.delete(op.ns);
+        return undefined;
+      case 'netns.assignNsid': {
+        const ns = this.get(op.ns);
+        if (ns.nsid < 0) ns.nsid = this.nextNsid++;
+        return { nsid: ns.nsid };
+      }
+      case 'netns.getNsid':
+        return { nsid: this.get(op.ns).nsid };
+      case 'netns.loopbackUp':
+        this.get(op.ns).loopbackUp = true;
+        return undefined;
+      case 'netns.linkNames':
+        return { names: op.ns === HOST ? [...this.hostLinks] : [...this.get(op.ns).links] };
+      case 'netns.pids':
+        return { pids: [...this.get(op.ns).pids] };
+      case 'netns.killPids': {
+        const ns = this.get(op.ns);
+        ns.pids = ns.pids.filter((p) => !op.pids.includes(p));
+        return undefined;
+      }
+      case 'probe.tools':
+        return { ip: '6.1.0', tc: '6.1.0', nft: '1.0.6' };
+      case 'probe.linkKind':
+      case 'probe.linkFeature':
+      case 'probe.qdisc':
+      case 'probe.classifier':
+      case 'probe.nftables':
+        this.get(op.ns);
+        return { supported: true };
+      default: {
+        const never: never = op;
+        return never;
+      }
+    }
+  }
+
+  private get(name: string): FakeNamespace {
+    const ns = this.namespaces.get(name);
+    if (!ns) throw new AppError('NAMESPACE_NOT_FOUND', `namespace "${name}" does not exist`);
+    return ns;
+  }
+}

@@ -1,0 +1,371 @@
+/**
+ * The real backend. Where each op goes, fastest first:
+ *
+ * - netns.add / netns.delete: one long-lived root `ip -force -batch -` worker (no spawn per op).
+ *   It may both create and delete: `netns add` leaves no fd behind in the worker (measured,
+ *   iproute2 6.1), so it never pins what it created.
+ * - netns.assignNsid / getNsid / loopbackUp / linkNames: the native addon (native/netns.c), in
+ *   microseconds; without it, one-shot spawns of the argv.ts commands.
+ * - netns.pids / killPids: /proc and signals, in-process.
+ * - probe.*: one-shot spawns (startup only); a tool's refusal is an answer, not an error.
+ *
+ * Only this file and batch-worker.ts start processes.
+ */
+import { existsSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { AppError, isAppError } from '../errors/app-error.js';
+import { type Command, commandsFor, parseLinkNames, parseNetnsList, parseToolVersion, spawnArgv } from './argv.js';
+import { BatchWorker, type Logger, silentLogger, TOOL_ENV } from './batch-worker.js';
+import { classify, classifyNative, classifySpawnError } from './classify.js';
+import type { Executor, OpContext } from './executor.js';
+import { HOST, type Op, type OpResults, type ProbeResult, type ResultOf, type ToolVersions, opNamespace } from './ops.js';
+
+export type { Logger } from './batch-worker.js';
+
+export interface Iproute2ExecutorOptions {
+  /** One op (a batch line or a spawn) taking longer fails with EXECUTOR_TIMEOUT. Default 30 s. */
+  readonly opTimeoutMs?: number;
+  /** Root batch worker: start a fresh process after this many requests. Default 100. */
+  readonly recycleAfter?: number;
+  /** Use the native addon: `true` = must load, `false` = never, `'auto'` (default) = when it loads. */
+  readonly native?: boolean | 'auto';
+  /** netns.killPids gives up (INTERNAL) when processes are still inside after this. Default 2 s. */
+  readonly killWaitMs?: number;
+  readonly log?: Logger;
+}
+
+/** native/netns.c. Paths are /run/netns/NAME, or /proc/self/ns/net for our own namespace. */
+interface NetnsAddon {
+  loopbackUp(path: string): void;
+  linkNames(path: string): string[];
+  assignNsid(path: string): number;
+  getNsid(path: string): number;
+}
+
+/** Stdout/stderr kept from a one-shot spawn. */
+const MAX_OUTPUT = 4 * 1024 * 1024;
+const KILL_POLL_MS = 20;
+
+/** Probe failures that make the probe's answer meaningless: thrown, not reported as "unsupported". */
+const PROBE_FATAL = new Set(['NAMESPACE_NOT_FOUND', 'PRIVILEGE_REQUIRED']);
+
+interface Spawned {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export class Iproute2Executor implements Executor {
+  /** Whether the native addon is in use (reported in capabilities). */
+  readonly nativeAvailable: boolean;
+  private readonly native: NetnsAddon | undefined;
+  private readonly root: BatchWorker;
+  private readonly log: Logger;
+  private readonly opTimeoutMs: number;
+  private readonly killWaitMs: number;
+  /** Pids of our one-shot children, never reported as a namespace's processes. */
+  private readonly children = new Set<number>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private closing: Promise<void> | undefined;
+
+  constructor(options: Iproute2ExecutorOptions = {}) {
+    this.log = options.log ?? silentLogger;
+    this.opTimeoutMs = options.opTimeoutMs ?? 30_000;
+    this.killWaitMs = options.killWaitMs ?? 2_000;
+    this.native = loadNative(options.native ?? 'auto', this.log);
+    this.nativeAvailable = this.native !== undefined;
+    this.root = new BatchWorker({ tool: 'ip', timeoutMs: this.opTimeoutMs, recycleAfter: options.recycleAfter ?? 100, log: this.log });
+  }
+
+  run<O extends Op>(op: O, ctx: OpContext = {}): Promise<ResultOf<O>> {
+    if (this.closing) return Promise.reject(new AppError('EXECUTOR_UNAVAILABLE', 'the executor is closing'));
+    const work = this.runRecorded(op, ctx);
+    this.inFlight.add(work);
+    void work.catch(() => {}).finally(() => this.inFlight.delete(work));
+    return work;
+  }
+
+  /** Answers when the root batch worker answers a sentinel (starting it if needed). */
+  async ping(): Promise<void> {
+    if (this.closing) throw new AppError('EXECUTOR_UNAVAILABLE', 'the executor is closing');
+    await this.root.ping();
+  }
+
+  /** Refuses new work, waits for the ops in flight, then lets the workers exit. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled([...this.inFlight]);
+      await this.root.close();
+    })();
+    return this.closing;
+  }
+
+  /** Runs op and records it once (argv actually run: empty for in-process work). */
+  private async runRecorded<O extends Op>(op: O, ctx: OpContext): Promise<ResultOf<O>> {
+    const argv: string[][] = [];
+    const started = performance.now();
+    const rec = (ok: boolean, code?: AppError['code']): void =>
+      ctx.record?.({ kind: op.kind, ns: opNamespace(op), argv, ok, ...(code ? { code } : {}), durationMs: performance.now() - started });
+    try {
+      const result = (await this.dispatch(op, argv)) as ResultOf<O>;
+      rec(true);
+      return result;
+    } catch (e) {
+      const err = isAppError(e) ? e : new AppError('INTERNAL', `${op.kind} failed`, { cause: e });
+      rec(false, err.code);
+      throw err;
+    }
+  }
+
+  private async dispatch(op: Op, argv: string[][]): Promise<OpResults[Op['kind']]> {
+    // Every op's names are checked here, whichever path serves it.
+    const commands = commandsFor(op);
+    switch (op.kind) {
+      case 'netns.add':
+      case 'netns.delete':
+        return this.batch(commands, op, argv);
+      case 'netns.assignNsid':
+        if (this.native) return { nsid: this.nativeCall(op, (n) => n.assignNsid(nsPath(op.ns))) };
+        return { nsid: await this.assignNsidSpawned(op, argv) };
+      case 'netns.getNsid':
+        if (this.native) return { nsid: this.nativeCall(op, (n) => n.getNsid(nsPath(op.ns))) };
+        return { nsid: await this.getNsidSpawned(op, argv) };
+      case 'netns.loopbackUp':
+        if (this.native) return this.nativeCall(op, (n) => n.loopbackUp(nsPath(op.ns)));
+        await this.oneShot(only(commands), op, argv);
+        return;
+      case 'netns.linkNames':
+        if (this.native) return { names: this.nativeCall(op, (n) => n.linkNames(nsPath(op.ns))) };
+        return { names: parseLinkNames(await this.oneShot(only(commands), op, argv)) };
+      case 'netns.pids':
+        return { pids: await this.pidsIn(op) };
+      case 'netns.killPids':
+        return this.killPids(op);
+      case 'probe.tools':
+        return this.toolVersions(commands, op, argv);
+      case 'probe.linkKind':
+      case 'probe.linkFeature':
+      case 'probe.qdisc':
+      case 'probe.classifier':
+      case 'probe.nftables':
+        return this.probe(commands, op, argv);
+      default: {
+        const never: never = op;
+        throw new AppError('INTERNAL', 'unknown op', { cause: never });
+      }
+    }
+  }
+
+  private async batch(commands: readonly Command[], op: Op, argv: string[][]): Promise<void> {
+    for (const cmd of commands) {
+      argv.push([...spawnArgv(cmd)]);
+      const r = await this.root.submit(cmd.args);
+      if (!r.ok) throw classify(r.stderr, null, op);
+    }
+  }
+
+  private nativeCall<T>(op: Op, call: (addon: NetnsAddon) => T): T {
+    try {
+      return call(this.native as NetnsAddon);
+    } catch (e) {
+      throw classifyNative(e, op);
+    }
+  }
+
+  private async getNsidSpawned(op: Extract<Op, { kind: 'netns.getNsid' | 'netns.assignNsid' }>, argv: string[][]): Promise<number> {
+    const list = only(commandsFor({ kind: 'netns.getNsid', ns: op.ns }));
+    const nsid = parseNetnsList(await this.oneShot(list, op, argv), op.ns);
+    if (nsid === undefined) throw new AppError('NAMESPACE_NOT_FOUND', `namespace "${op.ns}" does not exist`);
+    return nsid;
+  }
+
+  /** Read first: `ip netns set NAME auto` fails ("Peer netns already has a nsid assigned") when it has one. */
+  private async assignNsidSpawned(op: Extract<Op, { kind: 'netns.assignNsid' }>, argv: string[][]): Promise<number> {
+    const nsid = await this.getNsidSpawned(op, argv);
+    if (nsid >= 0) return nsid;
+    await this.oneShot(only(commandsFor(op)), op, argv);
+    return this.getNsidSpawned(op, argv);
+  }
+
+  /** Processes whose network namespace is the one bound at /run/netns/NAME (same nsfs inode). */
+  private async pidsIn(op: Extract<Op, { ns: string }>): Promise<number[]> {
+    const target = await this.nsInode(op);
+    const own = new Set([process.pid, ...this.root.pids, ...this.children]);
+    const entries = await readdir('/proc');
+    const found = await Promise.all(
+      entries.map(async (e) => {
+        const pid = Number(e);
+        if (!Number.isInteger(pid) || own.has(pid)) return undefined;
+        return (await isInside(pid, target)) ? pid : undefined;
+      }),
+    );
+    return found.filter((p): p is number => p !== undefined).sort((a, b) => a - b);
+  }
+
+  /**
+   * SIGKILL each pid that is (still) inside the namespace, then wait until none is. A pid that is
+   * no longer inside is left alone: it may have been reused by an unrelated process.
+   */
+  private async killPids(op: Extract<Op, { kind: 'netns.killPids' }>): Promise<void> {
+    const target = await this.nsInode(op);
+    const own = new Set([process.pid, ...this.root.pids, ...this.children]);
+    for (const pid of op.pids) {
+      if (!Number.isInteger(pid) || pid <= 1 || own.has(pid)) throw new AppError('INTERNAL', 'refusing to kill this pid', { cause: pid });
+    }
+    let left = [...op.pids];
+    const deadline = performance.now() + this.killWaitMs;
+    for (let first = true; ; first = false) {
+      const inside = await Promise.all(left.map((pid) => isInside(pid, target)));
+      left = left.filter((_, i) => inside[i]);
+      if (left.length === 0) return;
+      if (!first && performance.now() > deadline) {
+        throw new AppError('INTERNAL', `${left.length} processes did not exit after SIGKILL`, { meta: { pids: left } });
+      }
+      if (first) for (const pid of left) signal(pid, op);
+      await new Promise((r) => setTimeout(r, KILL_POLL_MS));
+    }
+  }
+
+  private async nsInode(op: Extract<Op, { ns: string }>): Promise<NsInode> {
+    try {
+      const s = await stat(nsPath(op.ns));
+      return { dev: s.dev, ino: s.ino };
+    } catch (e) {
+      throw classifyNative(e, op);
+    }
+  }
+
+  /** A missing tool gives a null version; probe.tools never fails for that. */
+  private async toolVersions(commands: readonly Command[], op: Op, argv: string[][]): Promise<ToolVersions> {
+    const version = async (tool: Command['tool']): Promise<string | null> => {
+      const cmd = commands.find((c) => c.tool === tool) as Command;
+      try {
+        return parseToolVersion(await this.oneShot(cmd, op, argv));
+      } catch (e) {
+        if (isAppError(e) && e.code === 'TOOL_MISSING') return null;
+        throw e;
+      }
+    };
+    return { ip: await version('ip'), tc: await version('tc'), nft: await version('nft') };
+  }
+
+  /**
+   * Runs the probe's commands in order. A refusal, a missing tool or a hang is
+   * `{ supported: false, reason }`; only a missing scratch namespace or privilege throws.
+   */
+  private async probe(commands: readonly Command[], op: Op, argv: string[][]): Promise<ProbeResult> {
+    for (const cmd of commands) {
+      let r: Spawned;
+      try {
+        r = await this.spawnOnce(cmd, argv);
+      } catch (e) {
+        if (isAppError(e) && (e.code === 'TOOL_MISSING' || e.code === 'EXECUTOR_TIMEOUT')) return { supported: false, reason: e.detail };
+        throw e;
+      }
+      if (r.exitCode !== 0) {
+        const err = classify(r.stderr, r.exitCode, op);
+        if (PROBE_FATAL.has(err.code)) throw err;
+        return { supported: false, reason: err.code === 'INTERNAL' ? firstLine(r.stderr) : err.detail };
+      }
+    }
+    return { supported: true };
+  }
+
+  /** Spawn cmd; stdout on success, a classified AppError otherwise. */
+  private async oneShot(cmd: Command, op: Op, argv: string[][]): Promise<string> {
+    const r = await this.spawnOnce(cmd, argv);
+    if (r.exitCode !== 0) throw classify(r.stderr, r.exitCode, op);
+    return r.stdout;
+  }
+
+  /** Spawn cmd and collect its output; rejects only when it could not run to an exit status. */
+  private async spawnOnce(cmd: Command, argv: string[][]): Promise<Spawned> {
+    const [file, ...args] = spawnArgv(cmd);
+    argv.push([file, ...args]);
+    const child = execa(file, args, {
+      env: TOOL_ENV,
+      extendEnv: false,
+      stdin: 'ignore',
+      reject: false,
+      timeout: this.opTimeoutMs,
+      killSignal: 'SIGKILL',
+      maxBuffer: MAX_OUTPUT,
+    });
+    const pid = child.pid;
+    if (pid !== undefined) this.children.add(pid);
+    try {
+      const r = await child;
+      if (r.timedOut) throw new AppError('EXECUTOR_TIMEOUT', `${cmd.tool} did not finish within ${this.opTimeoutMs} ms`);
+      if (r.isMaxBuffer) throw new AppError('INTERNAL', `${cmd.tool} printed more than ${MAX_OUTPUT} bytes`);
+      if (r.exitCode === undefined) throw classifySpawnError(r, file);
+      return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
+    } finally {
+      if (pid !== undefined) this.children.delete(pid);
+    }
+  }
+}
+
+interface NsInode {
+  readonly dev: number;
+  readonly ino: number;
+}
+
+function nsPath(ns: string): string {
+  return ns === HOST ? '/proc/self/ns/net' : `/run/netns/${ns}`;
+}
+
+/**
+ * Whether pid's network namespace is `target`. A process that is gone, a zombie (whose ns links
+ * are gone once it exited) or one we may not inspect counts as not inside.
+ */
+async function isInside(pid: number, target: NsInode): Promise<boolean> {
+  try {
+    const s = await stat(`/proc/${pid}/ns/net`);
+    return s.ino === target.ino && s.dev === target.dev;
+  } catch {
+    return false;
+  }
+}
+
+function signal(pid: number, op: Op): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ESRCH') return; // exited meanwhile
+    throw classifyNative(e, op);
+  }
+}
+
+function only(commands: readonly Command[]): Command {
+  if (commands.length !== 1 || commands[0] === undefined) throw new AppError('INTERNAL', 'expected exactly one command');
+  return commands[0];
+}
+
+function firstLine(s: string): string {
+  return s.trim().split('\n')[0]?.slice(0, 200) ?? '';
+}
+
+/**
+ * Loads native/build/Release/netns.node from the package root (the nearest package.json above
+ * this file), which is the same place whether this runs from src/ (tsx, vitest) or dist/.
+ */
+function loadNative(mode: boolean | 'auto', log: Logger): NetnsAddon | undefined {
+  if (mode === false) return undefined;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  const file = join(dir, 'native', 'build', 'Release', 'netns.node');
+  try {
+    const addon = createRequire(import.meta.url)(file) as NetnsAddon;
+    log.debug({ file }, 'native addon loaded');
+    return addon;
+  } catch (e) {
+    if (mode === true) throw new AppError('INTERNAL', 'the native addon could not be loaded', { cause: e });
+    log.warn({ err: e, file }, 'native addon not loaded: namespace ops will spawn ip (slower); run `npm run build:native`');
+    return undefined;
+  }
+}
