@@ -89,6 +89,14 @@ export class Daemon {
     return this.lines.filter((l) => l.responseTime !== undefined && l.requestId && byId.get(l.requestId) === method).map((l) => l.responseTime!);
   }
 
+  /** Waits up to ms for the daemon to exit; resolves with how it exited, or undefined. */
+  async exitWithin(ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null } | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.exited, new Promise((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
+    return this.exitInfo;
+  }
+
   /** The daemon's log lines that carry this request id. */
   linesFor(requestId: string): string[] {
     return this.lines.filter((l) => l.requestId === requestId).map((l) => l.raw);
@@ -181,12 +189,14 @@ export class Daemon {
 
   /**
    * Stops the daemon as an operator would (SIGTERM: it closes listeners and drains started work)
-   * and waits for it to exit; SIGKILL after timeoutMs. Resolves with how it exited.
+   * and waits for it to exit; SIGKILL after timeoutMs. Resolves with how it exited, and `died`
+   * when it had exited on its own before.
    */
-  async stop(timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number; killed: boolean }> {
+  async stop(timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number; killed: boolean; died: boolean }> {
     const t0 = performance.now();
     let killed = false;
-    if (!this.exitInfo) {
+    const died = this.exitInfo !== undefined;
+    if (!died) {
       this.child.kill('SIGTERM');
       const timer = setTimeout(() => {
         killed = true;
@@ -196,6 +206,6 @@ export class Daemon {
       clearTimeout(timer);
     }
     await new Promise<void>((r) => this.log.end(r));
-    return { ...this.exitInfo!, ms: performance.now() - t0, killed };
+    return { ...this.exitInfo!, ms: performance.now() - t0, killed, died };
   }
 }

@@ -132,7 +132,8 @@ function daemonHttp(clients: number, signal: AbortSignal, notes: string[]): Meth
   const explain = async (e: unknown): Promise<never> => {
     if (e instanceof RequestError && d) {
       const lines = e.requestId ? d.linesFor(e.requestId) : [];
-      const exit = d.exit;
+      // A request without an answer may mean the daemon died: say so if it did.
+      const exit = e.status === undefined ? await d.exitWithin(500) : d.exit;
       throw new Error(
         [
           e.message,
@@ -173,9 +174,10 @@ function daemonHttp(clients: number, signal: AbortSignal, notes: string[]): Meth
         const t = d.responseTimes(method);
         if (t.length) notes.push(`daemon-side ${what} time (fastify responseTime, ${t.length} requests): ${quantiles(t)}`);
       }
-      notes.push(`daemon stopped by SIGTERM in ${(s.ms / 1000).toFixed(2)} s`);
-      if (s.killed) problems.push(`the daemon did not exit within 30 s of SIGTERM and was killed; log: ${d.logFile}`);
+      if (s.died) problems.push(`the daemon died (${s.signal ?? `exit ${s.code}`}) before it was stopped; log: ${d.logFile}`);
+      else if (s.killed) problems.push(`the daemon did not exit within 30 s of SIGTERM and was killed; log: ${d.logFile}`);
       else if (s.code !== 0) problems.push(`the daemon exited with ${s.signal ?? s.code} after SIGTERM; log: ${d.logFile}`);
+      else notes.push(`daemon stopped by SIGTERM in ${(s.ms / 1000).toFixed(2)} s`);
       if (warnings) {
         notes.push(`daemon logged ${warnings} warning/error lines, e.g. ${d.warnings[0]!.raw.slice(0, 300)}`);
       }

@@ -10,7 +10,7 @@ import { dirname } from 'node:path';
 import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, buildServices } from './app.js';
-import { loadTokenFile } from './auth/tokens.js';
+import { TokenFileError, loadTokenFile, type TokenStore } from './auth/tokens.js';
 import { ConfigError, loadConfig, parseListenUrl } from './config.js';
 import type { Trust } from './http/auth-hooks.js';
 import { groupId } from './os-groups.js';
@@ -33,7 +33,17 @@ async function main(): Promise<number> {
   const config = loaded.config;
   const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
 
-  let tokens = config.tokensFile ? loadTokenFile(config.tokensFile) : undefined;
+  let tokens: TokenStore | undefined;
+  if (config.tokensFile) {
+    try {
+      tokens = loadTokenFile(config.tokensFile);
+    } catch (e) {
+      if (!(e instanceof TokenFileError)) throw e;
+      process.stderr.write(`netnsd: bad tokens file ${config.tokensFile}:\n${e.problems.map((p) => `  - ${p}`).join('\n')}\n`);
+      return 2;
+    }
+    for (const w of tokens.warnings) log.warn({ file: config.tokensFile }, w);
+  }
   const services = await buildServices(config, log);
   const tls = config.tls ? { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } : undefined;
 
@@ -52,7 +62,8 @@ async function main(): Promise<number> {
         if (config.socketGroup !== undefined) await chown(l.path, process.getuid?.() ?? 0, groupId(config.socketGroup));
         log.info({ url: `unix://${l.path}` }, 'listening');
       } else {
-        const trust: Trust = { kind: 'tokens', tokens: () => tokens! };
+        const store = tokens!; // loadConfig refuses tcp:// listeners without a tokens file
+        const trust: Trust = { kind: 'tokens', tokens: () => store };
         const app = await buildServer(services, { trust, ...(tls ? { https: tls } : {}) });
         servers.push(app);
         await app.listen({ host: l.host, port: l.port });
@@ -70,10 +81,10 @@ async function main(): Promise<number> {
   }
 
   process.on('SIGHUP', () => {
-    if (!config.tokensFile) return;
+    if (!tokens) return;
     try {
-      tokens = loadTokenFile(config.tokensFile);
-      log.info({ file: config.tokensFile }, 'tokens reloaded');
+      tokens.reload();
+      log.info({ file: config.tokensFile, tokens: tokens.names.length }, 'tokens reloaded');
     } catch (e) {
       log.error({ err: e, file: config.tokensFile }, 'tokens file is bad; keeping the tokens loaded before');
     }

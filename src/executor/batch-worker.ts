@@ -36,7 +36,11 @@ export interface BatchWorkerOptions {
   readonly netns?: string;
   /** Per request, from submit to answer; on expiry the process is killed. Default 10 s. */
   readonly timeoutMs?: number;
-  /** Start a fresh process after this many requests (see the pinning note above). Default 100. */
+  /**
+   * Start a fresh process after this many requests (see the pinning note above). Every request
+   * counts, not only those naming a namespace: simpler, and a spawn per 100 lines costs nothing.
+   * Default 100.
+   */
   readonly recycleAfter?: number;
   /** Stderr kept per request. Default 16 KiB. */
   readonly maxStderrBytes?: number;
@@ -51,7 +55,7 @@ export const TOOL_ENV = { LC_ALL: 'C', PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } a
 const SENTINEL = 'xyzzy';
 const FAILED_LINE = /^Command failed -:(\d+)$/;
 
-interface Waiter<T> {
+export interface Waiter<T> {
   readonly resolve: (value: T) => void;
   readonly reject: (e: AppError) => void;
 }
@@ -119,7 +123,7 @@ export class BatchLedger {
     for (const line of lines) {
       const m = FAILED_LINE.exec(line);
       if (m) this.answer(Number(m[1]));
-      else if (this.messages.length < this.maxStderrBytes) this.messages += `${line.slice(0, this.maxStderrBytes)}\n`;
+      else if (this.messages.length < this.maxStderrBytes) this.messages += `${line.slice(0, this.maxStderrBytes - this.messages.length)}\n`;
     }
   }
 

@@ -146,7 +146,7 @@ export class FakeKernel extends FakeExecutor {
     return this;
   }
 
-  /** The simulated namespace, or undefined. */
+  /** The simulated namespace, or undefined: the same object until the name is deleted and made again. */
   namespace(name: string): Readonly<FakeNamespace> | undefined {
     return this.namespaces.get(name);
   }

@@ -78,17 +78,27 @@ describe('ExecutorPool', () => {
     expect(g.log).toEqual(['start a', 'start b', 'end b', 'end a']);
   });
 
-  it('lets a later namespace overtake one whose namespace is busy, but never within a namespace', async () => {
+  it('starts an op on an idle namespace while an earlier op waits for its busy namespace', async () => {
     const g = gated();
-    const pool = new ExecutorPool(g.fake, { concurrency: 1 });
+    const pool = new ExecutorPool(g.fake, { concurrency: 2 });
     const runs = [pool.run(add('a')), pool.run(add('a')), pool.run(add('b'))];
     await settle();
-    await g.release('a'); // the second `a` and `b` wait; `a` came first
+    expect(g.log).toEqual(['start a', 'start b']);
+    await g.release('a');
     expect(g.log.at(-1)).toBe('start a');
     await g.release('a');
-    expect(g.log.at(-1)).toBe('start b');
     await g.release('b');
     await Promise.all(runs);
+  });
+
+  it('with one slot, starts waiting ops in arrival order', async () => {
+    const g = gated();
+    const pool = new ExecutorPool(g.fake, { concurrency: 1 });
+    const runs = [pool.run(add('a')), pool.run(add('b')), pool.run(add('a')), pool.run(add('c'))];
+    await settle();
+    for (const n of ['a', 'b', 'a', 'c']) await g.release(n);
+    await Promise.all(runs);
+    expect(g.log.filter((l) => l.startsWith('start'))).toEqual(['start a', 'start b', 'start a', 'start c']);
   });
 
   it('never runs more ops at once than its concurrency', async () => {

@@ -1,0 +1,91 @@
+/**
+ * Integration harness: the real services (iproute2 + native executor, SQLite in a temp dir)
+ * served over a real TCP port (with tokens) and a real Unix socket, in this process.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import { buildServer, buildServices, type Services } from '../../src/app.js';
+import { TokenStore } from '../../src/auth/tokens.js';
+import { testConfig } from './test-app.js';
+
+export const ADMIN_TOKEN = 'it-admin-token-0123456789';
+export const READ_TOKEN = 'it-read-token-0123456789';
+
+export interface RealApp {
+  readonly services: Services;
+  readonly tcpUrl: string;
+  readonly socketPath: string;
+  readonly dataDir: string;
+  close(): Promise<void>;
+}
+
+export interface HttpAnswer {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: string;
+  json(): any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+export async function startRealApp(): Promise<RealApp> {
+  const dir = mkdtempSync(join(tmpdir(), 'netnsd-it-'));
+  const tokensFile = join(dir, 'tokens.json');
+  writeFileSync(
+    tokensFile,
+    JSON.stringify({ tokens: [{ name: 'admin', token: ADMIN_TOKEN, scopes: ['admin'] }, { name: 'reader', token: READ_TOKEN, scopes: ['read'] }] }),
+    { mode: 0o600 },
+  );
+  const services = await buildServices(testConfig({ dataDir: join(dir, 'data') }), pino({ level: process.env.NETNSD_TEST_LOG ?? 'silent' }));
+  const tokens = new TokenStore(tokensFile);
+  const tcp: FastifyInstance = await buildServer(services, { trust: { kind: 'tokens', tokens: () => tokens } });
+  const unix: FastifyInstance = await buildServer(services, { trust: { kind: 'unix' } });
+  const tcpUrl = await tcp.listen({ host: '127.0.0.1', port: 0 });
+  const socketPath = join(dir, 'netnsd.sock');
+  await unix.listen({ path: socketPath });
+  return {
+    services,
+    tcpUrl,
+    socketPath,
+    dataDir: join(dir, 'data'),
+    async close() {
+      await Promise.allSettled([tcp.close(), unix.close()]);
+      await services.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function answer(status: number, headers: HttpAnswer['headers'], body: string): HttpAnswer {
+  return { status, headers, body, json: () => JSON.parse(body) };
+}
+
+/** An HTTP request over the Unix socket. */
+export function overSocket(socketPath: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = request(
+      { socketPath, method, path, headers: { ...(payload ? { 'content-type': 'application/json' } : {}), ...headers } },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (data += c));
+        res.on('end', () => resolve(answer(res.statusCode ?? 0, res.headers, data)));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** An HTTP request over TCP with a bearer token (or none). */
+export async function overTcp(base: string, method: string, path: string, body?: unknown, token: string | null = ADMIN_TOKEN, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  const res = await fetch(base + path, {
+    method,
+    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return answer(res.status, Object.fromEntries(res.headers), await res.text());
+}
