@@ -148,7 +148,7 @@ export class NamespaceService {
     if (name === HOST) {
       throw new AppError('NAMESPACE_RESERVED', "'host' is the reserved name of the root namespace");
     }
-    const count = (await this.dir.list()).length;
+    const count = await this.dir.count();
     if (count >= this.maxNamespaces) {
       throw new AppError('NAMESPACE_LIMIT_REACHED', `There are ${count} namespaces; the configured limit is ${this.maxNamespaces}`);
     }

@@ -23,6 +23,8 @@ export interface NetnsDirectory {
   list(): Promise<NetnsEntry[]>;
   /** One namespace (`host` for the daemon's own), or null when there is none of that name. */
   stat(name: string): Promise<NetnsEntry | null>;
+  /** How many names there are (cheap: no stat of each). */
+  count(): Promise<number>;
 }
 
 export const DEFAULT_NETNS_DIR = '/run/netns';
@@ -49,19 +51,23 @@ export class KernelNetnsDirectory implements NetnsDirectory {
     }
   }
 
-  async list(): Promise<NetnsEntry[]> {
-    let names: string[];
+  /** The names in the directory that we can address (`host`, which we reserve, is skipped). */
+  private async names(): Promise<string[]> {
     try {
-      names = await readdir(this.dir);
+      return (await readdir(this.dir)).filter((n) => isNamespaceName(n) && n !== HOST);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
     }
-    // A name we could never address (or `host`, which we reserve) is skipped, not guessed at.
-    const entries = await Promise.all(
-      names.filter((n) => isNamespaceName(n) && n !== HOST).map((n) => this.statPath(n, join(this.dir, n))),
-    );
+  }
+
+  async list(): Promise<NetnsEntry[]> {
+    const entries = await Promise.all((await this.names()).map((n) => this.statPath(n, join(this.dir, n))));
     return entries.filter((e): e is NetnsEntry => e !== null);
+  }
+
+  async count(): Promise<number> {
+    return (await this.names()).length;
   }
 
   stat(name: string): Promise<NetnsEntry | null> {
@@ -99,5 +105,9 @@ export class FakeKernelDirectory implements NetnsDirectory {
 
   async stat(name: string): Promise<NetnsEntry | null> {
     return this.entryOf(name);
+  }
+
+  async count(): Promise<number> {
+    return this.kernel.namespaceNames().length;
   }
 }
