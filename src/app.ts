@@ -3,7 +3,7 @@
  * (a fastify instance listens once, and each listener has its own trust: the Unix socket is
  * trusted by file mode, TCP needs tokens). Only this file and main.ts choose implementations.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { randomUUID } from 'node:crypto';
 import type { Config } from './config.js';
@@ -120,6 +120,8 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
     loggerInstance: s.log,
     bodyLimit: s.config.limits.bodyBytes,
     requestIdHeader: false,
+    // The same name as in problem documents and audit records.
+    logController: new LogController({ requestIdLogLabel: 'requestId' }),
     genReqId: (req) => {
       const h = req.headers['x-request-id'];
       return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();

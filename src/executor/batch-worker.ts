@@ -171,7 +171,9 @@ class BatchProcess {
   ) {
     this.ledger = new BatchLedger(opts.maxStderrBytes);
     // stdout is not read: change commands print nothing there, and an unread pipe could fill.
-    this.child = spawn(file, args, { stdio: ['pipe', 'ignore', 'pipe'], env: TOOL_ENV });
+    // A process group of its own: a Ctrl-C meant for the daemon (SIGINT to the terminal's group)
+    // must not kill the worker under work in flight; the daemon drains, then closes its stdin.
+    this.child = spawn(file, args, { stdio: ['pipe', 'ignore', 'pipe'], env: TOOL_ENV, detached: true });
     this.child.on('error', (e) => {
       this.spawnError ??= e;
     });

@@ -71,6 +71,8 @@ export class Iproute2Executor implements Executor {
   private readonly children = new Set<number>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private closing: Promise<void> | undefined;
+  /** A /proc scan scheduled but not yet begun, for callers to share (see procScan). */
+  private pendingScan: Promise<Map<string, number[]>> | undefined;
 
   constructor(options: Iproute2ExecutorOptions = {}) {
     this.log = options.log ?? silentLogger;
@@ -194,16 +196,42 @@ export class Iproute2Executor implements Executor {
   /** Processes whose network namespace is the one bound at /run/netns/NAME (same nsfs inode). */
   private async pidsIn(op: Extract<Op, { ns: string }>): Promise<number[]> {
     const target = await this.nsInode(op);
+    const byNs = await this.procScan();
     const own = new Set([process.pid, ...this.root.pids, ...this.children]);
-    const entries = await readdir('/proc');
-    const found = await Promise.all(
-      entries.map(async (e) => {
-        const pid = Number(e);
-        if (!Number.isInteger(pid) || own.has(pid)) return undefined;
-        return (await isInside(pid, target)) ? pid : undefined;
-      }),
-    );
-    return found.filter((p): p is number => p !== undefined).sort((a, b) => a - b);
+    return (byNs.get(`${target.dev}:${target.ino}`) ?? []).filter((pid) => !own.has(pid));
+  }
+
+  /**
+   * One pass over /proc mapping each network namespace (`dev:ino`) to the pids inside, sorted.
+   * Callers that arrive while a pass is scheduled but has not begun reading share it: it still
+   * sees every process that entered a namespace before they asked. A pass that has begun is not
+   * joined (it may have read past a process that entered since), so the next caller starts one.
+   * Many concurrent deletes thus cost one scan instead of one each (~200 stats apiece here).
+   */
+  private procScan(): Promise<Map<string, number[]>> {
+    if (this.pendingScan) return this.pendingScan;
+    const scan = new Promise<void>((r) => setImmediate(r)).then(async () => {
+      this.pendingScan = undefined;
+      const byNs = new Map<string, number[]>();
+      const pids = (await readdir('/proc')).map(Number).filter((p) => Number.isInteger(p));
+      await Promise.all(
+        pids.map(async (pid) => {
+          try {
+            const st = await stat(`/proc/${pid}/ns/net`);
+            const key = `${st.dev}:${st.ino}`;
+            const list = byNs.get(key);
+            if (list) list.push(pid);
+            else byNs.set(key, [pid]);
+          } catch {
+            // exited meanwhile, or a kernel thread without a namespace we may read
+          }
+        }),
+      );
+      for (const list of byNs.values()) list.sort((a, b) => a - b);
+      return byNs;
+    });
+    this.pendingScan = scan;
+    return scan;
   }
 
   /**
