@@ -137,6 +137,19 @@ describe('Iproute2Executor', () => {
     expect(await ex.run({ kind: 'netns.pids', ns })).toEqual({ pids: [] });
   });
 
+  it('gives concurrent pid lookups of different namespaces each their own processes', async () => {
+    const [a, b, c] = [name('pa'), name('pb'), name('pc')];
+    for (const ns of [a, b, c]) await ex.run({ kind: 'netns.add', ns });
+    const sa = spawn(IP, ['netns', 'exec', a, '/usr/bin/sleep', '30'], { stdio: 'ignore' });
+    const sb = spawn(IP, ['netns', 'exec', b, '/usr/bin/sleep', '30'], { stdio: 'ignore' });
+    children.add(sa).add(sb);
+    const ready = async () => (await ex.run({ kind: 'netns.pids', ns: a })).pids.length > 0 && (await ex.run({ kind: 'netns.pids', ns: b })).pids.length > 0;
+    for (let i = 0; i < 100 && !(await ready()); i++) await new Promise((r) => setTimeout(r, 10));
+    // Issued together: they share one /proc scan, yet each answers for its own namespace.
+    const [pa, pb, pc] = await Promise.all([a, b, c].map((ns) => ex.run({ kind: 'netns.pids', ns })));
+    expect([pa?.pids, pb?.pids, pc?.pids]).toEqual([[sa.pid], [sb.pid], []]);
+  });
+
   it('refuses to kill its own process, and ignores a pid that is not inside', async () => {
     const ns = name();
     await ex.run({ kind: 'netns.add', ns });
