@@ -16,6 +16,11 @@ export interface OpRecord {
 /** Per-call context: where to record what ran (the request's audit trail). */
 export interface OpContext {
   readonly record?: (rec: OpRecord) => void;
+  /**
+   * This op continues (or undoes) a change whose first op already ran: the pool must not refuse
+   * it for a full queue or a drain, or the change would be left half done.
+   */
+  readonly continues?: boolean;
 }
 
 /**

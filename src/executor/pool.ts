@@ -48,12 +48,14 @@ export class ExecutorPool implements Executor {
   /**
    * Queues op behind earlier ops on its namespace and runs it when a slot is free. Rejects at once
    * with EXECUTOR_BUSY (Retry-After: 1) when the queue is full and EXECUTOR_UNAVAILABLE once
-   * closing. Records the op in ctx once it ran: the inner executor's record when it made one
+   * closing, unless `ctx.continues`. Records the op in ctx once it ran: the inner executor's record when it made one
    * (it knows what it really ran), else one built from argv.ts.
    */
   run<O extends Op>(op: O, ctx: OpContext = {}): Promise<ResultOf<O>> {
-    if (this.closing) return Promise.reject(new AppError('EXECUTOR_UNAVAILABLE', 'netnsd is shutting down'));
-    if (this.queue.length >= this.queueLimit) {
+    // The next step (or the undo) of a change already under way is never refused: a refusal
+    // there would leave the change half done.
+    if (this.closing && !ctx.continues) return Promise.reject(new AppError('EXECUTOR_UNAVAILABLE', 'netnsd is shutting down'));
+    if (this.queue.length >= this.queueLimit && !ctx.continues) {
       return Promise.reject(
         new AppError('EXECUTOR_BUSY', `${this.queueLimit} system operations are already waiting`, { headers: { 'Retry-After': '1' } }),
       );

@@ -153,17 +153,18 @@ export class NamespaceService {
       throw new AppError('NAMESPACE_LIMIT_REACHED', `There are ${count} namespaces; the configured limit is ${this.maxNamespaces}`);
     }
     await this.ex.run({ kind: 'netns.add', ns: name }, ctx);
+    const rest: OpContext = { ...ctx, continues: true };
     let step = 'loopbackUp';
     try {
-      await this.ex.run({ kind: 'netns.loopbackUp', ns: name }, ctx);
+      await this.ex.run({ kind: 'netns.loopbackUp', ns: name }, rest);
       step = 'assignNsid';
-      await this.ex.run({ kind: 'netns.assignNsid', ns: name }, ctx);
+      await this.ex.run({ kind: 'netns.assignNsid', ns: name }, rest);
       step = 'stat';
       const entry = await this.entry(name);
       this.records.put({ name, id: entry.id, managed: true, createdAt: this.now().toISOString(), labels });
-      return await this.view(entry, ctx);
+      return await this.view(entry, rest);
     } catch (e) {
-      await this.ex.run({ kind: 'netns.delete', ns: name }, ctx).catch((undoErr: unknown) => {
+      await this.ex.run({ kind: 'netns.delete', ns: name }, rest).catch((undoErr: unknown) => {
         this.log.warn({ namespace: name, err: undoErr }, 'could not remove a half-created namespace');
       });
       this.records.delete(name);
@@ -171,6 +172,7 @@ export class NamespaceService {
         throw new AppError(e.code, `Creating namespace '${name}' failed at step ${step}: ${e.detail}; it was removed again`, {
           cause: e,
           meta: { ...e.meta, step },
+          ...(e.headers ? { headers: e.headers } : {}),
         });
       }
       throw e;
@@ -202,6 +204,7 @@ export class NamespaceService {
       );
     }
     const { pids } = await this.ex.run({ kind: 'netns.pids', ns: name }, ctx);
+    let last = ctx;
     if (pids.length > 0) {
       if (!opts.force) {
         throw new AppError(
@@ -211,9 +214,11 @@ export class NamespaceService {
         );
       }
       this.log.info({ namespace: name, pids }, 'killing processes in namespace before deleting it');
-      await this.ex.run({ kind: 'netns.killPids', ns: name, pids }, ctx);
+      // Once processes are killed the change is under way: its last step must not be refused.
+      last = { ...ctx, continues: true };
+      await this.ex.run({ kind: 'netns.killPids', ns: name, pids }, last);
     }
-    await this.ex.run({ kind: 'netns.delete', ns: name }, ctx);
+    await this.ex.run({ kind: 'netns.delete', ns: name }, last);
     this.records.delete(name);
   }
 }

@@ -127,6 +127,18 @@ describe('ExecutorPool', () => {
     await Promise.all(runs);
   });
 
+  it('never refuses an op that continues a started change, even with the queue full', async () => {
+    const g = gated();
+    const pool = new ExecutorPool(g.fake, { concurrency: 1, queueLimit: 1 });
+    const runs = [pool.run(add('a')), pool.run(add('b'))];
+    await settle();
+    await expect(pool.run(add('c'))).rejects.toMatchObject({ code: 'EXECUTOR_BUSY' });
+    const next = pool.run(add('d'), { continues: true });
+    for (const n of ['a', 'b', 'd']) await g.release(n);
+    await Promise.all([...runs, next]);
+    expect(g.fake.calls.map((op) => 'ns' in op && op.ns)).toEqual(['a', 'b', 'd']);
+  });
+
   it('drains queued and running ops on close, then closes the inner executor and refuses new ops', async () => {
     const g = gated();
     const pool = new ExecutorPool(g.fake, { concurrency: 1 });
