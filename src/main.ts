@@ -7,6 +7,7 @@
 import { chmod, chown, mkdir, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { connect } from 'node:net';
 import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, buildServices } from './app.js';
@@ -55,7 +56,8 @@ async function main(): Promise<number> {
         const app = await buildServer(services, { trust: { kind: 'unix' } });
         servers.push(app);
         await mkdir(dirname(l.path), { recursive: true, mode: 0o755 });
-        // A socket file left by a daemon that died is in the way; a live daemon would answer on it.
+        // A socket file left by a daemon that died is in the way; one that still answers is not ours to take.
+        if (await answers(l.path)) throw new Error(`another process listens on ${l.path}`);
         await rm(l.path, { force: true });
         await app.listen({ path: l.path });
         await chmod(l.path, parseInt(config.socketMode, 8));
@@ -105,6 +107,18 @@ async function main(): Promise<number> {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/** Whether something accepts connections on the Unix socket at path. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect(path);
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
   });
 }
 

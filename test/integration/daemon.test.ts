@@ -50,6 +50,11 @@ describe('the netnsd daemon', () => {
     expect((await overTcp(base, 'GET', '/v1/namespaces', undefined, null)).status).toBe(401);
     expect((await overTcp(base, 'GET', '/healthz', undefined, null)).status).toBe(200);
     expect((await overTcp(base, 'GET', '/v1/namespaces', undefined, TOKEN)).status).toBe(200);
+    // A second daemon must not take over the socket of a live one.
+    const second = await runOnce(['--listen', `unix://${sock}`, '--data-dir', join(dir, 'data-a2')]);
+    expect(second.code).toBe(1);
+    expect(second.stdout).toContain('another process listens on');
+    expect((await overSocket(sock, 'GET', '/healthz')).status).toBe(200);
     expect(await d.stop('SIGTERM')).toBe(0);
     expect(d.logs.some((l) => l.msg === 'stopped')).toBe(true);
   });
@@ -90,6 +95,37 @@ describe('the netnsd daemon', () => {
     await d.waitForLog((l) => l.msg === 'tokens reloaded');
     expect((await overTcp(base, 'GET', '/v1/namespaces', undefined, 'new-token-0123456789abc')).status).toBe(200);
     expect((await overTcp(base, 'GET', '/v1/namespaces', undefined, 'old-token-0123456789abc')).status).toBe(401);
+    expect(await d.stop()).toBe(0);
+  });
+
+  it('reads a YAML config file, serves HTTPS with its tls setting, and lets flags win over it', async () => {
+    const sock = join(dir, 'e.sock');
+    const tls = new URL('../fixtures/tls/', import.meta.url).pathname;
+    const cfg = join(dir, 'netnsd.yaml');
+    writeFileSync(
+      cfg,
+      [
+        'listen: ["tcp://127.0.0.1:0"]',
+        `tokensFile: ${tokens}`,
+        `dataDir: ${join(dir, 'data-e')}`,
+        'logLevel: warn',
+        `tls: { cert: ${tls}cert.pem, key: ${tls}key.pem }`,
+      ].join('\n'),
+    );
+    // --listen replaces the file's list; --log-level wins over the file's.
+    const d = await startDaemon(['--config', cfg, '--listen', 'tcp://127.0.0.1:0', '--listen', `unix://${sock}`, '--log-level', 'info'], 2);
+    expect(d.urls[0]).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const { request } = await import('node:https');
+    const { readFileSync } = await import('node:fs');
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(`${d.urls[0]}/v1/namespaces`, { ca: readFileSync(`${tls}cert.pem`), headers: { authorization: `Bearer ${TOKEN}` } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(200);
     expect(await d.stop()).toBe(0);
   });
 
