@@ -15,6 +15,8 @@ const NFT = '/usr/sbin/nft';
 const NS = `nnx-rec-${process.pid}`;
 const MISSING = `nnx-rec-missing-${process.pid}`;
 const NO_NSID = `nnx-rec-noid-${process.pid}`;
+/** The other end of the fixture veth (`nnv0` in NS, `nnv1` here). */
+const PEER_NS = `nnx-rec-peer-${process.pid}`;
 const NOBODY = 65534;
 
 interface Case {
@@ -55,7 +57,50 @@ const cases: readonly Case[] = [
   { file: 'stdout/tc-version.txt', argv: [TC, '-V'], stdout: true },
   { file: 'stdout/nft-version.txt', argv: [NFT, '--version'], stdout: true },
   { file: 'stdout/link-show.json', argv: [IP, '-n', NS, '-j', 'link', 'show'], stdout: true },
+  // Links (the fixture links are made in linkSetup() below).
+  { file: 'stderr/link-mtu-too-big.txt', argv: [IP, '-n', NS, 'link', 'set', 'dev', 'nnp0', 'mtu', '70000'] },
+  { file: 'stderr/link-mtu-too-small.txt', argv: [IP, '-n', NS, 'link', 'set', 'dev', 'nnp0', 'mtu', '10'] },
+  { file: 'stderr/link-mtu-above-parent.txt', argv: [IP, '-n', NS, 'link', 'set', 'dev', 'nnmv0', 'mtu', '9000'] },
+  { file: 'stderr/link-mac-multicast.txt', argv: [IP, '-n', NS, 'link', 'set', 'dev', 'nnp0', 'address', '01:00:5e:00:00:01'] },
+  { file: 'stderr/link-master-not-bridge.txt', argv: [IP, '-n', NS, 'link', 'set', 'dev', 'nnp0', 'master', 'nnp1'] },
+  { file: 'stderr/link-master-self.txt', argv: [IP, '-n', NS, 'link', 'set', 'dev', 'nnbr0', 'master', 'nnbr0'] },
+  { file: 'stderr/link-vni-in-use.txt', argv: [IP, '-n', NS, 'link', 'add', 'name', 'nnvx9', 'type', 'vxlan', 'id', '42', 'dstport', '4789'] },
+  { file: 'stderr/link-netns-immutable.txt', argv: [IP, '-n', NS, 'link', 'set', 'dev', 'lo', 'netns', PEER_NS] },
+  { file: 'stderr/link-delete-loopback.txt', argv: [IP, '-n', NS, 'link', 'del', 'dev', 'lo'] },
+  { file: 'stderr/link-parent-busy.txt', argv: [IP, '-n', NS, 'link', 'add', 'link', 'nnv0', 'name', 'nnmv9', 'type', 'macvlan', 'mode', 'bridge'] },
+  { file: 'stderr/tuntap-exists.txt', argv: [IP, '-n', NS, 'tuntap', 'add', 'mode', 'tap', 'name', 'nntap0'] },
+  { file: 'stderr/link-show-missing.txt', argv: [IP, '-n', NS, '-j', '-d', 'link', 'show', 'dev', 'nnx-nosuch'] },
+  { file: 'stderr/link-feature-eopnotsupp.txt', argv: [IP, '-n', NS, 'link', 'add', 'name', 'nnbr9', 'type', 'bridge', 'vlan_filtering', '1'] },
+  // In a batch worker the messages are the same, followed by `Command failed -:LINE`.
+  { file: 'stderr/batch-link-exists.txt', argv: [IP, '-n', NS, '-force', '-batch', '-'], input: 'link add name nnp0 type veth peer name nnp9\nxyzzy\n' },
+  { file: 'stdout/links-detail.json', argv: [IP, '-n', NS, '-j', '-d', 'link', 'show'], stdout: true },
+  { file: 'stdout/links-detail-peer.json', argv: [IP, '-n', PEER_NS, '-j', '-d', 'link', 'show'], stdout: true },
+  { file: 'stdout/links-host-devices.json', argv: [IP, '-j', '-d', 'link', 'show', 'dev', 'eth0'], stdout: true },
+  { file: 'stdout/link-stats.json', argv: [IP, '-n', NS, '-s', '-s', '-j', 'link', 'show', 'dev', 'nnp0'], stdout: true },
 ];
+
+/**
+ * The fixture links in NS: a veth nnv0 (port of bridge nnbr0, alias, up) whose peer nnv1 is in
+ * PEER_NS, the probe veth nnp0/nnp1 (both here), a macvlan and a vxlan on nnp1, a multicast
+ * vxlan, tun, tap and ifb.
+ */
+function linkSetup(): void {
+  must([IP, 'netns', 'add', PEER_NS]);
+  must([IP, 'netns', 'set', PEER_NS, 'auto']);
+  const l = (...args: string[]): void => must([IP, '-n', NS, ...args]);
+  l('link', 'add', 'name', 'nnv0', 'type', 'veth', 'peer', 'name', 'nnv1', 'netns', PEER_NS);
+  l('link', 'add', 'name', 'nnbr0', 'type', 'bridge', 'stp_state', '1');
+  l('link', 'set', 'dev', 'nnv0', 'master', 'nnbr0', 'alias', 'to-peer');
+  l('link', 'set', 'dev', 'nnv0', 'up');
+  must([IP, '-n', PEER_NS, 'link', 'set', 'dev', 'nnv1', 'up']);
+  l('link', 'add', 'link', 'nnp1', 'name', 'nnmv0', 'type', 'macvlan', 'mode', 'private');
+  l('link', 'add', 'name', 'nnvx0', 'type', 'vxlan', 'id', '42', 'local', '203.0.113.1', 'remote', '203.0.113.2', 'dstport', '4789', 'dev', 'nnp1');
+  l('link', 'add', 'name', 'nnvx1', 'type', 'vxlan', 'id', '43', 'group', '239.1.1.1', 'dstport', '4790', 'dev', 'nnp1');
+  l('tuntap', 'add', 'mode', 'tun', 'name', 'nntun0');
+  l('tuntap', 'add', 'mode', 'tap', 'name', 'nntap0');
+  l('link', 'add', 'name', 'nnifb0', 'type', 'ifb');
+  l('link', 'set', 'dev', 'nnp0', 'txqueuelen', '500');
+}
 
 function run(argv: readonly string[], opts: { input?: string; asNobody?: boolean } = {}): { status: number | null; stdout: string; stderr: string } {
   const [file, ...args] = argv;
@@ -80,6 +125,7 @@ must([IP, 'netns', 'add', NO_NSID]);
 try {
   must([IP, 'netns', 'set', NS, 'auto']);
   must([IP, '-n', NS, 'link', 'add', 'nnp0', 'type', 'veth', 'peer', 'name', 'nnp1']);
+  linkSetup();
   for (const c of cases) {
     const r = run(c.argv, c);
     const text = (c.stdout ? r.stdout : r.stderr).replaceAll(String(process.pid), 'PID');
@@ -91,7 +137,11 @@ try {
   const list = JSON.parse(run([IP, '-j', 'netns', 'list']).stdout) as Array<{ name: string }>;
   const ours = list.filter((e) => e.name === NS || e.name === NO_NSID);
   writeFileSync(join(ROOT, 'stdout/netns-list.json'), JSON.stringify(ours).replaceAll(String(process.pid), 'PID'));
+  // The same list seen from inside NS: the nsid NS has for PEER_NS (what link-netnsid refers to).
+  const inside = (JSON.parse(run([IP, '-n', NS, '-j', 'netns', 'list']).stdout) as Array<{ name: string }>).filter((e) => [NS, PEER_NS].includes(e.name));
+  writeFileSync(join(ROOT, 'stdout/netns-list-in-ns.json'), JSON.stringify(inside).replaceAll(String(process.pid), 'PID'));
 } finally {
+  run([IP, 'netns', 'del', PEER_NS]);
   run([IP, 'netns', 'del', NO_NSID]);
   run([IP, 'netns', 'del', NS]);
   run([IP, 'netns', 'del', MISSING]);

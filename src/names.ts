@@ -48,3 +48,23 @@ export const LabelsSchema = Type.Record(Type.String({ pattern: LABEL_PATTERN }),
   description: 'Labels: at most 64; keys and values are 1-63 characters of `[A-Za-z0-9._/-]`.',
   examples: [{ lab: 'a', owner: 'ci' }],
 });
+
+/** MAC addresses: six colon-separated hex pairs. Whether the kernel takes one (unicast, not zero) is its answer. */
+export const MAC_PATTERN = '^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$';
+export const MAC_RE = new RegExp(MAC_PATTERN);
+
+/**
+ * Link aliases (IFLA_IFALIAS, at most 255 bytes): visible ASCII without quotes, `#` and `\`, so
+ * that an alias is one word of an `ip -batch` line and never needs quoting.
+ */
+export const ALIAS_PATTERN = '^[!$-&(-\\[\\]-~]{1,255}$';
+export const ALIAS_RE = new RegExp(ALIAS_PATTERN);
+
+export const LinkNameSchema = Type.String({
+  $id: 'LinkName',
+  pattern: LINK_NAME_PATTERN,
+  minLength: 1,
+  maxLength: 15,
+  description: 'A link (interface) name: 1-15 ASCII letters, digits, `_`, `.` or `-`, not starting with `-`, not `.` or `..`.',
+  examples: ['veth0', 'br-lab'],
+});

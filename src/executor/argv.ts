@@ -4,11 +4,16 @@
  * iproute2 6.1 and nftables 1.0.6 (Debian 12); a fact that depends on a version says so.
  */
 import { accessSync, constants } from 'node:fs';
+import { isIP } from 'node:net';
 import { AppError } from '../errors/app-error.js';
-import { isNamespaceName } from '../names.js';
+import { isLinkName, isNamespaceName, MAC_RE, ALIAS_RE } from '../names.js';
 import {
   HOST,
   PROBE_VETH,
+  type KernelLink,
+  type LinkAddSpec,
+  type LinkChange,
+  type LinkCounters,
   type Op,
   type ProbeClassifier,
   type ProbeLinkFeature,
@@ -98,6 +103,116 @@ function named(ns: string): string {
 /** Like named(), but `host` (the root namespace) is allowed and means "no -n". */
 function namedOrHost(ns: string): string | undefined {
   return ns === HOST ? undefined : named(ns);
+}
+
+/** A link name that goes into argv, re-checked like namespace names. */
+function link(name: string): string {
+  if (!isLinkName(name)) throw new AppError('INTERNAL', 'bad link name in an op', { cause: name });
+  return name;
+}
+
+function int(n: number, min: number, max: number): string {
+  if (!Number.isInteger(n) || n < min || n > max) throw new AppError('INTERNAL', 'bad number in an op', { cause: n });
+  return String(n);
+}
+
+function mac(m: string): string {
+  if (!MAC_RE.test(m)) throw new AppError('INTERNAL', 'bad MAC address in an op', { cause: m });
+  return m.toLowerCase();
+}
+
+function ipAddr(a: string): string {
+  if (isIP(a) === 0) throw new AppError('INTERNAL', 'bad IP address in an op', { cause: a });
+  return a;
+}
+
+/**
+ * The `netns` argument that places a link in namespace `to`, seen from a process in namespace
+ * `from`: nothing when they are the same; for `host` (the daemon's own namespace) the path of the
+ * daemon's namespace file, since a process running inside another namespace cannot name it
+ * otherwise (a plain number would be tried as /run/netns/NUMBER first, iproute2 6.1 netns_get_fd).
+ */
+function netnsArg(from: string, to: string): string[] {
+  if (from === to) return [];
+  return ['netns', to === HOST ? HOST_NETNS_PATH : named(to)];
+}
+
+/** The daemon's own network namespace, as a path any process on the machine can open. */
+export const HOST_NETNS_PATH = `/proc/${process.pid}/ns/net`;
+
+/** `mtu M address MAC`: the options `ip link add` takes for every kind. */
+function commonAddArgs(spec: LinkAddSpec): string[] {
+  return [...(spec.mtu === undefined ? [] : ['mtu', int(spec.mtu, 1, 0x7fffffff)]), ...(spec.mac === undefined ? [] : ['address', mac(spec.mac)])];
+}
+
+/**
+ * `link add` for each kind. `link PARENT` comes before `type` (after it, 6.1 reads it as a kind
+ * option). A vxlan always gets `dstport`: without it ip prints a warning on stderr for a line that
+ * succeeded, which a batch worker would pin on the next failing line.
+ */
+function linkAdd(ns: string, spec: LinkAddSpec): Command[] {
+  const netns = namedOrHost(ns);
+  const name = link(spec.name);
+  const common = commonAddArgs(spec);
+  switch (spec.linkKind) {
+    case 'veth':
+      // The peer gets the same MTU: a veth whose ends differ drops what the smaller end cannot take.
+      return [
+        ip(netns, 'link', 'add', 'name', name, ...common, 'type', 'veth', 'peer', 'name', link(spec.peer.name),
+          ...(spec.mtu === undefined ? [] : ['mtu', int(spec.mtu, 1, 0x7fffffff)]), ...netnsArg(ns, spec.peer.ns)),
+      ];
+    case 'bridge':
+      return [
+        ip(netns, 'link', 'add', 'name', name, ...common, 'type', 'bridge',
+          ...(spec.stp === undefined ? [] : ['stp_state', spec.stp ? '1' : '0']),
+          ...(spec.vlanFiltering === undefined ? [] : ['vlan_filtering', spec.vlanFiltering ? '1' : '0'])),
+      ];
+    case 'macvlan':
+      return [ip(netns, 'link', 'add', 'link', link(spec.parent), 'name', name, ...common, 'type', 'macvlan', 'mode', spec.mode)];
+    case 'vxlan': {
+      const peerArgs = spec.remote !== undefined ? ['remote', ipAddr(spec.remote)] : spec.group !== undefined ? ['group', ipAddr(spec.group)] : [];
+      return [
+        ip(netns, 'link', 'add', 'name', name, ...common, 'type', 'vxlan', 'id', int(spec.vni, 0, 16777215),
+          ...(spec.local === undefined ? [] : ['local', ipAddr(spec.local)]), ...peerArgs, 'dstport', int(spec.dstport, 0, 65535),
+          ...(spec.parent === undefined ? [] : ['dev', link(spec.parent)])),
+      ];
+    }
+    case 'vlan':
+      return [ip(netns, 'link', 'add', 'link', link(spec.parent), 'name', name, ...common, 'type', 'vlan', 'id', int(spec.vlanId, 1, 4094))];
+    case 'vrf':
+      return [ip(netns, 'link', 'add', 'name', name, ...common, 'type', 'vrf', 'table', int(spec.table, 1, 0xffffffff))];
+    case 'gre':
+      return [ip(netns, 'link', 'add', 'name', name, ...common, 'type', 'gre', 'local', ipAddr(spec.local), 'remote', ipAddr(spec.remote))];
+    case 'tun':
+    case 'tap':
+      // `ip tuntap add` takes neither mtu nor address: the service sets them as later steps.
+      if (common.length > 0) throw new AppError('INTERNAL', 'tuntap add takes no mtu or address');
+      return [ip(netns, 'tuntap', 'add', 'mode', spec.linkKind, 'name', name)];
+    case 'ifb':
+    case 'dummy':
+    case 'bond':
+    case 'wireguard':
+      return [ip(netns, 'link', 'add', 'name', name, ...common, 'type', spec.linkKind)];
+    default:
+      return unreachable(spec);
+  }
+}
+
+function linkSet(ns: string, name: string, change: LinkChange): Command {
+  const dev = ['link', 'set', 'dev', link(name)];
+  const netns = namedOrHost(ns);
+  if ('up' in change) return ip(netns, ...dev, change.up ? 'up' : 'down');
+  if ('mtu' in change) return ip(netns, ...dev, 'mtu', int(change.mtu, 1, 0x7fffffff));
+  if ('mac' in change) return ip(netns, ...dev, 'address', mac(change.mac));
+  if ('txqlen' in change) return ip(netns, ...dev, 'txqueuelen', int(change.txqlen, 0, 0xffffffff));
+  if ('master' in change) return ip(netns, ...dev, ...(change.master === null ? ['nomaster'] : ['master', link(change.master)]));
+  if ('alias' in change) {
+    // An empty alias clears it. A batch line cannot carry an empty argument (batchLine refuses
+    // it), so the executor runs this one as a process of its own.
+    if (change.alias !== null && !ALIAS_RE.test(change.alias)) throw new AppError('INTERNAL', 'bad alias in an op', { cause: change.alias });
+    return ip(netns, ...dev, 'alias', change.alias ?? '');
+  }
+  return unreachable(change);
 }
 
 const ip = (netns: string | undefined, ...args: string[]): Command => (netns === undefined ? { tool: 'ip', args } : { tool: 'ip', netns, args });
@@ -245,6 +360,23 @@ export function commandsFor(op: Op): readonly Command[] {
     case 'probe.nftables':
       // `add table` (unlike `create`) succeeds when the table exists: the probe can be repeated.
       return [{ tool: 'nft', netns: named(op.ns), args: ['add', 'table', 'inet', 'netnsd_probe'] }];
+    case 'link.list':
+      return [ip(namedOrHost(op.ns), '-j', '-d', 'link', 'show', ...(op.name === undefined ? [] : ['dev', link(op.name)]))];
+    case 'link.nsids':
+      return [ip(namedOrHost(op.ns), '-j', 'netns', 'list')];
+    case 'link.stats':
+      return [ip(namedOrHost(op.ns), '-s', '-s', '-j', 'link', 'show', 'dev', link(op.name))];
+    case 'link.add':
+      return linkAdd(op.ns, op.spec);
+    case 'link.set':
+      return [linkSet(op.ns, op.name, op.change)];
+    case 'link.move':
+      if (op.to === op.ns) throw new AppError('INTERNAL', 'a link move within one namespace');
+      return [
+        ip(namedOrHost(op.ns), 'link', 'set', 'dev', link(op.name), ...netnsArg(op.ns, op.to), ...(op.newName === undefined ? [] : ['name', link(op.newName)])),
+      ];
+    case 'link.delete':
+      return [ip(namedOrHost(op.ns), 'link', 'del', 'dev', link(op.name))];
     default:
       return unreachable(op);
   }
@@ -290,4 +422,113 @@ function parseJsonArray(stdout: string): unknown[] {
     // fall through: not JSON
   }
   throw new AppError('INTERNAL', 'unexpected tool output', { cause: stdout.slice(0, 200) });
+}
+
+type Json = Record<string, unknown>;
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+const num = (v: unknown): number | null => (typeof v === 'number' ? v : null);
+
+/**
+ * Links from `ip -j -d link show` (iproute2 6.1; fixtures in test/fixtures/stdout/links-*.json).
+ * What it relies on:
+ * - `linkinfo.info_kind` names the kind; tun and tap both say `tun`, with `info_data.type`.
+ *   Devices without linkinfo are `loopback` (link_type) or plain `device` (eth0 & co.).
+ * - IFLA_LINK (a veth's peer, a macvlan's lower device) is `"link": NAME` when it is in the same
+ *   namespace, `"link_index"` + `"link_netnsid"` when it is in another, `"link": null` when unset.
+ * - min_mtu/max_mtu of 0 mean "no limit" (lo, ifb).
+ */
+export function parseLinks(stdout: string): KernelLink[] {
+  const raw = parseJsonArray(stdout) as Json[];
+  const byName = new Map<string, number>();
+  for (const l of raw) if (typeof l.ifname === 'string' && typeof l.ifindex === 'number') byName.set(l.ifname, l.ifindex);
+  return raw.flatMap((l): KernelLink[] => {
+    const index = num(l.ifindex);
+    const name = str(l.ifname);
+    if (index === null || name === null) return [];
+    const flags = Array.isArray(l.flags) ? (l.flags as unknown[]) : [];
+    const info = (l.linkinfo ?? {}) as Json;
+    const data = (info.info_data ?? {}) as Json;
+    let kind = str(info.info_kind) ?? (l.link_type === 'loopback' ? 'loopback' : 'device');
+    if (kind === 'tun') kind = data.type === 'tap' ? 'tap' : 'tun';
+    const linkIndex = num(l.link_index);
+    const linkName = str(l.link);
+    const lower =
+      linkIndex !== null
+        ? { index: linkIndex, name: null, netnsid: num(l.link_netnsid) }
+        : linkName !== null
+          ? { index: byName.get(linkName) ?? -1, name: linkName, netnsid: null }
+          : null;
+    const minMtu = num(l.min_mtu);
+    const maxMtu = num(l.max_mtu);
+    const base: KernelLink = {
+      index,
+      name,
+      kind,
+      up: flags.includes('UP'),
+      operstate: str(l.operstate) ?? 'UNKNOWN',
+      mtu: num(l.mtu) ?? 0,
+      minMtu: minMtu === null || (minMtu === 0 && maxMtu === 0) ? null : minMtu,
+      maxMtu: maxMtu === null || maxMtu === 0 ? null : maxMtu,
+      mac: str(l.address),
+      txqlen: num(l.txqlen),
+      alias: str(l.ifalias),
+      master: str(l.master),
+      lower,
+    };
+    switch (kind) {
+      case 'bridge':
+        return [{ ...base, bridge: { stp: num(data.stp_state) === 1, vlanFiltering: num(data.vlan_filtering) === 1 } }];
+      case 'macvlan':
+        return [{ ...base, macvlan: { mode: str(data.mode) ?? 'vepa' } }];
+      case 'vxlan':
+        return [
+          {
+            ...base,
+            vxlan: {
+              vni: num(data.id) ?? 0,
+              local: str(data.local) ?? str(data.local6),
+              remote: str(data.remote) ?? str(data.remote6),
+              group: str(data.group) ?? str(data.group6),
+              dstport: num(data.port) ?? 0,
+              parent: str(data.link),
+            },
+          },
+        ];
+      case 'tun':
+      case 'tap':
+        return [
+          { ...base, tun: { persist: data.persist === true, multiQueue: data.multi_queue === true, vnetHdr: data.vnet_hdr === true, pi: data.pi === true } },
+        ];
+      default:
+        return [base];
+    }
+  });
+}
+
+/** The counters of the one link in `ip -s -s -j link show dev NAME` (`stats64`). */
+export function parseLinkStats(stdout: string): LinkCounters {
+  const [l] = parseJsonArray(stdout) as Json[];
+  const s = (l?.stats64 ?? l?.stats) as { rx?: Json; tx?: Json } | undefined;
+  if (!s?.rx || !s.tx) throw new AppError('INTERNAL', 'no counters in the tool output', { cause: stdout.slice(0, 200) });
+  const n = (v: unknown): number => num(v) ?? 0;
+  return {
+    rxBytes: n(s.rx.bytes),
+    txBytes: n(s.tx.bytes),
+    rxPackets: n(s.rx.packets),
+    txPackets: n(s.tx.packets),
+    rxErrors: n(s.rx.errors),
+    txErrors: n(s.tx.errors),
+    rxDropped: n(s.rx.dropped),
+    txDropped: n(s.tx.dropped),
+    multicast: n(s.rx.multicast),
+    collisions: n(s.tx.collisions),
+  };
+}
+
+/**
+ * From `ip -n NS -j netns list`: the nsid NS has for each named namespace (names without `id`
+ * have none there and are left out). These are NS's nsids, not the root namespace's.
+ */
+export function parseNsids(stdout: string): Array<{ nsid: number; name: string }> {
+  return (parseJsonArray(stdout) as Json[]).flatMap((e) => (typeof e.name === 'string' && typeof e.id === 'number' ? [{ nsid: e.id, name: e.name }] : []));
 }

@@ -33,12 +33,76 @@ const RULES: readonly Rule[] = [
   { match: /Operation not permitted|Permission denied/, code: 'PRIVILEGE_REQUIRED', detail: noPrivilege },
 ];
 
+type LinkOp = Extract<Op, { kind: `link.${string}` }>;
+
+/** The link an op is about, for details. */
+function subject(op: LinkOp): string {
+  const name = op.kind === 'link.add' ? op.spec.name : 'name' in op ? op.name : undefined;
+  return name === undefined ? `namespace "${op.ns}"` : `link "${name}" in namespace "${op.ns}"`;
+}
+
+/** What a link.set changes, for the rules whose meaning depends on it. */
+function changed(op: LinkOp): string | undefined {
+  return op.kind === 'link.set' ? Object.keys(op.change)[0] : undefined;
+}
+
+/**
+ * Rules for link ops only (a link that exists is not a namespace that exists). First match wins;
+ * some messages mean different things for different ops (EOPNOTSUPP: an unknown kind on
+ * `link add`, a master that is not a bridge on `link set master`).
+ */
+const LINK_RULES: ReadonlyArray<{ readonly match: RegExp; readonly code: (op: LinkOp) => ErrorCode | undefined; readonly detail: (op: LinkOp, m: RegExpExecArray) => string }> = [
+  { match: /^Cannot find device "([^"]*)"$|^Device "([^"]*)" does not exist\.$/m, code: () => 'LINK_NOT_FOUND', detail: (op, m) => `there is no link "${m[1] ?? m[2]}" in namespace "${op.ns}"` },
+  { match: /^Error: A VXLAN device with the specified VNI already exists\.$/m, code: () => 'LINK_VNI_IN_USE', detail: (op) => `another VXLAN device in namespace "${op.ns}" has this VNI and destination port` },
+  { match: /^RTNETLINK answers: File exists$/m, code: () => 'LINK_EXISTS', detail: (op) => `${subject(op)}: a link of that name exists` },
+  // `ip tuntap add` of a name that is taken.
+  { match: /^ioctl\(TUNSETIFF\): Device or resource busy$/m, code: () => 'LINK_EXISTS', detail: (op) => `${subject(op)}: a link of that name exists` },
+  { match: /^Error: Unknown device type\.$/m, code: () => 'LINK_KIND_UNSUPPORTED', detail: (op) => `${subject(op)}: this kernel does not know the link kind` },
+  { match: /^Error: mtu (greater|less) than device (maximum|minimum)\.$/m, code: () => 'LINK_MTU_INVALID', detail: (op, m) => `${subject(op)}: the MTU is ${m[1]} than the device ${m[2]}` },
+  {
+    match: /^RTNETLINK answers: Cannot assign requested address$/m,
+    code: (op) => (changed(op) === 'mac' || (op.kind === 'link.add' && op.spec.mac !== undefined) ? 'LINK_MAC_INVALID' : undefined),
+    detail: (op) => `${subject(op)}: the kernel refused the MAC address (a multicast or all-zero address cannot be a link's)`,
+  },
+  { match: /^Error: Can not enslave a bridge to a bridge\.$/m, code: () => 'LINK_MASTER_INVALID', detail: (op) => `${subject(op)}: a bridge cannot be a port of a bridge` },
+  { match: /^Error: The interface netns is immutable\.$/m, code: () => 'LINK_CHANGE_UNSUPPORTED', detail: (op) => `${subject(op)} cannot leave its namespace` },
+  {
+    match: /^RTNETLINK answers: Operation not supported$/m,
+    code: (op) => (op.kind === 'link.add' ? 'LINK_KIND_UNSUPPORTED' : changed(op) === 'master' ? 'LINK_MASTER_INVALID' : 'LINK_CHANGE_UNSUPPORTED'),
+    detail: (op) =>
+      op.kind === 'link.add'
+        ? `${subject(op)}: this kernel does not support this kind of link or one of its options`
+        : changed(op) === 'master'
+          ? `${subject(op)}: the master is not a bridge`
+          : `${subject(op)}: the kernel does not support ${op.kind === 'link.delete' ? 'deleting this link' : 'this change for this link'}`,
+  },
+  { match: /Device or resource busy$/m, code: () => 'LINK_BUSY', detail: (op) => `${subject(op)}: a device involved is in use (a bridge port cannot be a macvlan's parent, a passthru macvlan takes its parent alone)` },
+  {
+    match: /^RTNETLINK answers: Invalid argument$/m,
+    code: (op) => (changed(op) === 'mtu' || (op.kind === 'link.add' && op.spec.mtu !== undefined) ? 'LINK_MTU_INVALID' : changed(op) === 'master' ? 'LINK_MASTER_INVALID' : 'LINK_CHANGE_UNSUPPORTED'),
+    detail: (op) =>
+      changed(op) === 'mtu' || (op.kind === 'link.add' && op.spec.mtu !== undefined)
+        ? `${subject(op)}: the kernel refused the MTU (out of the device's range, or larger than its parent's)`
+        : changed(op) === 'master'
+          ? `${subject(op)}: the kernel refused this master (a bridge cannot be its own port)`
+          : `${subject(op)}: the kernel refused the request as invalid`,
+  },
+];
+
 /**
  * An AppError for a tool that ran and failed: its stderr and exit code (null for a failed line of
  * a batch worker, which has no exit code of its own). Unknown messages are INTERNAL.
  */
 export function classify(stderr: string, exitCode: number | null, op: Op): AppError {
   const cause = stderr.trim();
+  if (op.kind.startsWith('link.')) {
+    const linkOp = op as LinkOp;
+    for (const rule of LINK_RULES) {
+      const m = rule.match.exec(stderr);
+      const code = m ? rule.code(linkOp) : undefined;
+      if (m && code) return new AppError(code, rule.detail(linkOp, m), { cause });
+    }
+  }
   for (const rule of RULES) {
     const m = rule.match.exec(stderr);
     if (m) return new AppError(rule.code, rule.detail(op, m), { cause });

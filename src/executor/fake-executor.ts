@@ -9,6 +9,7 @@
 import { AppError } from '../errors/app-error.js';
 import { commandsFor } from './argv.js';
 import type { Executor } from './executor.js';
+import { type FakeLink, type FakeLinkSpace, FakeLinkTable } from './fake-links.js';
 import { HOST, type Op, type OpKind, type OpOf, type OpResults, type ResultOf } from './ops.js';
 
 /** A reply: the result, an AppError to reject with, or a function of the op giving either (or a promise of the result). */
@@ -119,6 +120,7 @@ function matches(matcher: FakeMatcher<OpKind> | undefined, op: Op): boolean {
 export interface FakeNamespace {
   nsid: number;
   pids: number[];
+  /** Names of its links (kept in step with the link table; given to addNamespace: plain devices). */
   links: string[];
   loopbackUp: boolean;
 }
@@ -130,15 +132,37 @@ export interface FakeNamespace {
  * can make one op fail.
  */
 export class FakeKernel extends FakeExecutor {
-  private readonly namespaces = new Map<string, FakeNamespace>();
+  private readonly namespaces = new Map<string, FakeNamespace & FakeLinkSpace>();
   private nextNsid = 0;
-  /** Links of the root namespace (`host`). */
-  hostLinks: string[] = ['lo', 'eth0'];
+  private readonly hostSpace: FakeLinkSpace = { label: HOST, nsid: -1 };
+  /** The links of every namespace (see fake-links.ts). */
+  private readonly linkTable = new FakeLinkTable(this.hostSpace, (space) => {
+    if (space.nsid < 0) space.nsid = this.nextNsid++;
+    return space.nsid;
+  });
+
+  constructor(options: FakeExecutorOptions = {}) {
+    super(options);
+    this.linkTable.addSpace(this.hostSpace, ['lo', 'eth0']);
+  }
+
+  /** Links of the root namespace (`host`): `lo` and `eth0` (up) to begin with. */
+  get hostLinks(): string[] {
+    return this.linkTable.names(this.hostSpace);
+  }
 
   /** Adds a namespace as if something else had made it (unmanaged, no nsid unless given). */
   addNamespace(name: string, init: Partial<FakeNamespace> = {}): this {
-    this.namespaces.set(name, { nsid: -1, pids: [], links: ['lo'], loopbackUp: false, ...init });
+    const ns = { nsid: -1, pids: [], links: ['lo'], loopbackUp: false, ...init, label: name };
+    this.namespaces.set(name, ns);
+    this.linkTable.addSpace(ns, ns.links);
     return this;
+  }
+
+  /** A simulated link (`host` allowed), e.g. to change its counters; undefined when missing. */
+  link(ns: string, name: string): FakeLink | undefined {
+    const space = ns === HOST ? this.hostSpace : this.namespaces.get(ns);
+    return space ? this.linkTable.find(space, name) : undefined;
   }
 
   setPids(name: string, pids: readonly number[]): this {
@@ -163,8 +187,9 @@ export class FakeKernel extends FakeExecutor {
         this.addNamespace(op.ns);
         return undefined;
       case 'netns.delete':
-        this.get(op.ns);
+        this.linkTable.removeSpace(this.get(op.ns));
         this.namespaces.delete(op.ns);
+        this.syncNames();
         return undefined;
       case 'netns.assignNsid': {
         const ns = this.get(op.ns);
@@ -173,11 +198,15 @@ export class FakeKernel extends FakeExecutor {
       }
       case 'netns.getNsid':
         return { nsid: this.get(op.ns).nsid };
-      case 'netns.loopbackUp':
-        this.get(op.ns).loopbackUp = true;
+      case 'netns.loopbackUp': {
+        const ns = this.get(op.ns);
+        ns.loopbackUp = true;
+        const lo = this.linkTable.find(ns, 'lo');
+        if (lo) lo.up = true;
         return undefined;
+      }
       case 'netns.linkNames':
-        return { names: op.ns === HOST ? [...this.hostLinks] : [...this.get(op.ns).links] };
+        return { names: this.linkTable.names(this.space(op.ns)) };
       case 'netns.pids':
         return { pids: [...this.get(op.ns).pids] };
       case 'netns.killPids': {
@@ -194,6 +223,27 @@ export class FakeKernel extends FakeExecutor {
       case 'probe.nftables':
         this.get(op.ns);
         return { supported: true };
+      case 'link.list':
+        return { links: this.linkTable.list(this.space(op.ns), op.name) };
+      case 'link.nsids':
+        return { nsids: this.linkTable.nsids(this.space(op.ns), this.namespaces) };
+      case 'link.stats':
+        return this.linkTable.stats(this.space(op.ns), op.name);
+      case 'link.add':
+        this.linkTable.add(this.space(op.ns), op.spec, op.spec.linkKind === 'veth' ? this.space(op.spec.peer.ns) : undefined);
+        this.syncNames();
+        return undefined;
+      case 'link.set':
+        this.linkTable.set(this.space(op.ns), op.name, op.change);
+        return undefined;
+      case 'link.move':
+        this.linkTable.move(this.space(op.ns), op.name, this.space(op.to), op.newName);
+        this.syncNames();
+        return undefined;
+      case 'link.delete':
+        this.linkTable.delete(this.space(op.ns), op.name);
+        this.syncNames();
+        return undefined;
       default: {
         const never: never = op;
         return never;
@@ -201,7 +251,16 @@ export class FakeKernel extends FakeExecutor {
     }
   }
 
-  private get(name: string): FakeNamespace {
+  private space(name: string): FakeLinkSpace {
+    return name === HOST ? this.hostSpace : this.get(name);
+  }
+
+  /** Keeps each FakeNamespace's `links` in step with the link table. */
+  private syncNames(): void {
+    for (const ns of this.namespaces.values()) ns.links = this.linkTable.names(ns);
+  }
+
+  private get(name: string): FakeNamespace & FakeLinkSpace {
     const ns = this.namespaces.get(name);
     if (!ns) throw new AppError('NAMESPACE_NOT_FOUND', `namespace "${name}" does not exist`);
     return ns;

@@ -8,8 +8,12 @@
  *   microseconds; without it, one-shot spawns of the argv.ts commands.
  * - netns.pids / killPids: /proc and signals, in-process.
  * - probe.*: one-shot spawns (startup only); a tool's refusal is an answer, not an error.
+ * - link.add / set / move / delete: the namespace's own batch worker (netns-workers.ts), started
+ *   on first use and closed when idle, and always before that namespace is deleted.
+ * - link.list / nsids / stats: one-shot `ip -j` spawns (the event monitor's inventory will
+ *   replace them).
  *
- * Only this file and batch-worker.ts start processes.
+ * Only this file and batch-worker.ts start processes (netns-workers.ts owns BatchWorkers).
  */
 import { existsSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
@@ -18,10 +22,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { AppError, isAppError } from '../errors/app-error.js';
-import { type Command, commandsFor, parseLinkNames, parseNetnsList, parseToolVersion, spawnArgv } from './argv.js';
+import { type Command, commandsFor, parseLinkNames, parseLinks, parseLinkStats, parseNetnsList, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
 import { BatchWorker, type Logger, silentLogger, TOOL_ENV } from './batch-worker.js';
 import { classify, classifyNative, classifySpawnError } from './classify.js';
 import type { Executor, OpContext } from './executor.js';
+import { NetnsWorkers } from './netns-workers.js';
 import { HOST, type Op, type OpResults, type ProbeResult, type ResultOf, type ToolVersions, opNamespace } from './ops.js';
 
 export type { Logger } from './batch-worker.js';
@@ -33,6 +38,8 @@ export interface Iproute2ExecutorOptions {
   readonly recycleAfter?: number;
   /** Use the native addon: `true` = must load, `false` = never, `'auto'` (default) = when it loads. */
   readonly native?: boolean | 'auto';
+  /** A namespace's batch worker is closed after this long without work. Default 30 s. */
+  readonly workerIdleMs?: number;
   /** netns.killPids gives up (INTERNAL) when processes are still inside after this. Default 2 s. */
   readonly killWaitMs?: number;
   readonly log?: Logger;
@@ -64,6 +71,7 @@ export class Iproute2Executor implements Executor {
   readonly nativeAvailable: boolean;
   private readonly native: NetnsAddon | undefined;
   private readonly root: BatchWorker;
+  private readonly workers: NetnsWorkers;
   private readonly log: Logger;
   private readonly opTimeoutMs: number;
   private readonly killWaitMs: number;
@@ -81,6 +89,17 @@ export class Iproute2Executor implements Executor {
     this.native = loadNative(options.native ?? 'auto', this.log);
     this.nativeAvailable = this.native !== undefined;
     this.root = new BatchWorker({ tool: 'ip', timeoutMs: this.opTimeoutMs, recycleAfter: options.recycleAfter ?? 100, log: this.log });
+    this.workers = new NetnsWorkers({
+      timeoutMs: this.opTimeoutMs,
+      recycleAfter: options.recycleAfter ?? 100,
+      log: this.log,
+      ...(options.workerIdleMs === undefined ? {} : { idleMs: options.workerIdleMs }),
+    });
+  }
+
+  /** Namespaces (`host` included) that have a batch worker running now. */
+  get workerNamespaces(): string[] {
+    return this.workers.namespaces;
   }
 
   run<O extends Op>(op: O, ctx: OpContext = {}): Promise<ResultOf<O>> {
@@ -101,7 +120,7 @@ export class Iproute2Executor implements Executor {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.inFlight]);
-      await this.root.close();
+      await Promise.all([this.root.close(), this.workers.close()]);
     })();
     return this.closing;
   }
@@ -128,7 +147,10 @@ export class Iproute2Executor implements Executor {
     const commands = commandsFor(op);
     switch (op.kind) {
       case 'netns.add':
+        return this.batch(commands, op, argv);
       case 'netns.delete':
+        // Our workers inside it, or holding an fd to it, would keep it alive after the unmount.
+        await this.workers.release(op.ns);
         return this.batch(commands, op, argv);
       case 'netns.assignNsid':
         if (this.native) return { nsid: this.nativeCall(op, (n) => n.assignNsid(nsPath(op.ns))) };
@@ -155,6 +177,17 @@ export class Iproute2Executor implements Executor {
       case 'probe.classifier':
       case 'probe.nftables':
         return this.probe(commands, op, argv);
+      case 'link.list':
+        return { links: parseLinks(await this.oneShot(only(commands), op, argv)) };
+      case 'link.nsids':
+        return { nsids: parseNsids(await this.oneShot(only(commands), op, argv)) };
+      case 'link.stats':
+        return parseLinkStats(await this.oneShot(only(commands), op, argv));
+      case 'link.add':
+      case 'link.set':
+      case 'link.move':
+      case 'link.delete':
+        return this.inNamespace(commands, op, argv);
       default: {
         const never: never = op;
         throw new AppError('INTERNAL', 'unknown op', { cause: never });
@@ -166,6 +199,32 @@ export class Iproute2Executor implements Executor {
     for (const cmd of commands) {
       argv.push([...spawnArgv(cmd)]);
       const r = await this.root.submit(cmd.args);
+      if (!r.ok) throw classify(r.stderr, null, op);
+    }
+  }
+
+  /**
+   * Runs a change's commands in the batch worker of its namespace. A command with an empty
+   * argument (clearing an alias) cannot be a batch line and runs as a process of its own.
+   */
+  private async inNamespace(commands: readonly Command[], op: Extract<Op, { kind: 'link.add' | 'link.set' | 'link.move' | 'link.delete' }>, argv: string[][]): Promise<void> {
+    const names = op.kind === 'link.add' && op.spec.linkKind === 'veth' ? [op.spec.peer.ns] : op.kind === 'link.move' ? [op.to] : [];
+    for (const cmd of commands) {
+      if (cmd.args.includes('')) {
+        await this.oneShot(cmd, op, argv);
+        continue;
+      }
+      argv.push([...spawnArgv(cmd)]);
+      let r;
+      try {
+        r = await this.workers.submit(op.ns, cmd.args, names);
+      } catch (e) {
+        // A worker for a namespace that is gone exits at once ("Cannot open network namespace").
+        if (isAppError(e) && e.code === 'EXECUTOR_UNAVAILABLE' && op.ns !== HOST && !existsSync(nsPath(op.ns))) {
+          throw new AppError('NAMESPACE_NOT_FOUND', `namespace "${op.ns}" does not exist`, { cause: e });
+        }
+        throw e;
+      }
       if (!r.ok) throw classify(r.stderr, null, op);
     }
   }
@@ -197,7 +256,7 @@ export class Iproute2Executor implements Executor {
   private async pidsIn(op: Extract<Op, { ns: string }>): Promise<number[]> {
     const target = await this.nsInode(op);
     const byNs = await this.procScan();
-    const own = new Set([process.pid, ...this.root.pids, ...this.children]);
+    const own = new Set([process.pid, ...this.root.pids, ...this.workers.pids, ...this.children]);
     return (byNs.get(`${target.dev}:${target.ino}`) ?? []).filter((pid) => !own.has(pid));
   }
 
@@ -240,7 +299,7 @@ export class Iproute2Executor implements Executor {
    */
   private async killPids(op: Extract<Op, { kind: 'netns.killPids' }>): Promise<void> {
     const target = await this.nsInode(op);
-    const own = new Set([process.pid, ...this.root.pids, ...this.children]);
+    const own = new Set([process.pid, ...this.root.pids, ...this.workers.pids, ...this.children]);
     for (const pid of op.pids) {
       if (!Number.isInteger(pid) || pid <= 1 || own.has(pid)) throw new AppError('INTERNAL', 'refusing to kill this pid', { cause: pid });
     }

@@ -37,9 +37,123 @@ export type Op =
   /** Try a tc classifier on the probe veth inside the (scratch) namespace. */
   | { readonly kind: 'probe.classifier'; readonly ns: string; readonly classifier: ProbeClassifier }
   /** Try to add an nftables table inside the (scratch) namespace. */
-  | { readonly kind: 'probe.nftables'; readonly ns: string };
+  | { readonly kind: 'probe.nftables'; readonly ns: string }
+  /** Every link of the namespace (`host` allowed), or only `name` (LINK_NOT_FOUND when missing), with details. */
+  | { readonly kind: 'link.list'; readonly ns: string; readonly name?: string }
+  /** The nsids the namespace has for the named namespaces (what its links' `link-netnsid` refer to). */
+  | { readonly kind: 'link.nsids'; readonly ns: string }
+  /** The 64-bit counters of one link. */
+  | { readonly kind: 'link.stats'; readonly ns: string; readonly name: string }
+  /** Create a link inside the namespace (a veth's peer may go to another namespace at once). */
+  | { readonly kind: 'link.add'; readonly ns: string; readonly spec: LinkAddSpec }
+  /** Change one attribute of a link (one op per attribute, so a failure names it). */
+  | { readonly kind: 'link.set'; readonly ns: string; readonly name: string; readonly change: LinkChange }
+  /** Move a link to another namespace (`host` allowed), renaming it there when `newName` is given. */
+  | { readonly kind: 'link.move'; readonly ns: string; readonly name: string; readonly to: string; readonly newName?: string }
+  /** Delete a link (both ends of a veth go). */
+  | { readonly kind: 'link.delete'; readonly ns: string; readonly name: string };
 
 export type OpKind = Op['kind'];
+
+/** Link kinds netnsd can create (whether this kernel has them is capabilities' answer). */
+export const CREATABLE_LINK_KINDS = [
+  'veth', 'bridge', 'macvlan', 'vxlan', 'tun', 'tap', 'ifb', 'dummy', 'vlan', 'vrf', 'bond', 'wireguard', 'gre',
+] as const;
+export type CreatableLinkKind = (typeof CREATABLE_LINK_KINDS)[number];
+
+export const MACVLAN_MODES = ['private', 'vepa', 'bridge', 'passthru', 'source'] as const;
+export type MacvlanMode = (typeof MACVLAN_MODES)[number];
+
+/** Options every kind takes when it is created. */
+interface LinkAddCommon {
+  readonly name: string;
+  readonly mtu?: number;
+  readonly mac?: string;
+}
+
+/** What `link.add` creates; every name and value was validated by the schema. */
+export type LinkAddSpec = LinkAddCommon &
+  (
+    | { readonly linkKind: 'veth'; readonly peer: { readonly name: string; readonly ns: string } }
+    | { readonly linkKind: 'bridge'; readonly stp?: boolean; readonly vlanFiltering?: boolean }
+    | { readonly linkKind: 'macvlan'; readonly parent: string; readonly mode: MacvlanMode }
+    | {
+        readonly linkKind: 'vxlan';
+        readonly vni: number;
+        readonly dstport: number;
+        readonly local?: string;
+        readonly remote?: string;
+        readonly group?: string;
+        readonly parent?: string;
+      }
+    | { readonly linkKind: 'vlan'; readonly parent: string; readonly vlanId: number }
+    | { readonly linkKind: 'vrf'; readonly table: number }
+    | { readonly linkKind: 'gre'; readonly local: string; readonly remote: string }
+    | { readonly linkKind: 'tun' | 'tap' | 'ifb' | 'dummy' | 'bond' | 'wireguard' }
+  );
+
+/** One attribute change of `link.set`. `master: null` detaches from the bridge. */
+export type LinkChange =
+  | { readonly up: boolean }
+  | { readonly mtu: number }
+  | { readonly mac: string }
+  | { readonly alias: string | null }
+  | { readonly master: string | null }
+  | { readonly txqlen: number };
+
+/**
+ * A link as `ip -j -d link show` describes it (iproute2 6.1), before netnsd adds what only it
+ * knows (labels, ownership) and resolves what refers to other namespaces.
+ */
+export interface KernelLink {
+  readonly index: number;
+  readonly name: string;
+  /** `info_kind` (tun and tap both say `tun`: told apart by their type), else `loopback` or `device`. */
+  readonly kind: string;
+  /** The administrative flag (`UP`). */
+  readonly up: boolean;
+  readonly operstate: string;
+  readonly mtu: number;
+  readonly minMtu: number | null;
+  readonly maxMtu: number | null;
+  readonly mac: string | null;
+  readonly txqlen: number | null;
+  readonly alias: string | null;
+  /** The master (bridge) in the same namespace, by name. */
+  readonly master: string | null;
+  /**
+   * The other device a link is tied to (IFLA_LINK): a veth's peer, a macvlan's lower device.
+   * `netnsid` is null when it is in the same namespace, else the nsid this namespace has for the
+   * other one; `name` only when it is in the same namespace.
+   */
+  readonly lower: { readonly index: number; readonly name: string | null; readonly netnsid: number | null } | null;
+  readonly bridge?: { readonly stp: boolean; readonly vlanFiltering: boolean };
+  readonly macvlan?: { readonly mode: string };
+  readonly vxlan?: {
+    readonly vni: number;
+    readonly local: string | null;
+    readonly remote: string | null;
+    readonly group: string | null;
+    readonly dstport: number;
+    /** The underlying device (`dev`), by name in the vxlan's namespace. */
+    readonly parent: string | null;
+  };
+  readonly tun?: { readonly persist: boolean; readonly multiQueue: boolean; readonly vnetHdr: boolean; readonly pi: boolean };
+}
+
+/** 64-bit link counters (`stats64`). Values above 2^53 lose precision in JSON.parse. */
+export interface LinkCounters {
+  readonly rxBytes: number;
+  readonly txBytes: number;
+  readonly rxPackets: number;
+  readonly txPackets: number;
+  readonly rxErrors: number;
+  readonly txErrors: number;
+  readonly rxDropped: number;
+  readonly txDropped: number;
+  readonly multicast: number;
+  readonly collisions: number;
+}
 export type OpOf<K extends OpKind> = Extract<Op, { kind: K }>;
 
 /** Link kinds probed at start. `veth` must be probed first: it is the parent of the others. */
@@ -91,6 +205,13 @@ export interface OpResults {
   'probe.qdisc': ProbeResult;
   'probe.classifier': ProbeResult;
   'probe.nftables': ProbeResult;
+  'link.list': { readonly links: readonly KernelLink[] };
+  'link.nsids': { readonly nsids: ReadonlyArray<{ readonly nsid: number; readonly name: string }> };
+  'link.stats': LinkCounters;
+  'link.add': void;
+  'link.set': void;
+  'link.move': void;
+  'link.delete': void;
 }
 
 export type ResultOf<O extends Op> = OpResults[O['kind']];
@@ -106,6 +227,9 @@ export function isReadOp(op: Op): boolean {
     op.kind === 'netns.getNsid' ||
     op.kind === 'netns.linkNames' ||
     op.kind === 'netns.pids' ||
-    op.kind === 'probe.tools'
+    op.kind === 'probe.tools' ||
+    op.kind === 'link.list' ||
+    op.kind === 'link.nsids' ||
+    op.kind === 'link.stats'
   );
 }
