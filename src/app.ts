@@ -15,6 +15,9 @@ import { Iproute2Executor } from './executor/iproute2-executor.js';
 import { CapabilitiesService } from './capabilities/capabilities-service.js';
 import { NamespaceService } from './namespaces/namespace-service.js';
 import { namespaceApi } from './namespaces/namespace-api.js';
+import { LinkService } from './links/link-service.js';
+import { linkApi } from './links/link-api.js';
+import { LinkRecords, hostNamespaceKey } from './store/link-records.js';
 import { KernelNetnsDirectory, type NetnsDirectory } from './namespaces/netns-dir.js';
 import { openDb, type Db } from './store/db.js';
 import { AuditLog } from './store/audit-log.js';
@@ -37,6 +40,7 @@ export interface Services {
   readonly executor: Executor;
   readonly capabilities: CapabilitiesService;
   readonly namespaces: NamespaceService;
+  readonly links: LinkService;
   readonly audit: AuditLog;
   readonly idempotency: IdempotencyStore;
   /** Drains the executor and closes the store. Call after the servers are closed. */
@@ -73,11 +77,21 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     log: log.child({ component: 'namespaces' }),
     maxNamespaces: config.limits.namespaces,
   });
+  const links = new LinkService({
+    executor,
+    records: new LinkRecords(db),
+    dir: deps.dir ?? new KernelNetnsDirectory(),
+    capabilities: () => capabilities.get(),
+    hostAllowChanges: config.host.allowChanges,
+    hostKey: hostNamespaceKey(),
+    log: log.child({ component: 'links' }),
+  });
   const audit = new AuditLog(db, config.audit.retentionCount);
   const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
   try {
     await capabilities.probe();
     await namespaces.reconcile();
+    await links.reconcile();
     idempotency.expire();
   } catch (e) {
     await executor.close();
@@ -94,6 +108,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     executor,
     capabilities,
     namespaces,
+    links,
     audit,
     idempotency,
     async close() {
@@ -154,6 +169,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await installOpenApi(app);
   await app.register(systemApi({ db: s.db, executor: s.executor, capabilities: s.capabilities, audit: s.audit }));
   await app.register(namespaceApi(s.namespaces));
+  await app.register(linkApi(s.links));
   await app.ready();
   return app;
 }

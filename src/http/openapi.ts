@@ -25,6 +25,7 @@ export async function installOpenApi(app: FastifyInstance): Promise<void> {
       security: [{ bearer: [] }],
       tags: [
         { name: 'namespaces', description: 'Network namespaces' },
+        { name: 'links', description: 'Links (network interfaces) inside a namespace' },
         { name: 'system', description: 'Health, capabilities, audit' },
       ],
     },

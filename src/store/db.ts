@@ -45,6 +45,17 @@ const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (actor, key)
    );
    CREATE INDEX idempotency_created ON idempotency (created_at);`,
+  // Links: keyed by the namespace's identity and the ifindex, so a renamed link keeps its record
+  // and a new link under an old name does not inherit one. `kind` guards against a reused ifindex.
+  `CREATE TABLE links (
+     ns_key     TEXT NOT NULL,
+     ifindex    INTEGER NOT NULL,
+     kind       TEXT NOT NULL,
+     managed    INTEGER NOT NULL,
+     created_at TEXT,
+     labels     TEXT NOT NULL DEFAULT '{}',
+     PRIMARY KEY (ns_key, ifindex)
+   );`,
 ];
 
 /** Opens (creating when missing) `netnsd.db` in dataDir, or an in-memory store for `:memory:`. */

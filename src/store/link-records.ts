@@ -1,0 +1,104 @@
+import { readFileSync } from 'node:fs';
+import type { Db } from './db.js';
+import type { Labels } from '../labels.js';
+
+/**
+ * What netnsd knows of a link that the kernel does not: ownership and labels. Keyed by the
+ * namespace's key (see hostNamespaceKey; a named namespace's id otherwise) and the ifindex, which
+ * a link keeps when renamed; `kind` must match too, so a reused ifindex does not inherit a record.
+ */
+export interface LinkRecord {
+  readonly nsKey: string;
+  readonly ifindex: number;
+  readonly kind: string;
+  readonly managed: boolean;
+  readonly createdAt: string | null;
+  readonly labels: Labels;
+}
+
+interface Row {
+  ns_key: string;
+  ifindex: number;
+  kind: string;
+  managed: number;
+  created_at: string | null;
+  labels: string;
+}
+
+function fromRow(r: Row): LinkRecord {
+  return { nsKey: r.ns_key, ifindex: r.ifindex, kind: r.kind, managed: r.managed === 1, createdAt: r.created_at, labels: JSON.parse(r.labels) as Labels };
+}
+
+/**
+ * The key of the root namespace's links: its ifindexes start again at every boot, so the key is
+ * the boot id (the nsfs inode of the root namespace is the same number at every boot).
+ */
+export function hostNamespaceKey(): string {
+  try {
+    return `host-${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}`;
+  } catch {
+    return 'host';
+  }
+}
+
+export class LinkRecords {
+  private readonly getStmt;
+  private readonly nsStmt;
+  private readonly putStmt;
+  private readonly delStmt;
+  private readonly keysStmt;
+  private readonly delNsStmt;
+
+  constructor(private readonly db: Db) {
+    this.getStmt = db.prepare<[string, number], Row>('SELECT * FROM links WHERE ns_key = ? AND ifindex = ?');
+    this.nsStmt = db.prepare<[string], Row>('SELECT * FROM links WHERE ns_key = ?');
+    this.putStmt = db.prepare(
+      `INSERT INTO links (ns_key, ifindex, kind, managed, created_at, labels) VALUES (@nsKey, @ifindex, @kind, @managed, @createdAt, @labels)
+       ON CONFLICT (ns_key, ifindex) DO UPDATE SET kind = excluded.kind, managed = excluded.managed,
+         created_at = excluded.created_at, labels = excluded.labels`,
+    );
+    this.delStmt = db.prepare('DELETE FROM links WHERE ns_key = ? AND ifindex = ?');
+    this.keysStmt = db.prepare<[], { ns_key: string }>('SELECT DISTINCT ns_key FROM links');
+    this.delNsStmt = db.prepare('DELETE FROM links WHERE ns_key = ?');
+  }
+
+  /** The record of this link, when its kind matches. */
+  get(nsKey: string, ifindex: number, kind: string): LinkRecord | undefined {
+    const r = this.getStmt.get(nsKey, ifindex);
+    return r && r.kind === kind ? fromRow(r) : undefined;
+  }
+
+  /** Every record of a namespace, by ifindex. */
+  forNamespace(nsKey: string): Map<number, LinkRecord> {
+    return new Map(this.nsStmt.all(nsKey).map((r) => [r.ifindex, fromRow(r)]));
+  }
+
+  put(rec: LinkRecord): void {
+    this.putStmt.run({ ...rec, managed: rec.managed ? 1 : 0, labels: JSON.stringify(rec.labels) });
+  }
+
+  delete(nsKey: string, ifindex: number): void {
+    this.delStmt.run(nsKey, ifindex);
+  }
+
+  /** Moves a record (a link that changed namespace, and maybe ifindex), in one transaction. */
+  move(from: { nsKey: string; ifindex: number }, to: { nsKey: string; ifindex: number }, kind: string): void {
+    this.db.transaction(() => {
+      const r = this.getStmt.get(from.nsKey, from.ifindex);
+      this.delStmt.run(from.nsKey, from.ifindex);
+      if (r) this.put({ ...fromRow(r), nsKey: to.nsKey, ifindex: to.ifindex, kind });
+    })();
+  }
+
+  /** Drops the records of a namespace's links that no longer exist (or whose ifindex holds another kind). */
+  prune(nsKey: string, live: ReadonlyMap<number, string>): void {
+    for (const [ifindex, rec] of this.forNamespace(nsKey)) if (live.get(ifindex) !== rec.kind) this.delete(nsKey, ifindex);
+  }
+
+  /** Drops every record of namespaces whose key is not in `live` (namespaces that are gone). */
+  pruneNamespaces(live: ReadonlySet<string>): string[] {
+    const gone = this.keysStmt.all().map((r) => r.ns_key).filter((k) => !live.has(k));
+    for (const k of gone) this.delNsStmt.run(k);
+    return gone;
+  }
+}
