@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <linux/net_namespace.h>
 #include <linux/netlink.h>
@@ -25,7 +26,6 @@
 #include <node_api.h>
 
 #define NN_MAX_PATH 4096
-#define NN_MAX_LINKS 4096
 
 static napi_value throw_errno(napi_env env, const char *what, int err) {
   char msg[256];
@@ -60,7 +60,7 @@ struct in_ns_job {
   int err;
   const char *what;
   int count;
-  char names[NN_MAX_LINKS][IF_NAMESIZE];
+  char (*names)[IF_NAMESIZE];  // malloc'ed by the thread, freed by the caller
 };
 
 static void *in_ns_thread(void *arg) {
@@ -87,12 +87,15 @@ static void *in_ns_thread(void *arg) {
   } else {
     struct if_nameindex *list = if_nameindex();
     if (!list) { job->err = errno; job->what = "if_nameindex"; return NULL; }
-    int n = 0;
-    for (struct if_nameindex *p = list; p->if_index != 0 && n < NN_MAX_LINKS; p++, n++) {
-      strncpy(job->names[n], p->if_name, IF_NAMESIZE - 1);
+    int total = 0;
+    for (struct if_nameindex *p = list; p->if_index != 0; p++) total++;
+    job->names = malloc((size_t)(total ? total : 1) * IF_NAMESIZE);
+    if (!job->names) { job->err = ENOMEM; job->what = "malloc"; if_freenameindex(list); return NULL; }
+    for (int n = 0; n < total; n++) {
+      strncpy(job->names[n], list[n].if_name, IF_NAMESIZE - 1);
       job->names[n][IF_NAMESIZE - 1] = 0;
     }
-    job->count = n;
+    job->count = total;
     if_freenameindex(list);
   }
   return NULL;
@@ -140,6 +143,7 @@ static napi_value link_names(napi_env env, napi_callback_info info) {
       napi_set_element(env, result, i, s);
     }
   }
+  free(job->names);
   free(job);
   return result;
 }
@@ -179,7 +183,7 @@ static int nsid_talk(int nlfd, int type, int nsfd, int want_nsid, int *nsid) {
   char buf[8192];
   for (;;) {
     ssize_t n = recv(nlfd, buf, sizeof buf, 0);
-    if (n < 0) { if (errno == EINTR) continue; return -errno; }
+    if (n < 0) { if (errno == EINTR) continue; return errno == EAGAIN ? -ETIMEDOUT : -errno; }
     for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (unsigned int)n); h = NLMSG_NEXT(h, n)) {
       if (h->nlmsg_seq != req.nh.nlmsg_seq) continue;
       if (h->nlmsg_type == NLMSG_ERROR) {
@@ -206,6 +210,9 @@ static napi_value nsid_common(napi_env env, napi_callback_info info, int assign)
   if (nsfd < 0) return throw_errno(env, "open namespace", errno);
   int nlfd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (nlfd < 0) { int e = errno; close(nsfd); return throw_errno(env, "netlink socket", e); }
+  // The kernel answers at once; a bound keeps a lost answer from blocking the event loop forever.
+  struct timeval tv = {.tv_sec = 2, .tv_usec = 0};
+  setsockopt(nlfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   int nsid = NETNSA_NSID_NOT_ASSIGNED;
   int rc = 0;
   if (assign) {

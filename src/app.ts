@@ -69,11 +69,12 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     concurrency: config.limits.executorConcurrency,
     queueLimit: config.limits.executorQueue,
   });
-  const capabilities = new CapabilitiesService(executor, log.child({ component: 'capabilities' }), nativeHelper);
+  const dir = deps.dir ?? new KernelNetnsDirectory();
+  const capabilities = new CapabilitiesService(executor, log.child({ component: 'capabilities' }), nativeHelper, dir);
   const namespaces = new NamespaceService({
     executor,
     records: new NamespaceRecords(db),
-    dir: deps.dir ?? new KernelNetnsDirectory(),
+    dir,
     log: log.child({ component: 'namespaces' }),
     maxNamespaces: config.limits.namespaces,
   });
@@ -92,6 +93,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     await capabilities.probe();
     await namespaces.reconcile();
     await links.reconcile();
+    idempotency.releaseAllPending();
     idempotency.expire();
   } catch (e) {
     await executor.close();
@@ -115,6 +117,8 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
       if (closed) return;
       closed = true;
       clearInterval(expiry);
+      // Changes still under way (their clients may have hung up) finish before the executor goes.
+      await namespaces.drain();
       await executor.close();
       db.close();
     },

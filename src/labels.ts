@@ -7,6 +7,9 @@ import { LABEL_RE } from './names.js';
 
 export type Labels = Readonly<Record<string, string>>;
 
+/** Most labels one object may carry. */
+export const MAX_LABELS = 64;
+
 type Requirement =
   | { readonly op: 'eq' | 'ne'; readonly key: string; readonly value: string }
   | { readonly op: 'exists' | 'absent'; readonly key: string };

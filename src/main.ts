@@ -4,7 +4,7 @@
  * listener, and close everything in order on SIGTERM/SIGINT (listeners first, then started work
  * drains, then the store). SIGHUP re-reads the tokens file.
  */
-import { chmod, chown, mkdir, rm } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { connect } from 'node:net';
@@ -45,6 +45,16 @@ async function main(): Promise<number> {
     }
     for (const w of tokens.warnings) log.warn({ file: config.tokensFile }, w);
   }
+  // Before anything else touches the store: a live daemon on a socket we would take means stop.
+  for (const url of config.listen) {
+    const l = parseListenUrl(url);
+    if (l.kind !== 'unix') continue;
+    const problem = await socketInTheWay(l.path);
+    if (problem) {
+      log.fatal({ url }, problem);
+      return 1;
+    }
+  }
   const services = await buildServices(config, log);
   const tls = config.tls ? { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } : undefined;
 
@@ -56,10 +66,15 @@ async function main(): Promise<number> {
         const app = await buildServer(services, { trust: { kind: 'unix' } });
         servers.push(app);
         await mkdir(dirname(l.path), { recursive: true, mode: 0o755 });
-        // A socket file left by a daemon that died is in the way; one that still answers is not ours to take.
-        if (await answers(l.path)) throw new Error(`another process listens on ${l.path}`);
+        // A socket left by a daemon that died (checked above: nothing answers on it).
         await rm(l.path, { force: true });
-        await app.listen({ path: l.path });
+        // Made owner-only, so nobody can connect before it has its configured mode.
+        const umask = process.umask(0o177);
+        try {
+          await app.listen({ path: l.path });
+        } finally {
+          process.umask(umask);
+        }
         await chmod(l.path, parseInt(config.socketMode, 8));
         if (config.socketGroup !== undefined) await chown(l.path, process.getuid?.() ?? 0, groupId(config.socketGroup));
         log.info({ url: `unix://${l.path}` }, 'listening');
@@ -98,8 +113,12 @@ async function main(): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down: closing listeners, draining started work');
+      // Keep-alive connections would hold close() for the keep-alive timeout (72 s): close each
+      // one as soon as it is idle, so started requests finish and nothing waits for nothing.
+      const idle = setInterval(() => servers.forEach((s) => s.server.closeIdleConnections()), 50);
       void (async () => {
         await Promise.allSettled(servers.map((s) => s.close()));
+        clearInterval(idle);
         await services.close();
         log.info({}, 'stopped');
         resolve(0);
@@ -110,9 +129,19 @@ async function main(): Promise<number> {
   });
 }
 
-/** Whether something accepts connections on the Unix socket at path. */
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
+/**
+ * Why we must not replace what is at a Unix listener's path, or null when it is free or a stale
+ * socket: a regular file is never removed, and a socket that still answers belongs to a live process.
+ */
+async function socketInTheWay(path: string): Promise<string | null> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch {
+    return null;
+  }
+  if (!st.isSocket()) return `${path} exists and is not a socket; refusing to replace it`;
+  const live = await new Promise<boolean>((resolve) => {
     const sock = connect(path);
     sock.once('connect', () => {
       sock.destroy();
@@ -120,6 +149,7 @@ function answers(path: string): Promise<boolean> {
     });
     sock.once('error', () => resolve(false));
   });
+  return live ? `another process listens on ${path}` : null;
 }
 
 main().then(

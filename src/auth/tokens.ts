@@ -143,12 +143,17 @@ function globMatch(pattern: string, name: string): boolean {
 
 /**
  * Whether the principal may use namespace `name`. No limit: every namespace. Otherwise a pattern
- * must match the name; `host` (the root namespace) gets no exception either way, so a limited
- * token reaches it only through a pattern that matches `host` (`host`, `h*`, `*`).
+ * must match the name; a limited token reaches `host` (the root namespace) only when one of its
+ * patterns is `host` itself.
  */
 export function canUseNamespace(p: Principal, name: string): boolean {
-  return p.namespaces === null || p.namespaces.some((pattern) => globMatch(pattern, name));
+  if (p.namespaces === null) return true;
+  // `host` (the machine's own stack) only when a pattern names it: `*` or `h*` do not grant it.
+  if (name === HOST_NAME) return p.namespaces.includes(HOST_NAME);
+  return p.namespaces.some((pattern) => globMatch(pattern, name));
 }
+
+const HOST_NAME = 'host';
 
 /** Throws NAMESPACE_FORBIDDEN unless the principal may use namespace `name`. */
 export function requireNamespace(p: Principal, name: string): void {
@@ -273,6 +278,7 @@ function readTokenFile(path: string): Loaded {
     const t: TokenEntry = candidate;
     const at = `tokens[${i}]`;
     if (t.name === UNIX_PRINCIPAL.name) problems.push(`${at}.name: 'unix' is reserved for the Unix socket's principal`);
+    if (t.name === 'anonymous') problems.push(`${at}.name: 'anonymous' is reserved for requests without a token`);
     const sameName = firstByName.get(t.name);
     if (sameName !== undefined) problems.push(`${at}.name: '${t.name}' is also the name of tokens[${sameName}]`);
     else firstByName.set(t.name, i);

@@ -14,6 +14,7 @@ import {
   type ToolVersions,
 } from '../executor/ops.js';
 import type { Capabilities } from './capabilities-schema.js';
+import type { NetnsDirectory } from '../namespaces/netns-dir.js';
 
 export interface ProbeLogger {
   info(obj: object, msg: string): void;
@@ -22,6 +23,18 @@ export interface ProbeLogger {
 }
 
 type Support = Capabilities['linkKinds'];
+
+const PROBE_PREFIX = 'netnsd-probe-';
+const PROBE_NAME_RE = /^netnsd-probe-([0-9]+)-[0-9a-f]+$/;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 function split(results: ReadonlyArray<readonly [string, ProbeResult]>): Support {
   return {
@@ -37,11 +50,23 @@ export class CapabilitiesService {
     private readonly executor: Executor,
     private readonly log: ProbeLogger,
     private readonly nativeHelper: boolean,
+    private readonly dir: NetnsDirectory,
   ) {}
+
+  /** Removes scratch namespaces of probes whose daemon died mid-probe (its pid is in the name). */
+  private async sweepOrphans(): Promise<void> {
+    for (const { name } of await this.dir.list()) {
+      const m = PROBE_NAME_RE.exec(name);
+      if (!m || isAlive(Number(m[1]))) continue;
+      this.log.warn({ namespace: name }, 'removing a probe namespace left by a daemon that died');
+      await this.executor.run({ kind: 'netns.delete', ns: name }).catch(() => undefined);
+    }
+  }
 
   /** Runs every probe; safe to call again (each run uses a fresh scratch namespace). */
   async probe(): Promise<Capabilities> {
     const started = Date.now();
+    await this.sweepOrphans();
     const tools = await this.executor.run({ kind: 'probe.tools' });
     const caps = tools.ip ? await this.probeIn(tools) : this.nothing(tools);
     this.current = caps;
@@ -66,7 +91,7 @@ export class CapabilitiesService {
   }
 
   private async probeIn(tools: ToolVersions): Promise<Capabilities> {
-    const ns = `netnsd-probe-${process.pid}-${randomBytes(3).toString('hex')}`;
+    const ns = `${PROBE_PREFIX}${process.pid}-${randomBytes(3).toString('hex')}`;
     const ex = this.executor;
     await ex.run({ kind: 'netns.add', ns });
     try {

@@ -221,7 +221,10 @@ export function opNamespace(op: Op): string {
   return 'ns' in op ? op.ns : HOST;
 }
 
-/** Ops that only read: they may be answered while the pool drains, and are not audited. */
+/**
+ * Ops that only read: the pool never refuses them for a full queue (they are cheap, and one list
+ * makes two per namespace, which would otherwise fill the queue and starve everything).
+ */
 export function isReadOp(op: Op): boolean {
   return (
     op.kind === 'netns.getNsid' ||

@@ -7,7 +7,7 @@
 import { AppError, isAppError } from '../errors/app-error.js';
 import { commandsFor, spawnArgv } from './argv.js';
 import type { Executor, OpContext, OpRecord } from './executor.js';
-import { type Op, type ResultOf, opNamespace } from './ops.js';
+import { type Op, type ResultOf, isReadOp, opNamespace } from './ops.js';
 
 export interface ExecutorPoolOptions {
   /** Ops running at once, over all namespaces. Default 8. */
@@ -55,7 +55,7 @@ export class ExecutorPool implements Executor {
     // The next step (or the undo) of a change already under way is never refused: a refusal
     // there would leave the change half done.
     if (this.closing && !ctx.continues) return Promise.reject(new AppError('EXECUTOR_UNAVAILABLE', 'netnsd is shutting down'));
-    if (this.queue.length >= this.queueLimit && !ctx.continues) {
+    if (this.queue.length >= this.queueLimit && !ctx.continues && !isReadOp(op)) {
       return Promise.reject(
         new AppError('EXECUTOR_BUSY', `${this.queueLimit} system operations are already waiting`, { headers: { 'Retry-After': '1' } }),
       );

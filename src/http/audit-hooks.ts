@@ -4,13 +4,15 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { AuditLog } from '../store/audit-log.js';
-import { isChange } from './auth-hooks.js';
+import { ANONYMOUS, isChange } from './auth-hooks.js';
 import { pathOf } from './error-handler.js';
 
 export function installAudit(app: FastifyInstance, audit: AuditLog): void {
-  app.addHook('onResponse', async (req, reply) => {
+  // onSend, not onResponse: fastify skips onResponse when the client hung up, and a change that
+  // ran to its end must be audited all the same.
+  app.addHook('onSend', async (req, reply, payload) => {
     // Requests that never got past authentication have no actor: the access log has them.
-    if (!isChange(req.method) || !req.principal || req.principal.name === 'anonymous') return;
+    if (!isChange(req.method) || !req.principal || req.principal === ANONYMOUS) return payload;
     const cfg = req.routeOptions.config;
     let namespace: string | null = null;
     try {
@@ -34,5 +36,6 @@ export function installAudit(app: FastifyInstance, audit: AuditLog): void {
     };
     const seq = audit.append(entry);
     req.log.info({ audit: { seq, ...entry } }, 'audit');
+    return payload;
   });
 }

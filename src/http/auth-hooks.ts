@@ -13,7 +13,7 @@ import './types.js';
 export type Trust = { readonly kind: 'unix' } | { readonly kind: 'tokens'; readonly tokens: () => TokenStore };
 
 /** The principal of requests to endpoints that need no token, over TCP. */
-const ANONYMOUS: Principal = { name: 'anonymous', scopes: new Set(), namespaces: [], via: 'tcp' };
+export const ANONYMOUS: Principal = { name: 'anonymous', scopes: new Set(), namespaces: [], via: 'tcp' };
 
 export function isChange(method: string): boolean {
   return method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS';

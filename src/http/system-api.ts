@@ -7,7 +7,8 @@ import type { Executor } from '../executor/executor.js';
 import type { CapabilitiesService } from '../capabilities/capabilities-service.js';
 import { CapabilitiesSchema } from '../capabilities/capabilities-schema.js';
 import type { AuditLog } from '../store/audit-log.js';
-import { AuditEntrySchema } from '../store/audit-schema.js';
+import { type AuditEntry, AuditEntrySchema } from '../store/audit-schema.js';
+import { canUseNamespace } from '../auth/tokens.js';
 import type { Db } from '../store/db.js';
 import { decodeCursor, encodeCursor, NextSchema, PageQuerySchema, DEFAULT_LIMIT } from '../paging.js';
 import { problemResponses } from './problem.js';
@@ -103,9 +104,22 @@ export function systemApi(d: SystemDeps) {
           if (typeof k !== 'number') throw new AppError('CURSOR_INVALID', 'The cursor was not made by this endpoint');
           after = k;
         }
-        const { entries, more } = d.audit.page(after, limit);
-        const last = entries[entries.length - 1];
-        return { items: entries, ...(more && last ? { next: encodeCursor(last.seq) } : {}) };
+        // A token limited to namespace patterns sees only the entries of its namespaces.
+        const p = req.principal;
+        const visible = (e: AuditEntry) => p.namespaces === null || (e.namespace !== null && canUseNamespace(p, e.namespace));
+        const items: AuditEntry[] = [];
+        let more = true;
+        while (items.length < limit && more) {
+          const page = d.audit.page(after, Math.max(limit, 100));
+          let i = 0;
+          for (; i < page.entries.length && items.length < limit; i++) {
+            const e = page.entries[i]!;
+            after = e.seq;
+            if (visible(e)) items.push(e);
+          }
+          more = page.more || i < page.entries.length;
+        }
+        return { items, ...(more ? { next: encodeCursor(after) } : {}) };
       },
     );
   };

@@ -94,7 +94,7 @@ export function namespaceApi(service: NamespaceService) {
           response: { 200: NamespaceSchema, ...problemResponses(404, 413, 415, 422) },
         },
       },
-      async (req) => service.updateLabels(req.params.name, req.body.labels ?? {}, opContext(req)),
+      async (req) => service.updateLabels(req.params.name, req.body.labels === undefined ? {} : req.body.labels, opContext(req)),
     );
 
     app.delete(

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { LabelsSchema, NamespaceNameSchema, LABEL_PATTERN } from '../names.js';
 import { NextSchema, PageQuerySchema } from '../paging.js';
+import { MAX_LABELS } from '../labels.js';
 
 export const NamespaceSchema = Type.Object(
   {
@@ -59,11 +60,19 @@ export type NamespaceCreate = Static<typeof NamespaceCreateSchema>;
 export const NamespacePatchSchema = Type.Object(
   {
     labels: Type.Optional(
-      Type.Record(Type.String({ pattern: LABEL_PATTERN }), Type.Union([Type.String({ pattern: LABEL_PATTERN }), Type.Null()]), {
-        additionalProperties: false,
-        maxProperties: 64,
-        description: 'JSON merge patch (RFC 7396) of the labels: keys given are set, `null` removes a key, keys not given stay.',
-      }),
+      Type.Union(
+        [
+          Type.Record(Type.String({ pattern: LABEL_PATTERN }), Type.Union([Type.String({ pattern: LABEL_PATTERN }), Type.Null()]), {
+            additionalProperties: false,
+            maxProperties: MAX_LABELS,
+          }),
+          Type.Null(),
+        ],
+        {
+          description:
+            'JSON merge patch (RFC 7396) of the labels: keys given are set, `null` removes a key, keys not given stay; `"labels": null` removes them all.',
+        },
+      ),
     ),
   },
   { $id: 'NamespacePatch', additionalProperties: false, examples: [{ labels: { lab: 'b', owner: null } }] },

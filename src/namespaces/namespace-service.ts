@@ -6,11 +6,14 @@
 import { AppError } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
 import { HOST } from '../executor/ops.js';
-import { type LabelSelector, type Labels, matchesSelector, mergeLabels } from '../labels.js';
+import { type LabelSelector, type Labels, MAX_LABELS, matchesSelector, mergeLabels } from '../labels.js';
 import { type Page, paginate } from '../paging.js';
 import type { NamespaceRecord, NamespaceRecords } from '../store/namespace-records.js';
 import type { NetnsDirectory, NetnsEntry } from './netns-dir.js';
 import type { Namespace } from './namespace-schema.js';
+
+/** Kill-and-rescan rounds of a forced delete before it gives up. */
+const KILL_ROUNDS = 5;
 
 export interface Logger {
   info(obj: object, msg: string): void;
@@ -43,6 +46,10 @@ export class NamespaceService {
   private readonly log: Logger;
   private readonly maxNamespaces: number;
   private readonly now: () => Date;
+  /** The change running on each name: changes of one name run one after another. */
+  private readonly locks = new Map<string, Promise<unknown>>();
+  /** Creations under way, counted against maxNamespaces before they exist. */
+  private creating = 0;
 
   constructor(o: NamespaceServiceOptions) {
     this.ex = o.executor;
@@ -51,6 +58,27 @@ export class NamespaceService {
     this.log = o.log;
     this.maxNamespaces = o.maxNamespaces;
     this.now = o.now ?? (() => new Date());
+  }
+
+  /**
+   * Runs `change` after every earlier change of the same name has ended. The pool orders ops, not
+   * changes: without this a delete's final step could remove a namespace a concurrent create
+   * just made, after checking a different one.
+   */
+  private serialize<T>(name: string, change: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(name) ?? Promise.resolve();
+    const run = prev.then(change, change);
+    const tail = run.catch(() => undefined);
+    this.locks.set(name, tail);
+    void tail.then(() => {
+      if (this.locks.get(name) === tail) this.locks.delete(name);
+    });
+    return run;
+  }
+
+  /** Resolves when every change under way has ended (before the executor and store close). */
+  async drain(): Promise<void> {
+    while (this.locks.size > 0) await Promise.allSettled([...this.locks.values()]);
   }
 
   /**
@@ -148,28 +176,45 @@ export class NamespaceService {
     if (name === HOST) {
       throw new AppError('NAMESPACE_RESERVED', "'host' is the reserved name of the root namespace");
     }
-    const count = await this.dir.count();
+    const count = (await this.dir.count()) + this.creating;
     if (count >= this.maxNamespaces) {
       throw new AppError('NAMESPACE_LIMIT_REACHED', `There are ${count} namespaces; the configured limit is ${this.maxNamespaces}`);
     }
-    await this.ex.run({ kind: 'netns.add', ns: name }, ctx);
+    this.creating++;
+    try {
+      return await this.serialize(name, () => this.createNow(name, labels, ctx));
+    } finally {
+      this.creating--;
+    }
+  }
+
+  private async createNow(name: string, labels: Labels, ctx: OpContext): Promise<Namespace> {
     const rest: OpContext = { ...ctx, continues: true };
+    try {
+      await this.ex.run({ kind: 'netns.add', ns: name }, ctx);
+    } catch (e) {
+      // A worker that died or timed out may have run the add: remove what it may have left.
+      if (e instanceof AppError && (e.code === 'EXECUTOR_TIMEOUT' || e.code === 'EXECUTOR_UNAVAILABLE') && (await this.dir.stat(name))) {
+        await this.undoCreate(name, rest);
+      }
+      throw e;
+    }
     let step = 'loopbackUp';
     try {
       await this.ex.run({ kind: 'netns.loopbackUp', ns: name }, rest);
       step = 'assignNsid';
       await this.ex.run({ kind: 'netns.assignNsid', ns: name }, rest);
       step = 'stat';
-      const entry = await this.entry(name);
+      const entry = await this.dir.stat(name);
+      if (!entry) throw new AppError('NAMESPACE_BUSY', 'The namespace was removed by someone else while it was being created', { meta: { step } });
       this.records.put({ name, id: entry.id, managed: true, createdAt: this.now().toISOString(), labels });
       return await this.view(entry, rest);
     } catch (e) {
-      await this.ex.run({ kind: 'netns.delete', ns: name }, rest).catch((undoErr: unknown) => {
-        this.log.warn({ namespace: name, err: undoErr }, 'could not remove a half-created namespace');
-      });
-      this.records.delete(name);
+      await this.undoCreate(name, rest);
       if (e instanceof AppError) {
-        throw new AppError(e.code, `Creating namespace '${name}' failed at step ${step}: ${e.detail}; it was removed again`, {
+        // NAMESPACE_NOT_FOUND here means it vanished under us: a conflict, not a missing resource.
+        const code = e.code === 'NAMESPACE_NOT_FOUND' ? 'NAMESPACE_BUSY' : e.code;
+        throw new AppError(code, `Creating namespace '${name}' failed at step ${step}: ${e.detail}; it was removed again`, {
           cause: e,
           meta: { ...e.meta, step },
           ...(e.headers ? { headers: e.headers } : {}),
@@ -179,13 +224,30 @@ export class NamespaceService {
     }
   }
 
+  private async undoCreate(name: string, ctx: OpContext): Promise<void> {
+    await this.ex.run({ kind: 'netns.delete', ns: name }, ctx).catch((undoErr: unknown) => {
+      if (undoErr instanceof AppError && undoErr.code === 'NAMESPACE_NOT_FOUND') return;
+      this.log.warn({ namespace: name, err: undoErr }, 'could not remove a half-created namespace');
+    });
+    this.records.delete(name);
+  }
+
   /** Merges a labels patch (RFC 7396). Works on unmanaged namespaces and `host` too: labels are netnsd's. */
-  async updateLabels(name: string, patch: Readonly<Record<string, string | null>>, ctx: OpContext): Promise<Namespace> {
-    const entry = await this.entry(name);
-    const rec = this.recordFor(entry);
-    const labels = mergeLabels(rec?.labels ?? {}, patch);
-    this.records.put({ name, id: entry.id, managed: rec?.managed ?? false, createdAt: rec?.createdAt ?? null, labels });
-    return this.view(entry, ctx);
+  async updateLabels(name: string, patch: Readonly<Record<string, string | null>> | null, ctx: OpContext): Promise<Namespace> {
+    return this.serialize(name, async () => {
+      const entry = await this.entry(name);
+      const rec = this.recordFor(entry);
+      // RFC 7396: `"labels": null` removes every label.
+      const labels = patch === null ? {} : mergeLabels(rec?.labels ?? {}, patch);
+      const count = Object.keys(labels).length;
+      if (count > MAX_LABELS) {
+        throw new AppError('REQUEST_INVALID', `The patch would leave ${count} labels; at most ${MAX_LABELS} are allowed`, {
+          meta: { errors: [{ field: 'body.labels', message: `would leave more than ${MAX_LABELS} labels` }] },
+        });
+      }
+      this.records.put({ name, id: entry.id, managed: rec?.managed ?? false, createdAt: rec?.createdAt ?? null, labels });
+      return this.view(entry, ctx);
+    });
   }
 
   /**
@@ -195,6 +257,10 @@ export class NamespaceService {
    */
   async delete(name: string, opts: { force: boolean }, ctx: OpContext): Promise<void> {
     if (name === HOST) throw new AppError('HOST_PROTECTED', 'The host namespace can never be deleted');
+    return this.serialize(name, () => this.deleteNow(name, opts, ctx));
+  }
+
+  private async deleteNow(name: string, opts: { force: boolean }, ctx: OpContext): Promise<void> {
     const entry = await this.entry(name);
     const rec = this.recordFor(entry);
     if (!rec?.managed && !opts.force) {
@@ -203,7 +269,7 @@ export class NamespaceService {
         `Namespace '${name}' was not created by netnsd; deleting it needs ?force=true (admin scope)`,
       );
     }
-    const { pids } = await this.ex.run({ kind: 'netns.pids', ns: name }, ctx);
+    let { pids } = await this.ex.run({ kind: 'netns.pids', ns: name }, ctx);
     let last = ctx;
     if (pids.length > 0) {
       if (!opts.force) {
@@ -216,7 +282,16 @@ export class NamespaceService {
       this.log.info({ namespace: name, pids }, 'killing processes in namespace before deleting it');
       // Once processes are killed the change is under way: its last step must not be refused.
       last = { ...ctx, continues: true };
-      await this.ex.run({ kind: 'netns.killPids', ns: name, pids }, last);
+      // Processes may fork or enter while we kill: kill until a scan finds none, a few rounds at most.
+      for (let round = 1; pids.length > 0; round++) {
+        if (round > KILL_ROUNDS) {
+          throw new AppError('NAMESPACE_BUSY', `Processes keep appearing in namespace '${name}'; it was not deleted`, {
+            meta: { pids: [...pids] },
+          });
+        }
+        await this.ex.run({ kind: 'netns.killPids', ns: name, pids }, last);
+        ({ pids } = await this.ex.run({ kind: 'netns.pids', ns: name }, last));
+      }
     }
     await this.ex.run({ kind: 'netns.delete', ns: name }, last);
     this.records.delete(name);

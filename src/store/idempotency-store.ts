@@ -32,6 +32,7 @@ export class IdempotencyStore {
   private readonly completeStmt;
   private readonly releaseStmt;
   private readonly expireStmt;
+  private readonly releasePendingStmt;
   private readonly claimTx;
 
   constructor(
@@ -48,6 +49,7 @@ export class IdempotencyStore {
     );
     this.releaseStmt = db.prepare('DELETE FROM idempotency WHERE actor = ? AND key = ?');
     this.expireStmt = db.prepare('DELETE FROM idempotency WHERE created_at < ?');
+    this.releasePendingStmt = db.prepare("DELETE FROM idempotency WHERE state = 'pending'");
     this.claimTx = db.transaction((actor: string, key: string, fingerprint: string): Claim => {
       const row = this.getStmt.get(actor, key);
       if (row && row.created_at >= this.now() - this.ttlMs) {
@@ -75,6 +77,14 @@ export class IdempotencyStore {
   /** Forgets a claim whose request failed in a way worth retrying (5xx). */
   release(actor: string, key: string): void {
     this.releaseStmt.run(actor, key);
+  }
+
+  /**
+   * Forgets claims left pending by a daemon that stopped mid-request (call at start, when nothing
+   * can be in progress), so their retries run instead of answering IN_PROGRESS for a day.
+   */
+  releaseAllPending(): number {
+    return this.releasePendingStmt.run().changes;
   }
 
   /** Removes expired keys; returns how many. */

@@ -59,6 +59,15 @@ describe('the netnsd daemon', () => {
     expect(d.logs.some((l) => l.msg === 'stopped')).toBe(true);
   });
 
+  it('refuses a listen path that holds a regular file, and leaves the file alone', async () => {
+    const path = join(dir, 'not-a-socket');
+    writeFileSync(path, 'precious');
+    const r = await runOnce(['--listen', `unix://${path}`, '--data-dir', join(dir, 'data-f')]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain('is not a socket');
+    expect(statSync(path).isFile()).toBe(true);
+  });
+
   it('keeps labels across a restart, and notices changes made while it was down', async () => {
     const sock = join(dir, 'b.sock');
     const data = join(dir, 'data-b');

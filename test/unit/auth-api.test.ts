@@ -10,6 +10,7 @@ const TOKENS = {
   admin: 'admin-token-0123456789ab',
   lab: 'lab-token-0123456789abcd',
   labhost: 'labhost-token-012345678',
+  labadmin: 'labadmin-token-01234567',
 };
 
 function tokensFile(): string {
@@ -24,6 +25,7 @@ function tokensFile(): string {
         { name: 'admin', token: TOKENS.admin, scopes: ['admin'] },
         { name: 'lab', token: TOKENS.lab, scopes: ['write'], namespaces: ['lab-*'] },
         { name: 'labhost', token: TOKENS.labhost, scopes: ['admin'], namespaces: ['lab-*', 'host'] },
+        { name: 'labadmin', token: TOKENS.labadmin, scopes: ['admin'], namespaces: ['lab-*'] },
       ],
     }),
     { mode: 0o600 },
@@ -96,6 +98,18 @@ describe('bearer tokens on TCP listeners', () => {
     const withHost = (await app.inject({ url: '/v1/namespaces', headers: as('labhost') })).json().items.map((i: { name: string }) => i.name);
     expect(withHost).toContain('host');
     expect(withHost).not.toContain('prod');
+  });
+
+  it('shows an admin token limited to patterns only the audit entries of its namespaces', async () => {
+    const { app } = await buildTestApp({ tokensFile: tokensFile() });
+    for (const name of ['lab-a', 'secret-x', 'lab-b']) {
+      await app.inject({ method: 'POST', url: '/v1/namespaces', headers: { ...as('admin'), ...json }, payload: { name } });
+    }
+    const all = (await app.inject({ url: '/v1/audit', headers: as('admin') })).json().items.map((e: { namespace: string }) => e.namespace);
+    expect(all).toEqual(['lab-a', 'secret-x', 'lab-b']);
+    const p1 = (await app.inject({ url: '/v1/audit?limit=1', headers: as('labadmin') })).json();
+    const p2 = (await app.inject({ url: `/v1/audit?limit=1&cursor=${p1.next}`, headers: as('labadmin') })).json();
+    expect([...p1.items, ...p2.items].map((e: { namespace: string }) => e.namespace)).toEqual(['lab-a', 'lab-b']);
   });
 
   it('trusts the Unix socket with every scope', async () => {

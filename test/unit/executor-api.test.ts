@@ -38,5 +38,8 @@ describe('the executor behind the API', () => {
     expect(kernel.namespace('abandoned')).toMatchObject({ loopbackUp: true, nsid: 0 });
     const ns = (await app.inject({ url: '/v1/namespaces/abandoned' })).json();
     expect(ns.managed).toBe(true);
+    // ...and audited, though nobody was there to read the answer.
+    const audit = (await app.inject({ url: '/v1/audit' })).json().items;
+    expect(audit).toEqual([expect.objectContaining({ action: 'namespace.create', namespace: 'abandoned', status: 201, outcome: 'success' })]);
   });
 });

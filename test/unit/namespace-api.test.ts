@@ -255,3 +255,59 @@ describe('request ids and unknown endpoints', () => {
     expectProblem(await app.inject({ url: '/v1/nothing' }), 'ENDPOINT_NOT_FOUND', 404);
   });
 });
+
+describe('concurrent changes of one name', () => {
+  it('runs delete, delete, create of one name one after another, so the create survives', async () => {
+    const { FakeExecutor } = await import('../../src/executor/fake-executor.js');
+    const kernel = FakeExecutor.kernel({ delayMs: 20 });
+    const { app } = await buildTestApp({ kernel });
+    await app.inject({ method: 'POST', url: '/v1/namespaces', headers: json, payload: { name: 'x' } });
+    const [d1, d2, c] = await Promise.all([
+      app.inject({ method: 'DELETE', url: '/v1/namespaces/x' }),
+      app.inject({ method: 'DELETE', url: '/v1/namespaces/x' }),
+      app.inject({ method: 'POST', url: '/v1/namespaces', headers: json, payload: { name: 'x' } }),
+    ]);
+    expect([d1.statusCode, d2.statusCode, c.statusCode]).toEqual([204, 404, 201]);
+    expect(kernel.namespace('x')).toBeDefined();
+    expect((await app.inject({ url: '/v1/namespaces/x' })).json().managed).toBe(true);
+  });
+
+  it('does not overshoot limits.namespaces with concurrent creations', async () => {
+    const { FakeExecutor } = await import('../../src/executor/fake-executor.js');
+    const { testConfig } = await import('../helpers/test-app.js');
+    const kernel = FakeExecutor.kernel({ delayMs: 10 });
+    const { app } = await buildTestApp({ kernel, config: { limits: { ...testConfig().limits, namespaces: 3 } } });
+    const res = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => app.inject({ method: 'POST', url: '/v1/namespaces', headers: json, payload: { name: `l${i}` } })),
+    );
+    expect(res.filter((r) => r.statusCode === 201)).toHaveLength(3);
+    expect(res.filter((r) => r.statusCode === 409).every((r) => r.json().code === 'NAMESPACE_LIMIT_REACHED')).toBe(true);
+    expect(kernel.namespaceNames()).toHaveLength(3);
+  });
+
+  it('clears every label with "labels": null', async () => {
+    const { app } = await buildTestApp();
+    await app.inject({ method: 'POST', url: '/v1/namespaces', headers: json, payload: { name: 'blue', labels: { a: '1', b: '2' } } });
+    const res = await app.inject({ method: 'PATCH', url: '/v1/namespaces/blue', headers: json, payload: { labels: null } });
+    expect(res.json().labels).toEqual({});
+  });
+
+  it('refuses a patch that would leave more than 64 labels', async () => {
+    const { app } = await buildTestApp();
+    const many = (from: number) => Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${from + i}`, 'v']));
+    await app.inject({ method: 'POST', url: '/v1/namespaces', headers: json, payload: { name: 'blue', labels: many(0) } });
+    const body = expectProblem(await app.inject({ method: 'PATCH', url: '/v1/namespaces/blue', headers: json, payload: { labels: many(100) } }), 'REQUEST_INVALID', 400);
+    expect(body.errors).toEqual([{ field: 'body.labels', message: 'would leave more than 64 labels' }]);
+  });
+
+  it('removes a namespace a timed-out add may have made', async () => {
+    const { app, kernel } = await buildTestApp();
+    const { AppError } = await import('../../src/errors/app-error.js');
+    kernel.expect('netns.add', () => {
+      kernel.addNamespace('late');
+      return new AppError('EXECUTOR_TIMEOUT', 'ip took too long');
+    });
+    expectProblem(await app.inject({ method: 'POST', url: '/v1/namespaces', headers: json, payload: { name: 'late' } }), 'EXECUTOR_TIMEOUT', 504);
+    expect(kernel.namespace('late')).toBeUndefined();
+  });
+});

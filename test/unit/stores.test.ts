@@ -29,6 +29,16 @@ describe('IdempotencyStore', () => {
     expect(s.claim('b', 'k', 'fp2')).toEqual({ kind: 'new' });
   });
 
+  it('forgets claims left pending by a daemon that stopped mid-request', () => {
+    const s = make({ t: 0 });
+    s.claim('ci', 'k1', 'fp');
+    s.claim('ci', 'k2', 'fp');
+    s.complete('ci', 'k2', { status: 201, headers: {}, body: '' });
+    expect(s.releaseAllPending()).toBe(1);
+    expect(s.claim('ci', 'k1', 'fp')).toEqual({ kind: 'new' });
+    expect(s.claim('ci', 'k2', 'fp').kind).toBe('replay');
+  });
+
   it('forgets released and expired keys', () => {
     const now = { t: 0 };
     const s = make(now);

@@ -188,11 +188,13 @@ describe('namespace limits', () => {
     expect(canUseNamespace(principal(['read'], patterns), name)).toBe(allowed);
   });
 
-  it('lets a limited token reach host only through a pattern that matches host', () => {
+  it('lets a limited token reach host only when a pattern names host literally', () => {
     expect(canUseNamespace(principal(['read'], ['lab-*']), 'host')).toBe(false);
     expect(canUseNamespace(principal(['read'], ['host']), 'host')).toBe(true);
-    expect(canUseNamespace(principal(['read'], ['h?st']), 'host')).toBe(true);
-    expect(canUseNamespace(principal(['read'], ['*']), 'host')).toBe(true);
+    expect(canUseNamespace(principal(['read'], ['h?st']), 'host')).toBe(false);
+    expect(canUseNamespace(principal(['read'], ['*']), 'host')).toBe(false);
+    expect(canUseNamespace(principal(['read'], ['*', 'host']), 'host')).toBe(true);
+    expect(canUseNamespace(principal(['read'], ['*']), 'hostile')).toBe(true);
     expect(canUseNamespace(principal(['read'], null), 'host')).toBe(true);
   });
 
