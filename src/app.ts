@@ -145,7 +145,9 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
       const h = req.headers['x-request-id'];
       return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();
     },
-    return503OnClosing: true,
+    // While closing, requests on open connections are still served (idle ones are closed by
+    // main.ts), rather than answered with fastify's own non-problem 503.
+    return503OnClosing: false,
     forceCloseConnections: false,
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
   }) as unknown as FastifyInstance;

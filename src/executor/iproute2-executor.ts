@@ -275,14 +275,10 @@ export class Iproute2Executor implements Executor {
       const pids = (await readdir('/proc')).map(Number).filter((p) => Number.isInteger(p));
       await Promise.all(
         pids.map(async (pid) => {
-          try {
-            const st = await stat(`/proc/${pid}/ns/net`);
-            const key = `${st.dev}:${st.ino}`;
+          for (const key of await netnsKeysOf(pid)) {
             const list = byNs.get(key);
             if (list) list.push(pid);
             else byNs.set(key, [pid]);
-          } catch {
-            // exited meanwhile, or a kernel thread without a namespace we may read
           }
         }),
       );
@@ -410,12 +406,33 @@ function nsPath(ns: string): string {
  * are gone once it exited) or one we may not inspect counts as not inside.
  */
 async function isInside(pid: number, target: NsInode): Promise<boolean> {
+  return (await netnsKeysOf(pid)).has(`${target.dev}:${target.ino}`);
+}
+
+/**
+ * The network namespaces (`dev:ino`) of every thread of pid: setns() moves one thread only, so
+ * a process whose main thread stayed outside may still have a thread inside. Empty for a process
+ * that is gone, a zombie, or one we may not inspect.
+ */
+async function netnsKeysOf(pid: number): Promise<Set<string>> {
+  const keys = new Set<string>();
+  let tids: string[];
   try {
-    const s = await stat(`/proc/${pid}/ns/net`);
-    return s.ino === target.ino && s.dev === target.dev;
+    tids = await readdir(`/proc/${pid}/task`);
   } catch {
-    return false;
+    return keys;
   }
+  await Promise.all(
+    tids.map(async (tid) => {
+      try {
+        const st = await stat(`/proc/${pid}/task/${tid}/ns/net`);
+        keys.add(`${st.dev}:${st.ino}`);
+      } catch {
+        // the thread exited meanwhile
+      }
+    }),
+  );
+  return keys;
 }
 
 function signal(pid: number, op: Op): void {

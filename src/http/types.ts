@@ -2,7 +2,6 @@
 import type { Principal, Scope } from '../auth/tokens.js';
 import type { ErrorCode } from '../errors/codes.js';
 import type { OpRecord } from '../executor/executor.js';
-import type { FastifyRequest } from 'fastify';
 
 /** `none`: no token needed (health checks only). */
 export type RouteAuth = Scope | 'none';
@@ -28,4 +27,3 @@ declare module 'fastify' {
   }
 }
 
-export type NamespaceOf = (req: FastifyRequest) => string | undefined;

@@ -15,7 +15,6 @@ export interface NetnsEntry {
   readonly name: string;
   /** `${inode}-${ctime in ns}`: unique over time. */
   readonly id: string;
-  readonly inode: string;
 }
 
 export interface NetnsDirectory {
@@ -44,7 +43,7 @@ export class KernelNetnsDirectory implements NetnsDirectory {
       this.nsfsDev ??= (await stat(this.hostPath, { bigint: true })).dev;
       // A file left behind by a failed `ip netns add` (no mount on it) is not a namespace.
       if (st.dev !== this.nsfsDev) return null;
-      return { name, id: `${st.ino}-${st.ctimeNs}`, inode: st.ino.toString() };
+      return { name, id: `${st.ino}-${st.ctimeNs}` };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;
@@ -93,7 +92,7 @@ export class FakeKernelDirectory implements NetnsDirectory {
     let e = this.ids.get(ns);
     if (!e) {
       const inode = String(this.next++);
-      e = { name, id: `${inode}-${1764600000000000000n + BigInt(this.next)}`, inode };
+      e = { name, id: `${inode}-${1764600000000000000n + BigInt(this.next)}` };
       this.ids.set(ns, e);
     }
     return e;
