@@ -41,6 +41,21 @@ describe('Idempotency-Key', () => {
     expect(replay.statusCode).toBe(409);
   });
 
+  it('returns 409 IDEMPOTENCY_KEY_IN_PROGRESS with Retry-After while the first request runs', async () => {
+    const { FakeExecutor } = await import('../../src/executor/fake-executor.js');
+    const kernel = FakeExecutor.kernel({ delayMs: (op) => (op.kind === 'netns.add' ? 100 : 0) });
+    const { app } = await buildTestApp({ kernel });
+    const req = { method: 'POST' as const, url: '/v1/namespaces', headers: { ...json, 'idempotency-key': 'slow' }, payload: { name: 'slow' } };
+    const first = app.inject(req);
+    await new Promise((r) => setTimeout(r, 30));
+    const second = await app.inject(req);
+    const body = expectProblem(second, 'IDEMPOTENCY_KEY_IN_PROGRESS', 409);
+    expect(body.retryable).toBe(true);
+    expect(second.headers['retry-after']).toBe('1');
+    expect((await first).statusCode).toBe(201);
+    expect((await app.inject(req)).headers['idempotency-replayed']).toBe('true');
+  });
+
   it('returns 400 IDEMPOTENCY_KEY_INVALID for a key with spaces', async () => {
     const { app } = await buildTestApp();
     const res = await app.inject({ method: 'POST', url: '/v1/namespaces', headers: { ...json, 'idempotency-key': 'a b' }, payload: { name: 'x' } });
@@ -86,6 +101,13 @@ describe('system endpoints', () => {
     expect(caps.tools).toEqual({ ip: '6.1.0', tc: '6.1.0', nft: '1.0.6' });
     expect(caps.linkKinds.supported).toContain('veth');
     expect(caps.nativeHelper).toBe(true);
+  });
+
+  it('answers /readyz 503 NOT_READY when the store does not answer', async () => {
+    const { app, services } = await buildTestApp();
+    services.db.close();
+    const body = expectProblem(await app.inject({ url: '/readyz' }), 'NOT_READY', 503);
+    expect(body.checks).toEqual({ store: 'failed' });
   });
 
   it('answers /readyz 503 NOT_READY when the executor does not answer', async () => {
