@@ -5,8 +5,10 @@
  * inside test namespaces only; nothing is ever addressed on a host-side link.
  */
 import { execFileSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ip, nsName } from '../helpers/kernel.js';
+import { Iproute2Executor } from '../../src/executor/iproute2-executor.js';
+import { ip, nsName, until } from '../helpers/kernel.js';
 import { ADMIN_TOKEN, overTcp, startRealApp, type RealApp } from '../helpers/real-app.js';
 
 let r: RealApp;
@@ -212,5 +214,83 @@ describe('links against the real kernel', () => {
     expect((await api('DELETE', `/v1/namespaces/${b}`)).status).toBe(204);
     expect((await api('DELETE', `/v1/namespaces/${a}`)).status).toBe(204);
     expect(ip('netns', 'list')).not.toContain(a);
+  });
+});
+
+/**
+ * Pids of processes holding an fd to this namespace file (`ip` opens /run/netns/NAME: the fd's
+ * link shows that path, so compare the inode behind it).
+ */
+function holders(ns: { dev: number; ino: number }): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const st = statSync(`/proc/${pid}/fd/${fd}`);
+        if (st.ino === ns.ino && st.dev === ns.dev) out.push(Number(pid));
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return out;
+}
+
+describe('per-namespace batch workers', () => {
+  it('run changes inside the namespace, are not its processes, and are closed (with every worker that named it) before it is deleted', async () => {
+    const ex = new Iproute2Executor({ workerIdleMs: 60_000 });
+    try {
+      const [a, b] = [nsName('wka'), nsName('wkb')];
+      await ex.run({ kind: 'netns.add', ns: a });
+      await ex.run({ kind: 'netns.add', ns: b });
+      const nsB = statSync(`/run/netns/${b}`);
+      await ex.run({ kind: 'link.add', ns: a, spec: { name: 'va', linkKind: 'veth', peer: { name: 'vb', ns: b } } });
+      await ex.run({ kind: 'link.set', ns: b, name: 'vb', change: { up: true } });
+      expect(ex.workerNamespaces).toEqual([a, b].sort());
+      expect((await ex.run({ kind: 'netns.pids', ns: a })).pids).toEqual([]);
+      expect((await ex.run({ kind: 'netns.pids', ns: b })).pids).toEqual([]);
+      // a's worker named b (`netns b`) and holds an fd to it.
+      expect(holders(nsB).length).toBeGreaterThan(0);
+      await ex.run({ kind: 'netns.delete', ns: b });
+      expect(ex.workerNamespaces).toEqual([]);
+      expect(holders(nsB)).toEqual([]);
+      // A later change in a starts a fresh worker.
+      await ex.run({ kind: 'link.add', ns: a, spec: { name: 'br0', linkKind: 'bridge' } });
+      expect(ex.workerNamespaces).toEqual([a]);
+    } finally {
+      await ex.close();
+    }
+  });
+
+  it('closes an idle worker', async () => {
+    const ex = new Iproute2Executor({ workerIdleMs: 100 });
+    try {
+      const a = nsName('idle');
+      await ex.run({ kind: 'netns.add', ns: a });
+      await ex.run({ kind: 'link.add', ns: a, spec: { name: 'br0', linkKind: 'bridge' } });
+      expect(ex.workerNamespaces).toEqual([a]);
+      await until(() => ex.workerNamespaces.length === 0, 3000, 'the idle worker to close');
+    } finally {
+      await ex.close();
+    }
+  });
+
+  it('moves a link into host and back through the API (host named by the daemon namespace file)', async () => {
+    const [a] = await namespaces('mvh');
+    const h = hostLinkName();
+    await create(a, { name: 't0', kind: 'tap' });
+    let res = await api('PATCH', `/v1/namespaces/${a}/links/t0`, { namespace: 'host', name: h });
+    expect(res.status, res.body).toBe(200);
+    expect(res.json()).toMatchObject({ namespace: 'host', name: h, managed: true });
+    expect(linkJson(null, h).linkinfo.info_kind).toBe('tun');
+    res = await api('PATCH', `/v1/namespaces/host/links/${h}`, { namespace: a, name: 't1' });
+    expect(res.json()).toMatchObject({ namespace: a, name: 't1', managed: true });
+    expect(() => ip('link', 'show', 'dev', h)).toThrow();
   });
 });
