@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { openDb } from '../../src/store/db.js';
+import { LinkRecords, hostNamespaceKey } from '../../src/store/link-records.js';
+
+const rec = (nsKey: string, ifindex: number, kind = 'veth', labels: Record<string, string> = {}) => ({ nsKey, ifindex, kind, managed: true, createdAt: '2026-12-01T00:00:00.000Z', labels });
+
+describe('LinkRecords', () => {
+  it('answers a record only for the same namespace, ifindex and kind (a reused ifindex of another kind gets none)', () => {
+    const r = new LinkRecords(openDb(':memory:'));
+    r.put(rec('ns1', 5, 'veth', { a: '1' }));
+    expect(r.get('ns1', 5, 'veth')?.labels).toEqual({ a: '1' });
+    expect(r.get('ns1', 5, 'bridge')).toBeUndefined();
+    expect(r.get('ns2', 5, 'veth')).toBeUndefined();
+  });
+
+  it('moves a record to another namespace and ifindex in one step', () => {
+    const r = new LinkRecords(openDb(':memory:'));
+    r.put(rec('ns1', 5, 'tap', { a: '1' }));
+    r.move({ nsKey: 'ns1', ifindex: 5 }, { nsKey: 'ns2', ifindex: 9 }, 'tap');
+    expect(r.get('ns1', 5, 'tap')).toBeUndefined();
+    expect(r.get('ns2', 9, 'tap')).toMatchObject({ managed: true, labels: { a: '1' } });
+  });
+
+  it('prunes records of links that are gone or changed kind, and of namespaces that are gone', () => {
+    const r = new LinkRecords(openDb(':memory:'));
+    r.put(rec('ns1', 1));
+    r.put(rec('ns1', 2));
+    r.put(rec('ns1', 3));
+    r.put(rec('old', 1));
+    r.prune('ns1', new Map([[1, 'veth'], [3, 'bridge']]));
+    expect([...r.forNamespace('ns1').keys()]).toEqual([1]);
+    expect(r.pruneNamespaces(new Set(['ns1']))).toEqual(['old']);
+    expect(r.forNamespace('old').size).toBe(0);
+  });
+
+  it('keys host links by boot id (host ifindexes start again at every boot)', () => {
+    expect(hostNamespaceKey()).toMatch(/^host(-[0-9a-f-]{36})?$/);
+  });
+});
