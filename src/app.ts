@@ -81,7 +81,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   const links = new LinkService({
     executor,
     records: new LinkRecords(db),
-    dir: deps.dir ?? new KernelNetnsDirectory(),
+    dir,
     capabilities: () => capabilities.get(),
     hostAllowChanges: config.host.allowChanges,
     hostKey: hostNamespaceKey(),
