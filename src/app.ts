@@ -17,6 +17,8 @@ import { NamespaceService } from './namespaces/namespace-service.js';
 import { namespaceApi } from './namespaces/namespace-api.js';
 import { LinkService } from './links/link-service.js';
 import { linkApi } from './links/link-api.js';
+import { GraphService } from './graph/graph-service.js';
+import { graphApi } from './graph/graph-api.js';
 import { LinkRecords, hostNamespaceKey } from './store/link-records.js';
 import { KernelNetnsDirectory, type NetnsDirectory } from './namespaces/netns-dir.js';
 import { openDb, type Db } from './store/db.js';
@@ -176,6 +178,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(systemApi({ db: s.db, executor: s.executor, capabilities: s.capabilities, audit: s.audit }));
   await app.register(namespaceApi(s.namespaces));
   await app.register(linkApi(s.links));
+  await app.register(graphApi(new GraphService(s.namespaces, s.links)));
   await app.ready();
   return app;
 }
