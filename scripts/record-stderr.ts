@@ -76,6 +76,17 @@ const cases: readonly Case[] = [
   { file: 'stdout/links-detail.json', argv: [IP, '-n', NS, '-j', '-d', 'link', 'show'], stdout: true },
   { file: 'stdout/links-detail-peer.json', argv: [IP, '-n', PEER_NS, '-j', '-d', 'link', 'show'], stdout: true },
   { file: 'stdout/links-host-devices.json', argv: [IP, '-j', '-d', 'link', 'show', 'dev', 'eth0'], stdout: true },
+  // Addresses (on nnp0, made in addrSetup() below).
+  { file: 'stderr/addr-exists-v4.txt', argv: [IP, '-n', NS, 'address', 'add', '203.0.113.1/24', 'dev', 'nnp0'] },
+  { file: 'stderr/addr-exists-v6.txt', argv: [IP, '-n', NS, 'address', 'add', '2001:db8::1/64', 'dev', 'nnp0', 'nodad'] },
+  { file: 'stderr/addr-link-missing.txt', argv: [IP, '-n', NS, 'address', 'add', '203.0.113.9/24', 'dev', 'nnx-nosuch'] },
+  { file: 'stderr/addr-del-missing-v4.txt', argv: [IP, '-n', NS, 'address', 'del', '203.0.113.9/24', 'dev', 'nnp0'] },
+  { file: 'stderr/addr-del-missing-v6.txt', argv: [IP, '-n', NS, 'address', 'del', '2001:db8::9/64', 'dev', 'nnp0'] },
+  // A secondary address (same subnet as a primary) with another scope.
+  { file: 'stderr/addr-scope-mismatch.txt', argv: [IP, '-n', NS, 'address', 'add', '203.0.113.7/24', 'dev', 'nnp0', 'scope', 'link'] },
+  { file: 'stderr/addr-multicast-v6.txt', argv: [IP, '-n', NS, 'address', 'add', 'ff02::5/64', 'dev', 'nnp0'] },
+  { file: 'stderr/batch-addr-exists.txt', argv: [IP, '-n', NS, '-force', '-batch', '-'], input: 'address add 203.0.113.1/24 dev nnp0\nxyzzy\n' },
+  { file: 'stdout/addresses.json', argv: [IP, '-n', NS, '-j', 'address', 'show'], stdout: true },
   { file: 'stdout/link-stats.json', argv: [IP, '-n', NS, '-s', '-s', '-j', 'link', 'show', 'dev', 'nnp0'], stdout: true },
 ];
 
@@ -102,6 +113,16 @@ function linkSetup(): void {
   l('link', 'set', 'dev', 'nnp0', 'txqueuelen', '500');
 }
 
+/** Addresses on nnp0: a primary, a point-to-point one with a label, IPv6 with and without DAD (nnp0 is down: tentative). */
+function addrSetup(): void {
+  const a = (...args: string[]): void => must([IP, '-n', NS, 'address', 'add', ...args]);
+  a('203.0.113.1/24', 'dev', 'nnp0', 'broadcast', '203.0.113.255');
+  a('203.0.113.5', 'peer', '203.0.113.6/32', 'dev', 'nnp0', 'label', 'nnp0:1');
+  a('198.51.100.1/24', 'dev', 'nnp0', 'scope', 'link');
+  a('2001:db8::1/64', 'dev', 'nnp0', 'nodad');
+  a('2001:db8::2/64', 'dev', 'nnp0');
+}
+
 function run(argv: readonly string[], opts: { input?: string; asNobody?: boolean } = {}): { status: number | null; stdout: string; stderr: string } {
   const [file, ...args] = argv;
   const r = spawnSync(file as string, args, {
@@ -126,6 +147,7 @@ try {
   must([IP, 'netns', 'set', NS, 'auto']);
   must([IP, '-n', NS, 'link', 'add', 'nnp0', 'type', 'veth', 'peer', 'name', 'nnp1']);
   linkSetup();
+  addrSetup();
   for (const c of cases) {
     const r = run(c.argv, c);
     const text = (c.stdout ? r.stdout : r.stderr).replaceAll(String(process.pid), 'PID');

@@ -8,8 +8,11 @@ import { isIP } from 'node:net';
 import { AppError } from '../errors/app-error.js';
 import { isLinkName, isNamespaceName, MAC_RE, ALIAS_RE } from '../names.js';
 import {
+  ADDRESS_SCOPES,
   HOST,
   PROBE_VETH,
+  type AddrAddSpec,
+  type KernelAddress,
   type KernelLink,
   type LinkAddSpec,
   type LinkChange,
@@ -215,6 +218,29 @@ function linkSet(ns: string, name: string, change: LinkChange): Command {
   return unreachable(change);
 }
 
+/**
+ * `address add`. The prefix goes on the peer when there is one (`LOCAL peer PEER/LEN`). A label
+ * must be the device name or start with `NAME:`: ip 6.1 checks that itself and exits (even in a
+ * `-force` batch), so it is checked again here.
+ */
+function addrAdd(ns: string, spec: AddrAddSpec): Command {
+  const dev = link(spec.link);
+  const len = int(spec.prefixLength, 0, spec.family === 4 ? 32 : 128);
+  const where = spec.peer === undefined ? [`${ipAddr(spec.local)}/${len}`] : [ipAddr(spec.local), 'peer', `${ipAddr(spec.peer)}/${len}`];
+  if (spec.label !== undefined && !(spec.label.length <= 15 && (spec.label === dev || (spec.label.startsWith(`${dev}:`) && ALIAS_RE.test(spec.label))))) {
+    throw new AppError('INTERNAL', 'bad address label in an op', { cause: spec.label });
+  }
+  if (spec.scope !== undefined && !ADDRESS_SCOPES.includes(spec.scope)) throw new AppError('INTERNAL', 'bad scope in an op', { cause: spec.scope });
+  return ip(
+    namedOrHost(ns),
+    'address', 'add', ...where, 'dev', dev,
+    ...(spec.broadcast === undefined ? [] : ['broadcast', ipAddr(spec.broadcast)]),
+    ...(spec.scope === undefined ? [] : ['scope', spec.scope]),
+    ...(spec.label === undefined ? [] : ['label', spec.label]),
+    ...(spec.nodad ? ['nodad'] : []),
+  );
+}
+
 const ip = (netns: string | undefined, ...args: string[]): Command => (netns === undefined ? { tool: 'ip', args } : { tool: 'ip', netns, args });
 const tc = (netns: string, ...args: string[]): Command => ({ tool: 'tc', netns, args });
 
@@ -377,6 +403,16 @@ export function commandsFor(op: Op): readonly Command[] {
       ];
     case 'link.delete':
       return [ip(namedOrHost(op.ns), 'link', 'del', 'dev', link(op.name))];
+    case 'addr.list':
+      return [ip(namedOrHost(op.ns), '-j', 'address', 'show', ...(op.link === undefined ? [] : ['dev', link(op.link)]))];
+    case 'addr.add':
+      return [addrAdd(op.ns, op.spec)];
+    case 'addr.delete': {
+      // IPv4 matches IFA_ADDRESS too: without `peer`, ip sends the local address there, which
+      // does not match a point-to-point address.
+      const where = op.peer === undefined ? [`${ipAddr(op.local)}/${int(op.prefixLength, 0, 128)}`] : [ipAddr(op.local), 'peer', `${ipAddr(op.peer)}/${int(op.prefixLength, 0, 128)}`];
+      return [ip(namedOrHost(op.ns), 'address', 'del', ...where, 'dev', link(op.link))];
+    }
     default:
       return unreachable(op);
   }
@@ -531,4 +567,47 @@ export function parseLinkStats(stdout: string): LinkCounters {
  */
 export function parseNsids(stdout: string): Array<{ nsid: number; name: string }> {
   return (parseJsonArray(stdout) as Json[]).flatMap((e) => (typeof e.name === 'string' && typeof e.id === 'number' ? [{ nsid: e.id, name: e.name }] : []));
+}
+
+/** A lifetime in seconds; iproute2 prints forever as 4294967295 (INFINITY_LIFE_TIME). */
+const lifetime = (v: unknown): number | null => (typeof v === 'number' && v !== 4294967295 ? v : null);
+/** addr_info keys that are not flags. */
+const ADDR_FIELDS = new Set(['family', 'local', 'address', 'prefixlen', 'broadcast', 'scope', 'label', 'valid_life_time', 'preferred_life_time', 'anycast', 'metric']);
+
+/**
+ * Addresses from `ip -j address show` (iproute2 6.1; fixture test/fixtures/stdout/addresses.json).
+ * What it relies on: each link has `addr_info`; `local` is the address and `address` the peer
+ * (present only for a point-to-point address); IFA_F_* flags are `"NAME": true` keys
+ * (`tentative`, `nodad`, `dadfailed`, `secondary`, ...; `dynamic` when not permanent); IPv6
+ * addresses have no `label`.
+ */
+export function parseAddresses(stdout: string): KernelAddress[] {
+  return (parseJsonArray(stdout) as Json[]).flatMap((l) => {
+    const ifindex = num(l.ifindex);
+    const name = str(l.ifname);
+    if (ifindex === null || name === null || !Array.isArray(l.addr_info)) return [];
+    return (l.addr_info as Json[]).flatMap((a): KernelAddress[] => {
+      const family = a.family === 'inet' ? 4 : a.family === 'inet6' ? 6 : null;
+      const local = str(a.local);
+      const prefixLength = num(a.prefixlen);
+      if (family === null || local === null || prefixLength === null) return [];
+      const peer = str(a.address);
+      return [
+        {
+          ifindex,
+          link: name,
+          family,
+          local,
+          prefixLength,
+          peer: peer === local ? null : peer,
+          broadcast: str(a.broadcast),
+          scope: str(a.scope) ?? 'global',
+          label: str(a.label),
+          flags: Object.keys(a).filter((k) => !ADDR_FIELDS.has(k) && a[k] === true).sort(),
+          validLifetime: lifetime(a.valid_life_time),
+          preferredLifetime: lifetime(a.preferred_life_time),
+        },
+      ];
+    });
+  });
 }

@@ -89,6 +89,28 @@ const LINK_RULES: ReadonlyArray<{ readonly match: RegExp; readonly code: (op: Li
   },
 ];
 
+type AddrOp = Extract<Op, { kind: `addr.${string}` }>;
+
+const addrOf = (op: AddrOp): string =>
+  op.kind === 'addr.add' ? `${op.spec.local}/${op.spec.prefixLength} on link "${op.spec.link}"` : op.kind === 'addr.delete' ? `${op.local}/${op.prefixLength} on link "${op.link}"` : 'the address';
+
+/** Rules for address ops (kernel 6.18 answers with extack messages, older ones with errno text). */
+const ADDR_RULES: ReadonlyArray<{ readonly match: RegExp; readonly code: (op: AddrOp) => ErrorCode | undefined; readonly detail: (op: AddrOp, m: RegExpExecArray) => string }> = [
+  { match: /^Cannot find device "([^"]*)"$|^Device "([^"]*)" does not exist\.$/m, code: () => 'LINK_NOT_FOUND', detail: (op, m) => `there is no link "${m[1] ?? m[2]}" in namespace "${op.ns}"` },
+  { match: /^Error: ipv[46]: [Aa]ddress already assigned\.$|^RTNETLINK answers: File exists$/m, code: () => 'ADDRESS_EXISTS', detail: (op) => `${addrOf(op)} in namespace "${op.ns}" exists` },
+  {
+    match: /^Error: ipv[46]: [Aa]ddress not found\.$|^RTNETLINK answers: Cannot assign requested address$/m,
+    code: (op) => (op.kind === 'addr.delete' ? 'ADDRESS_NOT_FOUND' : undefined),
+    detail: (op) => `there is no address ${addrOf(op)} in namespace "${op.ns}"`,
+  },
+  {
+    match: /^Error: ipv4: Invalid scope value\.$/m,
+    code: () => 'ADDRESS_SCOPE_INVALID',
+    detail: (op) => `${addrOf(op)}: an address in a subnet that already has an address on this link (a secondary) must have the scope of the first one`,
+  },
+  { match: /^Error: ipv6: Cannot assign multicast address/m, code: () => 'REQUEST_INVALID', detail: (op) => `${addrOf(op)}: a multicast address cannot be assigned to a link` },
+];
+
 /**
  * An AppError for a tool that ran and failed: its stderr and exit code (null for a failed line of
  * a batch worker, which has no exit code of its own). Unknown messages are INTERNAL.
@@ -101,6 +123,14 @@ export function classify(stderr: string, exitCode: number | null, op: Op): AppEr
       const m = rule.match.exec(stderr);
       const code = m ? rule.code(linkOp) : undefined;
       if (m && code) return new AppError(code, rule.detail(linkOp, m), { cause });
+    }
+  }
+  if (op.kind.startsWith('addr.')) {
+    const addrOp = op as AddrOp;
+    for (const rule of ADDR_RULES) {
+      const m = rule.match.exec(stderr);
+      const code = m ? rule.code(addrOp) : undefined;
+      if (m && code) return new AppError(code, rule.detail(addrOp, m), { cause });
     }
   }
   for (const rule of RULES) {

@@ -9,6 +9,7 @@
 import { AppError } from '../errors/app-error.js';
 import { commandsFor } from './argv.js';
 import type { Executor } from './executor.js';
+import { FakeAddressTable } from './fake-addresses.js';
 import { type FakeLink, type FakeLinkSpace, FakeLinkTable } from './fake-links.js';
 import { HOST, type Op, type OpKind, type OpOf, type OpResults, type ResultOf } from './ops.js';
 
@@ -141,6 +142,9 @@ export class FakeKernel extends FakeExecutor {
     return space.nsid;
   });
 
+  /** The addresses of every namespace's links (see fake-addresses.ts). */
+  private readonly addrTable = new FakeAddressTable<FakeLinkSpace>();
+
   constructor(options: FakeExecutorOptions = {}) {
     super(options);
     this.linkTable.addSpace(this.hostSpace, ['lo', 'eth0']);
@@ -187,6 +191,7 @@ export class FakeKernel extends FakeExecutor {
         this.addNamespace(op.ns);
         return undefined;
       case 'netns.delete':
+        this.addrTable.removeSpace(this.get(op.ns));
         this.linkTable.removeSpace(this.get(op.ns));
         this.namespaces.delete(op.ns);
         this.syncNames();
@@ -243,6 +248,14 @@ export class FakeKernel extends FakeExecutor {
       case 'link.delete':
         this.linkTable.delete(this.space(op.ns), op.name);
         this.syncNames();
+        return undefined;
+      case 'addr.list':
+        return { addresses: this.addrTable.list(this.space(op.ns), this.linkTable.list(this.space(op.ns)), op.link) };
+      case 'addr.add':
+        this.addrTable.add(this.space(op.ns), this.linkTable.list(this.space(op.ns)), op.spec);
+        return undefined;
+      case 'addr.delete':
+        this.addrTable.delete(this.space(op.ns), this.linkTable.list(this.space(op.ns)), op.link, op.local, op.prefixLength, op.peer);
         return undefined;
       default: {
         const never: never = op;

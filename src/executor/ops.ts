@@ -51,9 +51,52 @@ export type Op =
   /** Move a link to another namespace (`host` allowed), renaming it there when `newName` is given. */
   | { readonly kind: 'link.move'; readonly ns: string; readonly name: string; readonly to: string; readonly newName?: string }
   /** Delete a link (both ends of a veth go). */
-  | { readonly kind: 'link.delete'; readonly ns: string; readonly name: string };
+  | { readonly kind: 'link.delete'; readonly ns: string; readonly name: string }
+  /** Every address of the namespace (`host` allowed), or only those of link `link` (LINK_NOT_FOUND when missing). */
+  | { readonly kind: 'addr.list'; readonly ns: string; readonly link?: string }
+  /** Add an address to a link. */
+  | { readonly kind: 'addr.add'; readonly ns: string; readonly spec: AddrAddSpec }
+  /** Delete an address, named by the kernel's key: link, local/prefix and (IPv4) the peer. */
+  | { readonly kind: 'addr.delete'; readonly ns: string; readonly link: string; readonly local: string; readonly prefixLength: number; readonly peer?: string };
 
 export type OpKind = Op['kind'];
+
+export const ADDRESS_SCOPES = ['global', 'link', 'host', 'site'] as const;
+export type AddressScope = (typeof ADDRESS_SCOPES)[number];
+
+/** What `addr.add` adds; every value was parsed and checked by the service. */
+export interface AddrAddSpec {
+  readonly link: string;
+  readonly family: 4 | 6;
+  /** The address in its canonical text form. */
+  readonly local: string;
+  readonly prefixLength: number;
+  /** The other end of a point-to-point link (then the prefix is the peer's). */
+  readonly peer?: string;
+  readonly broadcast?: string;
+  readonly scope?: AddressScope;
+  readonly label?: string;
+  /** IPv6: skip duplicate address detection (the address is usable at once). */
+  readonly nodad?: boolean;
+}
+
+/** An address as `ip -j address show` describes it (iproute2 6.1). */
+export interface KernelAddress {
+  readonly ifindex: number;
+  readonly link: string;
+  readonly family: 4 | 6;
+  readonly local: string;
+  readonly prefixLength: number;
+  readonly peer: string | null;
+  readonly broadcast: string | null;
+  readonly scope: string;
+  readonly label: string | null;
+  /** The IFA_F_* flags that are set, by iproute2's names: tentative, nodad, dadfailed, deprecated, secondary, dynamic, ... */
+  readonly flags: readonly string[];
+  /** Seconds; null for forever. */
+  readonly validLifetime: number | null;
+  readonly preferredLifetime: number | null;
+}
 
 /** Link kinds netnsd can create (whether this kernel has them is capabilities' answer). */
 export const CREATABLE_LINK_KINDS = [
@@ -212,6 +255,9 @@ export interface OpResults {
   'link.set': void;
   'link.move': void;
   'link.delete': void;
+  'addr.list': { readonly addresses: readonly KernelAddress[] };
+  'addr.add': void;
+  'addr.delete': void;
 }
 
 export type ResultOf<O extends Op> = OpResults[O['kind']];
@@ -233,6 +279,7 @@ export function isReadOp(op: Op): boolean {
     op.kind === 'probe.tools' ||
     op.kind === 'link.list' ||
     op.kind === 'link.nsids' ||
-    op.kind === 'link.stats'
+    op.kind === 'link.stats' ||
+    op.kind === 'addr.list'
   );
 }
