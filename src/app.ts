@@ -19,6 +19,8 @@ import { LinkService } from './links/link-service.js';
 import { linkApi } from './links/link-api.js';
 import { GraphService } from './graph/graph-service.js';
 import { graphApi } from './graph/graph-api.js';
+import { AddressService } from './addresses/address-service.js';
+import { addressApi } from './addresses/address-api.js';
 import { LinkRecords, hostNamespaceKey } from './store/link-records.js';
 import { KernelNetnsDirectory, type NetnsDirectory } from './namespaces/netns-dir.js';
 import { openDb, type Db } from './store/db.js';
@@ -43,6 +45,7 @@ export interface Services {
   readonly capabilities: CapabilitiesService;
   readonly namespaces: NamespaceService;
   readonly links: LinkService;
+  readonly addresses: AddressService;
   readonly audit: AuditLog;
   readonly idempotency: IdempotencyStore;
   /** Drains the executor and closes the store. Call after the servers are closed. */
@@ -80,15 +83,17 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     log: log.child({ component: 'namespaces' }),
     maxNamespaces: config.limits.namespaces,
   });
+  const linkRecords = new LinkRecords(db);
   const links = new LinkService({
     executor,
-    records: new LinkRecords(db),
+    records: linkRecords,
     dir,
     capabilities: () => capabilities.get(),
     hostAllowChanges: config.host.allowChanges,
     hostKey: hostNamespaceKey(),
     log: log.child({ component: 'links' }),
   });
+  const addresses = new AddressService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const audit = new AuditLog(db, config.audit.retentionCount);
   const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
   try {
@@ -113,6 +118,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     capabilities,
     namespaces,
     links,
+    addresses,
     audit,
     idempotency,
     async close() {
@@ -179,6 +185,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(namespaceApi(s.namespaces));
   await app.register(linkApi(s.links));
   await app.register(graphApi(new GraphService(s.namespaces, s.links)));
+  await app.register(addressApi(s.addresses));
   await app.ready();
   return app;
 }
