@@ -87,6 +87,20 @@ const cases: readonly Case[] = [
   { file: 'stderr/addr-multicast-v6.txt', argv: [IP, '-n', NS, 'address', 'add', 'ff02::5/64', 'dev', 'nnp0'] },
   { file: 'stderr/batch-addr-exists.txt', argv: [IP, '-n', NS, '-force', '-batch', '-'], input: 'address add 203.0.113.1/24 dev nnp0\nxyzzy\n' },
   { file: 'stdout/addresses.json', argv: [IP, '-n', NS, '-j', 'address', 'show'], stdout: true },
+  // Routes (through nnr0, made in routeSetup() below).
+  { file: 'stderr/route-exists.txt', argv: [IP, '-n', NS, 'route', 'add', '10.1.0.0/16', 'via', '203.0.113.254', 'metric', '10'] },
+  { file: 'stderr/route-gateway-invalid.txt', argv: [IP, '-n', NS, 'route', 'add', '10.9.0.0/16', 'via', '10.99.99.1'] },
+  { file: 'stderr/route-gateway-unreachable-v6.txt', argv: [IP, '-n', NS, 'route', 'add', '2001:db8:6::/48', 'via', '2001:db9::1'] },
+  { file: 'stderr/route-del-missing.txt', argv: [IP, '-n', NS, 'route', 'del', '10.77.0.0/16', 'table', '254', 'metric', '0'] },
+  { file: 'stderr/route-dev-missing.txt', argv: [IP, '-n', NS, 'route', 'add', '10.8.0.0/16', 'dev', 'nnx-nosuch'] },
+  { file: 'stderr/route-prefsrc-invalid.txt', argv: [IP, '-n', NS, 'route', 'add', '10.7.0.0/16', 'via', '203.0.113.254', 'src', '10.99.0.1'] },
+  { file: 'stderr/route-host-bits.txt', argv: [IP, '-n', NS, 'route', 'add', '10.13.0.1/16', 'via', '203.0.113.254'] },
+  { file: 'stderr/route-nexthop-down.txt', argv: [IP, '-n', NS, 'route', 'add', '10.15.0.0/16', 'dev', 'nnp0'] },
+  { file: 'stderr/route-table-missing.txt', argv: [IP, '-n', NS, '-j', '-6', 'route', 'show', 'table', '4242'] },
+  { file: 'stderr/batch-route-exists.txt', argv: [IP, '-n', NS, '-force', '-batch', '-'], input: 'route add 10.1.0.0/16 via 203.0.113.254 metric 10 table 254\nxyzzy\n' },
+  { file: 'stdout/routes-v4-main.json', argv: [IP, '-n', NS, '-j', '-4', 'route', 'show', 'table', 'main'], stdout: true },
+  { file: 'stdout/routes-v4-all.json', argv: [IP, '-n', NS, '-j', '-4', 'route', 'show', 'table', 'all'], stdout: true },
+  { file: 'stdout/routes-v6-main.json', argv: [IP, '-n', NS, '-j', '-6', 'route', 'show', 'table', 'main'], stdout: true },
   { file: 'stdout/link-stats.json', argv: [IP, '-n', NS, '-s', '-s', '-j', 'link', 'show', 'dev', 'nnp0'], stdout: true },
 ];
 
@@ -123,6 +137,24 @@ function addrSetup(): void {
   a('2001:db8::2/64', 'dev', 'nnp0');
 }
 
+/** A veth nnr0/nnr1 (both up, in NS) with addresses, and routes of every kind through it. */
+function routeSetup(): void {
+  const l = (...args: string[]): void => must([IP, '-n', NS, ...args]);
+  l('link', 'add', 'name', 'nnr0', 'type', 'veth', 'peer', 'name', 'nnr1');
+  l('link', 'set', 'dev', 'nnr0', 'up');
+  l('link', 'set', 'dev', 'nnr1', 'up');
+  l('address', 'add', '203.0.113.129/25', 'dev', 'nnr0');
+  l('address', 'add', '2001:db8:1::1/64', 'dev', 'nnr0', 'nodad');
+  l('route', 'add', '10.1.0.0/16', 'via', '203.0.113.254', 'metric', '10');
+  l('route', 'add', 'blackhole', '10.2.0.0/16');
+  l('route', 'add', 'unreachable', '10.3.0.0/16', 'table', '100');
+  l('route', 'add', '10.4.0.0/16', 'nexthop', 'via', '203.0.113.253', 'dev', 'nnr0', 'weight', '2', 'nexthop', 'via', '203.0.113.252', 'dev', 'nnr0');
+  l('route', 'add', 'default', 'via', '203.0.113.254', 'src', '203.0.113.129', 'mtu', '1400');
+  l('route', 'add', '10.5.0.0/16', 'via', '203.0.113.254', 'tos', '0x10');
+  l('route', 'add', '10.6.0.1', 'dev', 'nnr0');
+  l('route', 'add', '2001:db8:5::/48', 'via', '2001:db8:1::fe');
+}
+
 function run(argv: readonly string[], opts: { input?: string; asNobody?: boolean } = {}): { status: number | null; stdout: string; stderr: string } {
   const [file, ...args] = argv;
   const r = spawnSync(file as string, args, {
@@ -148,6 +180,7 @@ try {
   must([IP, '-n', NS, 'link', 'add', 'nnp0', 'type', 'veth', 'peer', 'name', 'nnp1']);
   linkSetup();
   addrSetup();
+  routeSetup();
   for (const c of cases) {
     const r = run(c.argv, c);
     const text = (c.stdout ? r.stdout : r.stderr).replaceAll(String(process.pid), 'PID');

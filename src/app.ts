@@ -21,6 +21,8 @@ import { GraphService } from './graph/graph-service.js';
 import { graphApi } from './graph/graph-api.js';
 import { AddressService } from './addresses/address-service.js';
 import { addressApi } from './addresses/address-api.js';
+import { RouteService } from './routes/route-service.js';
+import { routeApi } from './routes/route-api.js';
 import { LinkRecords, hostNamespaceKey } from './store/link-records.js';
 import { KernelNetnsDirectory, type NetnsDirectory } from './namespaces/netns-dir.js';
 import { openDb, type Db } from './store/db.js';
@@ -46,6 +48,7 @@ export interface Services {
   readonly namespaces: NamespaceService;
   readonly links: LinkService;
   readonly addresses: AddressService;
+  readonly routes: RouteService;
   readonly audit: AuditLog;
   readonly idempotency: IdempotencyStore;
   /** Drains the executor and closes the store. Call after the servers are closed. */
@@ -94,6 +97,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     log: log.child({ component: 'links' }),
   });
   const addresses = new AddressService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
+  const routes = new RouteService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const audit = new AuditLog(db, config.audit.retentionCount);
   const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
   try {
@@ -119,6 +123,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     namespaces,
     links,
     addresses,
+    routes,
     audit,
     idempotency,
     async close() {
@@ -186,6 +191,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(linkApi(s.links));
   await app.register(graphApi(new GraphService(s.namespaces, s.links)));
   await app.register(addressApi(s.addresses));
+  await app.register(routeApi(s.routes));
   await app.ready();
   return app;
 }

@@ -13,6 +13,12 @@ import {
   PROBE_VETH,
   type AddrAddSpec,
   type KernelAddress,
+  type KernelRoute,
+  type RouteSpec,
+  ROUTE_SCOPES,
+  ROUTE_TYPES,
+  TABLE_LOCAL,
+  TABLE_MAIN,
   type KernelLink,
   type LinkAddSpec,
   type LinkChange,
@@ -413,9 +419,64 @@ export function commandsFor(op: Op): readonly Command[] {
       const where = op.peer === undefined ? [`${ipAddr(op.local)}/${int(op.prefixLength, 0, 128)}`] : [ipAddr(op.local), 'peer', `${ipAddr(op.peer)}/${int(op.prefixLength, 0, 128)}`];
       return [ip(namedOrHost(op.ns), 'address', 'del', ...where, 'dev', link(op.link))];
     }
+    case 'route.list':
+      return [ip(namedOrHost(op.ns), '-j', op.family === 4 ? '-4' : '-6', 'route', 'show', 'table', op.table === 'all' ? 'all' : int(op.table, 1, 0xffffffff))];
+    case 'route.add':
+      return [routeAdd(op.ns, op.spec, op.replace === true)];
+    case 'route.delete': {
+      const k = op.key;
+      // No type: a delete without one matches a route of any type (iproute2 6.1 sends RTN_UNSPEC).
+      return [
+        ip(namedOrHost(op.ns), 'route', 'del', prefix(k.dst, k.family), ...(k.tos === null ? [] : ['tos', tos(k.tos)]),
+          'table', int(k.table, 1, 0xffffffff), 'metric', int(k.metric, 0, 0xffffffff), ...(k.dev === undefined || k.dev === null ? [] : ['dev', link(k.dev)])),
+      ];
+    }
     default:
       return unreachable(op);
   }
+}
+
+/** A CIDR that goes into argv, of the family the op says (the family then follows from it: `default` would not say it). */
+function prefix(p: string, family: 4 | 6): string {
+  const slash = p.indexOf('/');
+  const a = slash < 0 ? '' : p.slice(0, slash);
+  const len = slash < 0 ? NaN : Number(p.slice(slash + 1));
+  if (isIP(a) !== family || !Number.isInteger(len) || len < 0 || len > (family === 4 ? 32 : 128)) throw new AppError('INTERNAL', 'bad prefix in an op', { cause: p });
+  return `${a}/${len}`;
+}
+
+function tos(t: string): string {
+  if (!/^0x[0-9a-f]{1,2}$/.test(t)) throw new AppError('INTERNAL', 'bad tos in an op', { cause: t });
+  return t;
+}
+
+/**
+ * `route add|replace [TYPE] DST ...`. The destination is always a CIDR (`0.0.0.0/0`, `::/0` for
+ * default), so the family is never in doubt; nexthops go last (`nexthop via GW dev D weight W`).
+ */
+function routeAdd(ns: string, spec: RouteSpec, replace: boolean): Command {
+  if (!ROUTE_TYPES.includes(spec.type) || (spec.scope !== undefined && !ROUTE_SCOPES.includes(spec.scope))) throw new AppError('INTERNAL', 'bad route in an op', { cause: spec });
+  const gw = (a: string): string => {
+    if (isIP(a) !== spec.family) throw new AppError('INTERNAL', 'bad gateway in an op', { cause: a });
+    return a;
+  };
+  return ip(
+    namedOrHost(ns),
+    'route', replace ? 'replace' : 'add', ...(spec.type === 'unicast' ? [] : [spec.type]), prefix(spec.dst, spec.family),
+    ...(spec.via === undefined ? [] : ['via', gw(spec.via)]),
+    ...(spec.dev === undefined ? [] : ['dev', link(spec.dev)]),
+    ...(spec.src === undefined ? [] : ['src', gw(spec.src)]),
+    ...(spec.metric === undefined ? [] : ['metric', int(spec.metric, 0, 0xffffffff)]),
+    'table', int(spec.table, 1, 0xffffffff),
+    ...(spec.scope === undefined ? [] : ['scope', spec.scope]),
+    ...(spec.mtu === undefined ? [] : ['mtu', int(spec.mtu, 68, 0xffffffff)]),
+    ...(spec.nexthops ?? []).flatMap((n) => [
+      'nexthop',
+      ...(n.via === undefined ? [] : ['via', gw(n.via)]),
+      ...(n.dev === undefined ? [] : ['dev', link(n.dev)]),
+      ...(n.weight === undefined ? [] : ['weight', int(n.weight, 1, 256)]),
+    ]),
+  );
 }
 
 function unreachable(x: never): never {
@@ -609,5 +670,49 @@ export function parseAddresses(stdout: string): KernelAddress[] {
         },
       ];
     });
+  });
+}
+
+/** Table names iproute2 prints (from /etc/iproute2/rt_tables); a table without a name is its number. */
+const TABLE_NAMES: Record<string, number> = { main: TABLE_MAIN, local: TABLE_LOCAL, default: 253 };
+
+/**
+ * Routes from `ip -j -4|-6 route show table T` (iproute2 6.1; fixtures test/fixtures/stdout/routes-*.json).
+ * What it relies on: `dst` is `default`, a CIDR, or a bare address (a host route); `table` is
+ * left out for main when one table was asked for, and is a name or a number string otherwise;
+ * `type` is left out for unicast; `metric` is left out when 0; `gateway` is the via, `prefsrc`
+ * the src; `metrics: [{ mtu }]`; multipath routes have `nexthops` instead of gateway/dev.
+ */
+export function parseRoutes(stdout: string, family: 4 | 6, table: number | 'all'): KernelRoute[] {
+  const bits = family === 4 ? 32 : 128;
+  return (parseJsonArray(stdout) as Json[]).flatMap((r): KernelRoute[] => {
+    const d = str(r.dst);
+    if (d === null) return [];
+    const dst = d === 'default' ? (family === 4 ? '0.0.0.0/0' : '::/0') : d.includes('/') ? d : `${d}/${bits}`;
+    const t = r.table;
+    const tableId = t === undefined ? (table === 'all' ? TABLE_MAIN : table) : typeof t === 'string' ? (TABLE_NAMES[t] ?? Number(t)) : num(t) ?? TABLE_MAIN;
+    const metrics = Array.isArray(r.metrics) ? (r.metrics as Json[]) : [];
+    const mtu = metrics.map((m) => num(m.mtu)).find((m) => m !== null) ?? null;
+    const nexthops = Array.isArray(r.nexthops)
+      ? (r.nexthops as Json[]).map((n) => ({ via: str(n.gateway), dev: str(n.dev), weight: num(n.weight) ?? 1 }))
+      : null;
+    return [
+      {
+        family,
+        table: tableId,
+        dst,
+        metric: num(r.metric) ?? 0,
+        tos: str(r.tos),
+        type: str(r.type) ?? 'unicast',
+        via: str(r.gateway),
+        dev: str(r.dev),
+        src: str(r.prefsrc),
+        scope: str(r.scope) ?? 'global',
+        protocol: str(r.protocol) ?? 'boot',
+        mtu,
+        nexthops,
+        flags: Array.isArray(r.flags) ? (r.flags as unknown[]).filter((f): f is string => typeof f === 'string') : [],
+      },
+    ];
   });
 }

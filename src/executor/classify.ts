@@ -111,6 +111,25 @@ const ADDR_RULES: ReadonlyArray<{ readonly match: RegExp; readonly code: (op: Ad
   { match: /^Error: ipv6: Cannot assign multicast address/m, code: () => 'REQUEST_INVALID', detail: (op) => `${addrOf(op)}: a multicast address cannot be assigned to a link` },
 ];
 
+type RouteOp = Extract<Op, { kind: `route.${string}` }>;
+
+const routeOf = (op: RouteOp): string => (op.kind === 'route.add' ? `the route to ${op.spec.dst}` : op.kind === 'route.delete' ? `the route to ${op.key.dst}` : 'the route');
+
+/** Rules for route ops (kernel 6.18, iproute2 6.1). */
+const ROUTE_RULES: ReadonlyArray<{ readonly match: RegExp; readonly code: (op: RouteOp) => ErrorCode | undefined; readonly detail: (op: RouteOp, m: RegExpExecArray) => string }> = [
+  { match: /^Cannot find device "([^"]*)"$/m, code: () => 'LINK_NOT_FOUND', detail: (op, m) => `there is no link "${m[1]}" in namespace "${op.ns}"` },
+  { match: /^RTNETLINK answers: File exists$/m, code: () => 'ROUTE_EXISTS', detail: (op) => `${routeOf(op)} in namespace "${op.ns}" exists (same table, destination, metric)` },
+  {
+    match: /^Error: Nexthop has invalid gateway\.$|^RTNETLINK answers: Network is unreachable$|^RTNETLINK answers: No route to host$/m,
+    code: () => 'NEXTHOP_UNREACHABLE',
+    detail: (op) => `${routeOf(op)}: the gateway is not reachable on any link (no link has an address in its subnet, or the given dev does not reach it)`,
+  },
+  { match: /^Error: Device for nexthop is not up\.$/m, code: () => 'NEXTHOP_UNREACHABLE', detail: (op) => `${routeOf(op)}: the link it goes through is down` },
+  { match: /^RTNETLINK answers: No such process$/m, code: (op) => (op.kind === 'route.delete' ? 'ROUTE_NOT_FOUND' : undefined), detail: (op) => `there is no ${routeOf(op).slice(4)} in namespace "${op.ns}"` },
+  { match: /^Error: Invalid prefsrc address\.$/m, code: () => 'ROUTE_SOURCE_INVALID', detail: (op) => `${routeOf(op)}: src is not an address of namespace "${op.ns}"` },
+  { match: /^Error: Invalid prefix for given prefix length\.$/m, code: () => 'REQUEST_INVALID', detail: (op) => `${routeOf(op)}: the destination has host bits set` },
+];
+
 /**
  * An AppError for a tool that ran and failed: its stderr and exit code (null for a failed line of
  * a batch worker, which has no exit code of its own). Unknown messages are INTERNAL.
@@ -131,6 +150,14 @@ export function classify(stderr: string, exitCode: number | null, op: Op): AppEr
       const m = rule.match.exec(stderr);
       const code = m ? rule.code(addrOp) : undefined;
       if (m && code) return new AppError(code, rule.detail(addrOp, m), { cause });
+    }
+  }
+  if (op.kind.startsWith('route.')) {
+    const routeOp = op as RouteOp;
+    for (const rule of ROUTE_RULES) {
+      const m = rule.match.exec(stderr);
+      const code = m ? rule.code(routeOp) : undefined;
+      if (m && code) return new AppError(code, rule.detail(routeOp, m), { cause });
     }
   }
   for (const rule of RULES) {

@@ -10,6 +10,7 @@ import { AppError } from '../errors/app-error.js';
 import { commandsFor } from './argv.js';
 import type { Executor } from './executor.js';
 import { FakeAddressTable } from './fake-addresses.js';
+import { FakeRouteTable } from './fake-routes.js';
 import { type FakeLink, type FakeLinkSpace, FakeLinkTable } from './fake-links.js';
 import { HOST, type Op, type OpKind, type OpOf, type OpResults, type ResultOf } from './ops.js';
 
@@ -144,6 +145,8 @@ export class FakeKernel extends FakeExecutor {
 
   /** The addresses of every namespace's links (see fake-addresses.ts). */
   private readonly addrTable = new FakeAddressTable<FakeLinkSpace>();
+  /** The routes of every namespace (see fake-routes.ts). */
+  private readonly routeTable = new FakeRouteTable<FakeLinkSpace>();
 
   constructor(options: FakeExecutorOptions = {}) {
     super(options);
@@ -192,6 +195,7 @@ export class FakeKernel extends FakeExecutor {
         return undefined;
       case 'netns.delete':
         this.addrTable.removeSpace(this.get(op.ns));
+        this.routeTable.removeSpace(this.get(op.ns));
         this.linkTable.removeSpace(this.get(op.ns));
         this.namespaces.delete(op.ns);
         this.syncNames();
@@ -256,6 +260,20 @@ export class FakeKernel extends FakeExecutor {
         return undefined;
       case 'addr.delete':
         this.addrTable.delete(this.space(op.ns), this.linkTable.list(this.space(op.ns)), op.link, op.local, op.prefixLength, op.peer);
+        return undefined;
+      case 'route.list': {
+        const sp = this.space(op.ns);
+        const links = this.linkTable.list(sp);
+        return { routes: this.routeTable.list(sp, links, this.addrTable.list(sp, links), op.family, op.table) };
+      }
+      case 'route.add': {
+        const sp = this.space(op.ns);
+        const links = this.linkTable.list(sp);
+        this.routeTable.add(sp, links, this.addrTable.list(sp, links), op.spec, op.replace === true);
+        return undefined;
+      }
+      case 'route.delete':
+        this.routeTable.delete(this.space(op.ns), this.linkTable.list(this.space(op.ns)), op.key);
         return undefined;
       default: {
         const never: never = op;

@@ -10,8 +10,8 @@
  * - probe.*: one-shot spawns (startup only); a tool's refusal is an answer, not an error.
  * - link.add / set / move / delete: the namespace's own batch worker (netns-workers.ts), started
  *   on first use and closed when idle, and always before that namespace is deleted.
- * - addr.add / delete: the same per-namespace batch workers.
- * - link.list / nsids / stats, addr.list: one-shot `ip -j` spawns (the event monitor's inventory will
+ * - addr.add / delete, route.add / delete: the same per-namespace batch workers.
+ * - link.list / nsids / stats, addr.list, route.list: one-shot `ip -j` spawns (the event monitor's inventory will
  *   replace them).
  *
  * Only this file and batch-worker.ts start processes (netns-workers.ts owns BatchWorkers).
@@ -23,7 +23,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { AppError, isAppError } from '../errors/app-error.js';
-import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseLinkStats, parseNetnsList, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
+import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseRoutes, parseLinkStats, parseNetnsList, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
 import { BatchWorker, type Logger, silentLogger, TOOL_ENV } from './batch-worker.js';
 import { classify, classifyNative, classifySpawnError } from './classify.js';
 import type { Executor, OpContext } from './executor.js';
@@ -53,6 +53,9 @@ interface NetnsAddon {
   assignNsid(path: string): number;
   getNsid(path: string): number;
 }
+
+/** `ip route show table N` of a table the kernel has none of (stderr recorded in test/fixtures/stderr/route-table-missing.txt). */
+export const FIB_TABLE_MISSING = /^Error: ipv[46]: FIB table does not exist\.$/m;
 
 /** Stdout/stderr kept from a one-shot spawn. */
 const MAX_OUTPUT = 4 * 1024 * 1024;
@@ -186,12 +189,21 @@ export class Iproute2Executor implements Executor {
         return parseLinkStats(await this.oneShot(only(commands), op, argv));
       case 'addr.list':
         return { addresses: parseAddresses(await this.oneShot(only(commands), op, argv)) };
+      case 'route.list': {
+        const r = await this.spawnOnce(only(commands), argv);
+        // A table that has no route of this family does not exist (kernel 6.18): it is empty.
+        if (r.exitCode !== 0 && FIB_TABLE_MISSING.test(r.stderr)) return { routes: [] };
+        if (r.exitCode !== 0) throw classify(r.stderr, r.exitCode, op);
+        return { routes: parseRoutes(r.stdout, op.family, op.table) };
+      }
       case 'link.add':
       case 'link.set':
       case 'link.move':
       case 'link.delete':
       case 'addr.add':
       case 'addr.delete':
+      case 'route.add':
+      case 'route.delete':
         return this.inNamespace(commands, op, argv);
       default: {
         const never: never = op;
@@ -212,7 +224,7 @@ export class Iproute2Executor implements Executor {
    * Runs a change's commands in the batch worker of its namespace. A command with an empty
    * argument (clearing an alias) cannot be a batch line and runs as a process of its own.
    */
-  private async inNamespace(commands: readonly Command[], op: Extract<Op, { kind: 'link.add' | 'link.set' | 'link.move' | 'link.delete' | 'addr.add' | 'addr.delete' }>, argv: string[][]): Promise<void> {
+  private async inNamespace(commands: readonly Command[], op: Extract<Op, { kind: 'link.add' | 'link.set' | 'link.move' | 'link.delete' | 'addr.add' | 'addr.delete' | 'route.add' | 'route.delete' }>, argv: string[][]): Promise<void> {
     const names = op.kind === 'link.add' && op.spec.linkKind === 'veth' ? [op.spec.peer.ns] : op.kind === 'link.move' ? [op.to] : [];
     for (const cmd of commands) {
       if (cmd.args.includes('')) {

@@ -57,7 +57,13 @@ export type Op =
   /** Add an address to a link. */
   | { readonly kind: 'addr.add'; readonly ns: string; readonly spec: AddrAddSpec }
   /** Delete an address, named by the kernel's key: link, local/prefix and (IPv4) the peer. */
-  | { readonly kind: 'addr.delete'; readonly ns: string; readonly link: string; readonly local: string; readonly prefixLength: number; readonly peer?: string };
+  | { readonly kind: 'addr.delete'; readonly ns: string; readonly link: string; readonly local: string; readonly prefixLength: number; readonly peer?: string }
+  /** The routes of one family in one table (a number) or in every table (`all`). */
+  | { readonly kind: 'route.list'; readonly ns: string; readonly family: 4 | 6; readonly table: number | 'all' }
+  /** Add a route (ROUTE_EXISTS when its key is taken); `replace` replaces the route of that key atomically (or adds it). */
+  | { readonly kind: 'route.add'; readonly ns: string; readonly spec: RouteSpec; readonly replace?: boolean }
+  /** Delete the route of this key. */
+  | { readonly kind: 'route.delete'; readonly ns: string; readonly key: RouteKey };
 
 export type OpKind = Op['kind'];
 
@@ -78,6 +84,69 @@ export interface AddrAddSpec {
   readonly label?: string;
   /** IPv6: skip duplicate address detection (the address is usable at once). */
   readonly nodad?: boolean;
+}
+
+export const ROUTE_TYPES = ['unicast', 'blackhole', 'unreachable', 'prohibit'] as const;
+export type RouteType = (typeof ROUTE_TYPES)[number];
+export const ROUTE_SCOPES = ['global', 'site', 'link', 'host'] as const;
+export type RouteScope = (typeof ROUTE_SCOPES)[number];
+/** Table ids the kernel names: main (254) and local (255). */
+export const TABLE_MAIN = 254;
+export const TABLE_LOCAL = 255;
+
+/** What identifies a route to the kernel: table, family, destination, metric (priority) and tos. */
+export interface RouteKey {
+  readonly family: 4 | 6;
+  readonly table: number;
+  /** The destination prefix in canonical CIDR form (`0.0.0.0/0`, `::/0` for a default route). */
+  readonly dst: string;
+  readonly metric: number;
+  /** The tos as iproute2 prints it (`0x10`), or null for 0. */
+  readonly tos: string | null;
+  /**
+   * IPv6 only: the link. IPv6 keeps routes that differ only in their device apart (every link's
+   * `fe80::/64`, metric 256, in main), so the device is part of the key; IPv4 routes never need it.
+   */
+  readonly dev?: string | null;
+}
+
+export interface RouteNexthop {
+  readonly via?: string;
+  readonly dev?: string;
+  /** 1-256. */
+  readonly weight?: number;
+}
+
+/** What `route.add` adds; every value was parsed and checked by the service. */
+export interface RouteSpec {
+  readonly family: 4 | 6;
+  readonly type: RouteType;
+  /** Canonical CIDR (`0.0.0.0/0` for default). */
+  readonly dst: string;
+  readonly table: number;
+  readonly metric?: number;
+  readonly via?: string;
+  readonly dev?: string;
+  readonly src?: string;
+  readonly scope?: RouteScope;
+  readonly mtu?: number;
+  readonly nexthops?: readonly RouteNexthop[];
+}
+
+/** A route as `ip -j route show table ...` describes it (iproute2 6.1). */
+export interface KernelRoute extends Omit<RouteKey, 'dev'> {
+  /** unicast, blackhole, unreachable, prohibit, local, broadcast, multicast, anycast, throw, ... */
+  readonly type: string;
+  readonly via: string | null;
+  readonly dev: string | null;
+  /** The preferred source address (`prefsrc`). */
+  readonly src: string | null;
+  readonly scope: string;
+  /** Who added it: kernel, boot (ip's default), static, dhcp, ... */
+  readonly protocol: string;
+  readonly mtu: number | null;
+  readonly nexthops: ReadonlyArray<{ readonly via: string | null; readonly dev: string | null; readonly weight: number }> | null;
+  readonly flags: readonly string[];
 }
 
 /** An address as `ip -j address show` describes it (iproute2 6.1). */
@@ -258,6 +327,9 @@ export interface OpResults {
   'addr.list': { readonly addresses: readonly KernelAddress[] };
   'addr.add': void;
   'addr.delete': void;
+  'route.list': { readonly routes: readonly KernelRoute[] };
+  'route.add': void;
+  'route.delete': void;
 }
 
 export type ResultOf<O extends Op> = OpResults[O['kind']];
@@ -280,6 +352,7 @@ export function isReadOp(op: Op): boolean {
     op.kind === 'link.list' ||
     op.kind === 'link.nsids' ||
     op.kind === 'link.stats' ||
-    op.kind === 'addr.list'
+    op.kind === 'addr.list' ||
+    op.kind === 'route.list'
   );
 }

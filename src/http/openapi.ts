@@ -27,6 +27,7 @@ export async function installOpenApi(app: FastifyInstance): Promise<void> {
         { name: 'namespaces', description: 'Network namespaces' },
         { name: 'links', description: 'Links (network interfaces) inside a namespace' },
         { name: 'addresses', description: 'IP addresses of the links of a namespace' },
+        { name: 'routes', description: 'IP routes of a namespace' },
         { name: 'graph', description: 'The topology across namespaces' },
         { name: 'system', description: 'Health, capabilities, audit' },
       ],
