@@ -6,7 +6,7 @@
  * Host safety: unless `host.allowChanges`, addresses in `host` may be added and deleted only on
  * links netnsd created (HOST_PROTECTED), and an added address's prefix — the connected route the
  * kernel makes for it — must not be shorter than /16 (IPv6 /32) nor overlap a subnet of a link
- * netnsd did not create (HOST_ROUTE_CONFLICT).
+ * netnsd did not create, nor a route of host through one (HOST_ROUTE_CONFLICT).
  */
 import { AppError } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
@@ -127,6 +127,17 @@ export class AddressService {
       });
     }
     const unmanaged = new Set(links.filter((l) => !this.isManaged(l)).map((l) => l.index));
+    // Routes through links netnsd did not create (the default route aside: everything is under it).
+    const unmanagedDev = (dev: string | null): boolean => dev === null || !links.some((l) => l.name === dev && this.isManaged(l));
+    for (const r of (await this.ex.run({ kind: 'route.list', ns: HOST, family: spec.family, table: 'all' }, ctx)).routes) {
+      if (r.type !== 'unicast' || !(r.nexthops ? r.nexthops.some((n) => unmanagedDev(n.dev)) : unmanagedDev(r.dev))) continue;
+      const theirs = parsePrefix(r.dst);
+      if (typeof theirs === 'string' || theirs.prefixLength === 0 || !overlaps(p, theirs)) continue;
+      const through = r.dev ?? r.nexthops?.map((n) => n.dev).join(', ') ?? '';
+      throw new AppError('HOST_ROUTE_CONFLICT', `${formatPrefix(p)} overlaps ${r.dst}, which host reaches through link '${through}', which netnsd did not create`, {
+        meta: { overlaps: r.dst, link: through },
+      });
+    }
     for (const a of await this.kernelAddresses(HOST, undefined, ctx)) {
       if (!unmanaged.has(a.ifindex)) continue;
       const theirs = parsePrefix(`${a.peer ?? a.local}/${a.prefixLength}`);

@@ -192,6 +192,20 @@ describe('addresses in host', () => {
     expect(addrOps(t, 0)).toEqual([]);
   });
 
+  it('answers 409 HOST_ROUTE_CONFLICT for a prefix overlapping a host route through an unmanaged link', async () => {
+    const t = await withHostVeth();
+    const r = { family: 4 as const, table: 254, metric: 0, tos: null, type: 'unicast', src: null, scope: 'global', protocol: 'boot', mtu: null, nexthops: null, flags: [] };
+    t.kernel.default('route.list', (op) =>
+      op.ns === 'host' && op.family === 4
+        ? { routes: [{ ...r, dst: '0.0.0.0/0', via: '192.0.2.1', dev: 'eth0' }, { ...r, dst: '10.10.0.0/16', via: '192.0.2.1', dev: 'eth0' }] }
+        : { routes: [] },
+    );
+    const p = expectProblem(await add(t, 'host', { link: 'nnh0', address: '10.10.5.1/24' }), 'HOST_ROUTE_CONFLICT', 409);
+    expect(p.detail).toMatch(/overlaps 10\.10\.0\.0\/16.*eth0/);
+    // The default route through eth0 alone is no conflict.
+    expect((await add(t, 'host', { link: 'nnh0', address: '198.18.7.1/24' })).statusCode).toBe(201);
+  });
+
   it('allows any host link with host.allowChanges', async () => {
     const t = await buildTestApp({ config: { host: { ...testConfig().host, allowChanges: true } } });
     expect((await add(t, 'host', { link: 'eth0', address: '198.18.7.1/24' })).statusCode).toBe(201);
