@@ -80,6 +80,7 @@ const cases: readonly Case[] = [
   { file: 'stderr/addr-exists-v4.txt', argv: [IP, '-n', NS, 'address', 'add', '203.0.113.1/24', 'dev', 'nnp0'] },
   { file: 'stderr/addr-exists-v6.txt', argv: [IP, '-n', NS, 'address', 'add', '2001:db8::1/64', 'dev', 'nnp0', 'nodad'] },
   { file: 'stderr/addr-link-missing.txt', argv: [IP, '-n', NS, 'address', 'add', '203.0.113.9/24', 'dev', 'nnx-nosuch'] },
+  { file: 'stderr/addr-show-missing.txt', argv: [IP, '-n', NS, '-j', 'address', 'show', 'dev', 'nnx-nosuch'] },
   { file: 'stderr/addr-del-missing-v4.txt', argv: [IP, '-n', NS, 'address', 'del', '203.0.113.9/24', 'dev', 'nnp0'] },
   { file: 'stderr/addr-del-missing-v6.txt', argv: [IP, '-n', NS, 'address', 'del', '2001:db8::9/64', 'dev', 'nnp0'] },
   // A secondary address (same subnet as a primary) with another scope.

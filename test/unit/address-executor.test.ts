@@ -71,6 +71,7 @@ describe('classify address errors', () => {
     ['addr-exists-v6', add, 'ADDRESS_EXISTS'],
     ['batch-addr-exists', add, 'ADDRESS_EXISTS'],
     ['addr-link-missing', add, 'LINK_NOT_FOUND'],
+    ['addr-show-missing', { kind: 'addr.list', ns: 'a', link: 'nnx-nosuch' }, 'LINK_NOT_FOUND'],
     ['addr-del-missing-v4', del, 'ADDRESS_NOT_FOUND'],
     ['addr-del-missing-v6', del, 'ADDRESS_NOT_FOUND'],
     ['addr-scope-mismatch', add, 'ADDRESS_SCOPE_INVALID'],
