@@ -56,12 +56,47 @@ static int get_path_arg(napi_env env, napi_callback_info info, char *path) {
 
 struct in_ns_job {
   const char *path;
-  int op;  // 0 = loopback up, 1 = list link names
+  int op;  // 0 = loopback up, 1 = list link names, 2 = read sysctls, 3 = write sysctls
   int err;
   const char *what;
   int count;
   char (*names)[IF_NAMESIZE];  // malloc'ed by the thread, freed by the caller
+  // sysctls: `n` paths under /proc/sys/net/ (checked by the caller), values in or out
+  int n;
+  char **keys;
+  char **values;   // write: the values; read: malloc'ed by the thread (NULL = no such key)
+  int failed;      // write: index of the key that failed
 };
+
+#define NN_MAX_SYSCTL 4096
+
+// /proc/sys/net is resolved against the network namespace of the task that opens the file,
+// so after setns() this thread reads and writes the namespace's values, never the host's.
+static void sysctl_rw(struct in_ns_job *job) {
+  char path[NN_MAX_PATH];
+  for (int i = 0; i < job->n; i++) {
+    snprintf(path, sizeof path, "/proc/sys/net/%s", job->keys[i]);
+    if (job->op == 2) {
+      int fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) { if (errno == ENOENT) continue; job->err = errno; job->what = "open sysctl"; job->failed = i; return; }
+      char *buf = malloc(NN_MAX_SYSCTL);
+      ssize_t r = buf ? read(fd, buf, NN_MAX_SYSCTL - 1) : -1;
+      int e = errno;
+      close(fd);
+      if (r < 0) { free(buf); job->err = buf ? e : ENOMEM; job->what = "read sysctl"; job->failed = i; return; }
+      buf[r] = 0;
+      job->values[i] = buf;
+    } else {
+      int fd = open(path, O_WRONLY | O_CLOEXEC);
+      if (fd < 0) { job->err = errno; job->what = "open sysctl"; job->failed = i; return; }
+      size_t len = strlen(job->values[i]);
+      ssize_t w = write(fd, job->values[i], len);
+      int e = errno;
+      close(fd);
+      if (w < 0 || (size_t)w != len) { job->err = w < 0 ? e : EIO; job->what = "write sysctl"; job->failed = i; return; }
+    }
+  }
+}
 
 static void *in_ns_thread(void *arg) {
   struct in_ns_job *job = arg;
@@ -71,7 +106,9 @@ static void *in_ns_thread(void *arg) {
     job->err = errno; job->what = "setns"; close(nsfd); return NULL;
   }
   close(nsfd);
-  if (job->op == 0) {
+  if (job->op >= 2) {
+    sysctl_rw(job);
+  } else if (job->op == 0) {
     // A socket belongs to the namespace its creating thread is in.
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0) { job->err = errno; job->what = "socket"; return NULL; }
@@ -144,6 +181,99 @@ static napi_value link_names(napi_env env, napi_callback_info info) {
     }
   }
   free(job->names);
+  free(job);
+  return result;
+}
+
+// sysctl keys come as paths relative to /proc/sys/net/; netns-sysctl.ts allowlists them, and
+// this refuses anything that could leave that directory all the same.
+static int safe_key(const char *k) {
+  if (!*k || k[0] == '/' || strstr(k, "..")) return 0;
+  for (const char *c = k; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.' || *c == '/')) return 0;
+  return 1;
+}
+
+static char *dup_string(napi_env env, napi_value v) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok || len >= NN_MAX_PATH) return NULL;
+  char *out = malloc(len + 1);
+  if (out) napi_get_value_string_utf8(env, v, out, len + 1, &len);
+  return out;
+}
+
+static void free_job_strings(struct in_ns_job *job) {
+  for (int i = 0; i < job->n; i++) {
+    if (job->keys) free(job->keys[i]);
+    if (job->values) free(job->values[i]);
+  }
+  free(job->keys);
+  free(job->values);
+}
+
+/**
+ * sysctls(path, keys, values?): without values, reads each key (string, or null when the
+ * namespace has no such key); with values, writes them in order and throws at the first failure
+ * with `.index` set to it.
+ */
+static napi_value sysctls(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  char path[NN_MAX_PATH];
+  size_t len = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_string_utf8(env, argv[0], path, NN_MAX_PATH, &len) != napi_ok || len == 0)
+    return throw_errno(env, "sysctls(path, keys, values?)", EINVAL);
+  int writing = argc >= 3;
+  uint32_t n = 0;
+  if (napi_get_array_length(env, argv[1], &n) != napi_ok || n > 100000) return throw_errno(env, "sysctls keys", EINVAL);
+  if (writing) {
+    uint32_t m = 0;
+    if (napi_get_array_length(env, argv[2], &m) != napi_ok || m != n) return throw_errno(env, "sysctls values", EINVAL);
+  }
+  struct in_ns_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_errno(env, "calloc", ENOMEM);
+  job->path = path;
+  job->op = writing ? 3 : 2;
+  job->n = (int)n;
+  job->keys = calloc(n ? n : 1, sizeof(char *));
+  job->values = calloc(n ? n : 1, sizeof(char *));
+  napi_value result = NULL;
+  int bad = !job->keys || !job->values;
+  for (uint32_t i = 0; !bad && i < n; i++) {
+    napi_value k;
+    napi_get_element(env, argv[1], i, &k);
+    job->keys[i] = dup_string(env, k);
+    if (!job->keys[i] || !safe_key(job->keys[i])) bad = 1;
+    if (writing && !bad) {
+      napi_value v;
+      napi_get_element(env, argv[2], i, &v);
+      job->values[i] = dup_string(env, v);
+      if (!job->values[i]) bad = 1;
+    }
+  }
+  if (bad) {
+    throw_errno(env, "sysctls: bad key or value", EINVAL);
+  } else if (run_in_ns(job) < 0) {
+    throw_errno(env, job->what, job->err);
+    napi_value exc, idx;
+    if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) {
+      napi_create_int32(env, job->failed, &idx);
+      napi_set_named_property(env, exc, "index", idx);
+      napi_throw(env, exc);
+    }
+  } else if (writing) {
+    napi_get_undefined(env, &result);
+  } else {
+    napi_create_array_with_length(env, n, &result);
+    for (uint32_t i = 0; i < n; i++) {
+      napi_value v;
+      if (job->values[i]) napi_create_string_utf8(env, job->values[i], NAPI_AUTO_LENGTH, &v);
+      else napi_get_null(env, &v);
+      napi_set_element(env, result, i, v);
+    }
+  }
+  free_job_strings(job);
   free(job);
   return result;
 }
@@ -240,6 +370,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"linkNames", NULL, link_names, NULL, NULL, NULL, napi_default, NULL},
       {"assignNsid", NULL, assign_nsid, NULL, NULL, NULL, napi_default, NULL},
       {"getNsid", NULL, get_nsid, NULL, NULL, NULL, napi_default, NULL},
+      {"sysctls", NULL, sysctls, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

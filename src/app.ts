@@ -17,6 +17,8 @@ import { NamespaceService } from './namespaces/namespace-service.js';
 import { namespaceApi } from './namespaces/namespace-api.js';
 import { LinkService } from './links/link-service.js';
 import { linkApi } from './links/link-api.js';
+import { SysctlService } from './sysctls/sysctl-service.js';
+import { sysctlApi } from './sysctls/sysctl-api.js';
 import { GraphService } from './graph/graph-service.js';
 import { graphApi } from './graph/graph-api.js';
 import { AddressService } from './addresses/address-service.js';
@@ -49,6 +51,7 @@ export interface Services {
   readonly links: LinkService;
   readonly addresses: AddressService;
   readonly routes: RouteService;
+  readonly sysctls: SysctlService;
   readonly audit: AuditLog;
   readonly idempotency: IdempotencyStore;
   /** Drains the executor and closes the store. Call after the servers are closed. */
@@ -87,6 +90,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     maxNamespaces: config.limits.namespaces,
   });
   const linkRecords = new LinkRecords(db);
+  const sysctls = new SysctlService(executor, dir, config.host.allowChanges);
   const links = new LinkService({
     executor,
     records: linkRecords,
@@ -124,6 +128,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     links,
     addresses,
     routes,
+    sysctls,
     audit,
     idempotency,
     async close() {
@@ -189,6 +194,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(systemApi({ db: s.db, executor: s.executor, capabilities: s.capabilities, audit: s.audit }));
   await app.register(namespaceApi(s.namespaces));
   await app.register(linkApi(s.links));
+  await app.register(sysctlApi(s.sysctls));
   await app.register(graphApi(new GraphService(s.namespaces, s.links)));
   await app.register(addressApi(s.addresses));
   await app.register(routeApi(s.routes));

@@ -68,6 +68,8 @@ export const ERROR_CODES = {
   IDEMPOTENCY_KEY_INVALID: { kind: 'invalid', title: 'The Idempotency-Key header is not valid' },
   IDEMPOTENCY_KEY_REUSED: { kind: 'unprocessable', title: 'The Idempotency-Key was used for another request' },
   IDEMPOTENCY_KEY_IN_PROGRESS: { kind: 'conflict', title: 'A request with this Idempotency-Key is still running', retryable: true },
+  SYSCTL_REFUSED: { kind: 'unprocessable', title: 'The kernel refused a sysctl value' },
+  NATIVE_HELPER_REQUIRED: { kind: 'unavailable', title: 'This needs the native helper, which is not built' },
   RATE_LIMITED: { kind: 'rate_limited', title: 'Too many requests', retryable: true },
   EXECUTOR_BUSY: { kind: 'unavailable', title: 'Too much work is queued', retryable: true },
   EXECUTOR_TIMEOUT: { kind: 'timeout', title: 'A system command took too long', retryable: true },

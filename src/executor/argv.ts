@@ -375,6 +375,13 @@ export function commandsFor(op: Op): readonly Command[] {
     case 'netns.killPids':
       named(op.ns);
       return [];
+    case 'sysctl.read':
+    case 'sysctl.write':
+      // In-process (native helper); the keys are checked here as every name is.
+      namedOrHost(op.ns);
+      for (const k of op.kind === 'sysctl.read' ? op.keys : op.entries.map(([key]) => key)) sysctlPath(k);
+      if (op.kind === 'sysctl.write') for (const [, v] of op.entries) if (!/^-?[0-9]{1,10}$/.test(v)) throw new AppError('INTERNAL', 'refusing a sysctl value that is not an integer');
+      return [];
     case 'probe.tools':
       return [
         { tool: 'ip', args: ['-V'] },
@@ -715,4 +722,12 @@ export function parseRoutes(stdout: string, family: 4 | 6, table: number | 'all'
       },
     ];
   });
+}
+
+/** A sysctl key as a path under /proc/sys/net: letters, digits, `_ - .` and `/` separators, no `..`. */
+export function sysctlPath(key: string): string {
+  if (!/^(ipv4|ipv6|core)\/[A-Za-z0-9_./-]{1,200}$/.test(key) || key.includes('..') || key.includes('//')) {
+    throw new AppError('INTERNAL', 'refusing a sysctl key outside /proc/sys/net');
+  }
+  return key;
 }

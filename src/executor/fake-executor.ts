@@ -218,6 +218,19 @@ export class FakeKernel extends FakeExecutor {
         return { names: this.linkTable.names(this.space(op.ns)) };
       case 'netns.pids':
         return { pids: [...this.get(op.ns).pids] };
+      case 'sysctl.read': {
+        const space = this.space(op.ns);
+        const values = this.sysctlsOf(space);
+        return { values: op.keys.map((k) => (this.sysctlExists(space, k) ? `${values.get(k) ?? '0'}\n` : null)) };
+      }
+      case 'sysctl.write': {
+        const space = this.space(op.ns);
+        for (const [k, v] of op.entries) {
+          if (!this.sysctlExists(space, k)) throw new AppError('INTERNAL', `no sysctl ${k}`);
+          this.sysctlsOf(space).set(k, v);
+        }
+        return undefined;
+      }
       case 'netns.killPids': {
         const ns = this.get(op.ns);
         ns.pids = ns.pids.filter((p) => !op.pids.includes(p));
@@ -280,6 +293,27 @@ export class FakeKernel extends FakeExecutor {
         return never;
       }
     }
+  }
+
+  /** Simulated sysctl values (default 0) of each namespace. */
+  private readonly sysctlValues = new WeakMap<FakeLinkSpace, Map<string, string>>();
+
+  private sysctlsOf(space: FakeLinkSpace): Map<string, string> {
+    let m = this.sysctlValues.get(space);
+    if (!m) this.sysctlValues.set(space, (m = new Map()));
+    return m;
+  }
+
+  /** Per-link keys (`ipv4/conf/NAME/...`) exist for `all`, `default` and the namespace's links. */
+  private sysctlExists(space: FakeLinkSpace, key: string): boolean {
+    const m = /^ipv[46]\/conf\/([^/]+)\//.exec(key);
+    return !m || m[1] === 'all' || m[1] === 'default' || this.linkTable.names(space).includes(m[1]!);
+  }
+
+  /** Sets a simulated sysctl, as `sysctl -w` by hand would (key as a /proc/sys/net path). */
+  setSysctl(ns: string, key: string, value: string): this {
+    this.sysctlsOf(this.space(ns)).set(key, value);
+    return this;
   }
 
   private space(name: string): FakeLinkSpace {

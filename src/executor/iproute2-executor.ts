@@ -52,6 +52,8 @@ interface NetnsAddon {
   linkNames(path: string): string[];
   assignNsid(path: string): number;
   getNsid(path: string): number;
+  /** Reads (no values) or writes (values) sysctls under /proc/sys/net inside the namespace. */
+  sysctls(path: string, keys: readonly string[], values?: readonly string[]): (string | null)[] | undefined;
 }
 
 /** `ip route show table N` of a table the kernel has none of (stderr recorded in test/fixtures/stderr/route-table-missing.txt). */
@@ -173,6 +175,11 @@ export class Iproute2Executor implements Executor {
         return { pids: await this.pidsIn(op) };
       case 'netns.killPids':
         return this.killPids(op);
+      case 'sysctl.read':
+        return { values: this.sysctlCall(op, (n, path) => n.sysctls(path, op.keys) ?? []) };
+      case 'sysctl.write':
+        this.sysctlCall(op, (n, path) => n.sysctls(path, op.entries.map(([k]) => k), op.entries.map(([, v]) => v)));
+        return;
       case 'probe.tools':
         return this.toolVersions(commands, op, argv);
       case 'probe.linkKind':
@@ -243,6 +250,26 @@ export class Iproute2Executor implements Executor {
         throw e;
       }
       if (!r.ok) throw classify(r.stderr, null, op);
+    }
+  }
+
+  /**
+   * Sysctls have no iproute2 path: reading another namespace's /proc/sys/net needs a task inside
+   * it, which only the native helper does without a process. A value the kernel refuses is
+   * SYSCTL_REFUSED naming the key.
+   */
+  private sysctlCall<T>(op: Extract<Op, { kind: 'sysctl.read' | 'sysctl.write' }>, call: (addon: NetnsAddon, path: string) => T): T {
+    const addon = this.native;
+    if (!addon) throw new AppError('NATIVE_HELPER_REQUIRED', 'Sysctls need the native helper (npm run build:native)');
+    try {
+      return call(addon, nsPath(op.ns));
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException & { index?: number };
+      if (op.kind === 'sysctl.write' && typeof err.index === 'number' && err.message.includes('sysctl')) {
+        const key = op.entries[err.index]?.[0] ?? '?';
+        throw new AppError('SYSCTL_REFUSED', `The kernel refused the value for ${key} (${err.code ?? 'error'})`, { cause: e, meta: { key } });
+      }
+      throw classifyNative(e, op);
     }
   }
 

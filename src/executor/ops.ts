@@ -26,6 +26,10 @@ export type Op =
   | { readonly kind: 'netns.pids'; readonly ns: string }
   /** SIGKILL these pids and wait (bounded) until they are gone. */
   | { readonly kind: 'netns.killPids'; readonly ns: string; readonly pids: readonly number[] }
+  /** Read sysctls inside the namespace; keys are paths under /proc/sys/net (`ipv4/ip_forward`). */
+  | { readonly kind: 'sysctl.read'; readonly ns: string; readonly keys: readonly string[] }
+  /** Write sysctls inside the namespace, in order; stops at the first the kernel refuses. */
+  | { readonly kind: 'sysctl.write'; readonly ns: string; readonly entries: readonly (readonly [string, string])[] }
   /** Versions of the system tools, or null where one is missing. */
   | { readonly kind: 'probe.tools' }
   /** Try to create a link of this kind inside the (scratch) namespace. */
@@ -311,6 +315,9 @@ export interface OpResults {
   'netns.linkNames': { readonly names: readonly string[] };
   'netns.pids': { readonly pids: readonly number[] };
   'netns.killPids': void;
+  /** Each key's text, or null when the namespace has no such sysctl. */
+  'sysctl.read': { readonly values: readonly (string | null)[] };
+  'sysctl.write': void;
   'probe.tools': ToolVersions;
   'probe.linkKind': ProbeResult;
   'probe.linkFeature': ProbeResult;
@@ -353,6 +360,7 @@ export function isReadOp(op: Op): boolean {
     op.kind === 'link.nsids' ||
     op.kind === 'link.stats' ||
     op.kind === 'addr.list' ||
-    op.kind === 'route.list'
+    op.kind === 'route.list' ||
+    op.kind === 'sysctl.read'
   );
 }
