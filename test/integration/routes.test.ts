@@ -1,6 +1,6 @@
 /**
- * Routes against the real kernel, through the API only (forwarding is set by hand with sysctl:
- * sysctls are a later resource). Namespaces come from nsName() and are removed after each test.
+ * Routes against the real kernel, through the API only (forwarding too, with the sysctls
+ * endpoint). Namespaces come from nsName() and are removed after each test.
  * Addresses: 203.0.113.0/24, 198.51.100.0/24 and 2001:db8::/32 inside test namespaces only; the
  * host test uses a veth netnsd created and a /24 of 198.18.0.0/15 that no host route overlaps.
  */
@@ -62,7 +62,7 @@ async function routed(): Promise<{ a: string; rt: string; b: string }> {
   await ok('POST', `/v1/namespaces/${rt}/addresses`, { link: 'ra', address: '203.0.113.254/24' });
   await ok('POST', `/v1/namespaces/${rt}/addresses`, { link: 'rb', address: '198.51.100.254/24' });
   await ok('POST', `/v1/namespaces/${b}/addresses`, { link: 'eb', address: '198.51.100.1/24' });
-  execFileSync('/usr/sbin/ip', ['netns', 'exec', rt, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { stdio: 'ignore' });
+  await ok('PATCH', `/v1/namespaces/${rt}/sysctls`, { 'net.ipv4.ip_forward': 1 }, 200);
   return { a, rt, b };
 }
 
