@@ -57,7 +57,32 @@ export async function until(pred: () => boolean, ms = 5000, what = 'condition'):
   }
 }
 
+/** Whether one ping from inside the namespace gets an answer within a second. */
+export function ping(ns: string, addr: string): boolean {
+  try {
+    execFileSync(IP, ['netns', 'exec', ns, 'ping', '-c1', '-W1', addr], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const hostLinks = new Set<string>();
+/** Marks a host-side link a test made, to be removed after the test (if its peer did not take it). */
+export function trackHostLink(name: string): string {
+  hostLinks.add(name);
+  return name;
+}
+
 afterEach(() => {
+  for (const name of hostLinks) {
+    try {
+      ip('link', 'del', 'dev', name);
+    } catch {
+      // gone already (deleted by the test, or with its peer's namespace)
+    }
+  }
+  hostLinks.clear();
   for (const c of children) c.kill('SIGKILL');
   children.clear();
   for (const name of made) {

@@ -4,9 +4,8 @@
  * test namespaces only; the one host-side test uses a veth netnsd created, a /24 of 198.18.0.0/15
  * that no host route overlaps (checked first), and removes everything.
  */
-import { execFileSync } from 'node:child_process';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ip, nsName } from '../helpers/kernel.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ip, nsName, ping, trackHostLink } from '../helpers/kernel.js';
 import { ADMIN_TOKEN, overTcp, startRealApp, type RealApp } from '../helpers/real-app.js';
 import { overlaps, parsePrefix } from '../../src/ip-address.js';
 
@@ -18,17 +17,6 @@ afterAll(async () => {
   await r?.close();
 });
 
-const hostLinks = new Set<string>();
-afterEach(() => {
-  for (const name of hostLinks) {
-    try {
-      execFileSync('/usr/sbin/ip', ['link', 'del', 'dev', name], { stdio: 'ignore' });
-    } catch {
-      // gone already (with its peer's namespace)
-    }
-  }
-  hostLinks.clear();
-});
 
 const api = (method: string, path: string, body?: unknown) => overTcp(r.tcpUrl, method, path, body, ADMIN_TOKEN);
 
@@ -49,14 +37,6 @@ async function addAddress(ns: string, body: Record<string, unknown>): Promise<an
   return res.json();
 }
 
-export function ping(ns: string, addr: string): boolean {
-  try {
-    execFileSync('/usr/sbin/ip', ['netns', 'exec', ns, 'ping', '-c1', '-W1', addr], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('addresses against the real kernel', () => {
   it('addresses both ends of a veth: ping works both ways; the item matches the kernel; delete removes it', async () => {
@@ -115,7 +95,7 @@ describe('addresses against the real kernel', () => {
   it('in host: adds and deletes on a veth end netnsd created; refuses unmanaged links', async () => {
     const [a] = await namespaces('ha') as [string];
     const hostEnd = `nnt${(process.pid % 46656).toString(36)}a`;
-    hostLinks.add(hostEnd);
+    trackHostLink(hostEnd);
     await veth(a, 'host', 'va', hostEnd);
     // A /24 of 198.18.0.0/15 that no host route overlaps.
     const routes = [...JSON.parse(ip('-j', 'route', 'show', 'table', 'all')), ...JSON.parse(ip('-j', '-6', 'route', 'show', 'table', 'all'))];

@@ -4,11 +4,10 @@
  * host-side links are named `nnt…` and removed after each test too. Traffic uses 203.0.113.0/24
  * inside test namespaces only; nothing is ever addressed on a host-side link.
  */
-import { execFileSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Iproute2Executor } from '../../src/executor/iproute2-executor.js';
-import { ip, nsName, until } from '../helpers/kernel.js';
+import { ip, nsName, ping, trackHostLink, until } from '../helpers/kernel.js';
 import { ADMIN_TOKEN, overTcp, startRealApp, type RealApp } from '../helpers/real-app.js';
 
 let r: RealApp;
@@ -19,24 +18,13 @@ afterAll(async () => {
   await r?.close();
 });
 
-const hostLinks = new Set<string>();
 let seq = 0;
 /** A unique host-side link name (`nnt` + pid + counter, at most 15 characters), removed after the test. */
 function hostLinkName(): string {
   const name = `nnt${(process.pid % 46656).toString(36)}${(seq++).toString(36)}`.slice(0, 15);
-  hostLinks.add(name);
+  trackHostLink(name);
   return name;
 }
-afterEach(() => {
-  for (const name of hostLinks) {
-    try {
-      execFileSync('/usr/sbin/ip', ['link', 'del', 'dev', name], { stdio: 'ignore' });
-    } catch {
-      // gone already (deleted by the test, or with its peer)
-    }
-  }
-  hostLinks.clear();
-});
 
 const api = (method: string, path: string, body?: unknown) => overTcp(r.tcpUrl, method, path, body, ADMIN_TOKEN);
 
@@ -57,14 +45,6 @@ function linkJson(ns: string | null, name: string): any {
   return JSON.parse(ns === null ? ip('-j', '-d', 'link', 'show', 'dev', name) : ip('-n', ns, '-j', '-d', 'link', 'show', 'dev', name))[0];
 }
 
-function ping(ns: string, addr: string): boolean {
-  try {
-    execFileSync('/usr/sbin/ip', ['netns', 'exec', ns, 'ping', '-c1', '-W1', addr], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('links against the real kernel', () => {
   it('creates a veth between two namespaces, up, resolves the peer both ways, and carries traffic', async () => {

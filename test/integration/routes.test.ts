@@ -4,9 +4,8 @@
  * Addresses: 203.0.113.0/24, 198.51.100.0/24 and 2001:db8::/32 inside test namespaces only; the
  * host test uses a veth netnsd created and a /24 of 198.18.0.0/15 that no host route overlaps.
  */
-import { execFileSync } from 'node:child_process';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ip, nsName } from '../helpers/kernel.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ip, nsName, ping, trackHostLink } from '../helpers/kernel.js';
 import { ADMIN_TOKEN, overTcp, startRealApp, type RealApp } from '../helpers/real-app.js';
 import { overlaps, parsePrefix } from '../../src/ip-address.js';
 
@@ -18,17 +17,6 @@ afterAll(async () => {
   await r?.close();
 });
 
-const hostLinks = new Set<string>();
-afterEach(() => {
-  for (const name of hostLinks) {
-    try {
-      execFileSync('/usr/sbin/ip', ['link', 'del', 'dev', name], { stdio: 'ignore' });
-    } catch {
-      // gone already
-    }
-  }
-  hostLinks.clear();
-});
 
 const api = (method: string, path: string, body?: unknown) => overTcp(r.tcpUrl, method, path, body, ADMIN_TOKEN);
 
@@ -44,14 +32,6 @@ async function ok(method: string, path: string, body: unknown, status = 201): Pr
   return res.json();
 }
 
-function ping(ns: string, addr: string): boolean {
-  try {
-    execFileSync('/usr/sbin/ip', ['netns', 'exec', ns, 'ping', '-c1', '-W1', addr], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** a --(203.0.113.0/24)-- router --(198.51.100.0/24)-- b, forwarding on in the router. */
 async function routed(): Promise<{ a: string; rt: string; b: string }> {
@@ -133,7 +113,7 @@ describe('routes against the real kernel', () => {
   it('in host: a route through netnsd\'s own veth is added and removed; default, short, and unmanaged ones are refused', async () => {
     const [a] = (await namespaces('ha')) as [string];
     const hostEnd = `nnt${(process.pid % 46656).toString(36)}r`;
-    hostLinks.add(hostEnd);
+    trackHostLink(hostEnd);
     await ok('POST', `/v1/namespaces/${a}/links`, { name: 'va', kind: 'veth', peer: { name: hostEnd, namespace: 'host' }, up: true });
     await ok('PATCH', `/v1/namespaces/host/links/${hostEnd}`, { up: true }, 200);
     const routes = [...JSON.parse(ip('-j', 'route', 'show', 'table', 'all'))];

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ip, nsName } from '../helpers/kernel.js';
+import { ip, nsName, ping } from '../helpers/kernel.js';
 import { overTcp, startRealApp, type RealApp } from '../helpers/real-app.js';
 
 let r: RealApp;
@@ -17,14 +17,6 @@ const api = (method: string, path: string, body?: unknown) => overTcp(r.tcpUrl, 
 const sysctlIn = (ns: string, key: string) =>
   execFileSync('/usr/sbin/ip', ['netns', 'exec', ns, 'cat', `/proc/sys/${key.replaceAll('.', '/')}`], { encoding: 'utf8' }).trim();
 const hostForward = () => readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
-function ping(ns: string, addr: string): boolean {
-  try {
-    execFileSync('/usr/sbin/ip', ['netns', 'exec', ns, 'ping', '-c1', '-W1', addr], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('sysctls against the real kernel', () => {
   it('sets forwarding inside a router namespace only, and traffic crosses it', async () => {
