@@ -1,13 +1,13 @@
 /** Endpoints of /v1/namespaces/{ns}/addresses. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { opContext } from '../http/auth-hooks.js';
+import type { FastifyInstance } from 'fastify';
+import { namespaceParam, opContext } from '../http/auth-hooks.js';
 import { problemResponses } from '../http/problem.js';
 import { AddressCreateSchema, AddressListQuerySchema, AddressListSchema, AddressNsParamsSchema, AddressParamsSchema, AddressSchema } from './address-schema.js';
 import type { AddressService } from './address-service.js';
 
-const byNs = (req: FastifyRequest): string | undefined => (req.params as { ns?: string }).ns;
+const byNs = namespaceParam('ns');
 
 const location = (ns: string, id: string): string => `/v1/namespaces/${encodeURIComponent(ns)}/addresses/${id}`;
 

@@ -45,6 +45,11 @@ export function installAuth(app: FastifyInstance, trust: Trust): void {
   });
 }
 
+/** A route's `namespaceOf`: the namespace named by path parameter `key` (`/v1/namespaces/:ns/...`). */
+export function namespaceParam(key: 'ns' | 'name'): (req: FastifyRequest) => string | undefined {
+  return (req) => (req.params as Record<string, string | undefined>)[key];
+}
+
 /** The executor context of a request: every op it runs lands in its audit record. */
 export function opContext(req: FastifyRequest): OpContext {
   return { record: (rec) => req.ops.push(rec) };

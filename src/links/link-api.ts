@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { requireNamespace, requireScope } from '../auth/tokens.js';
 import { HOST } from '../executor/ops.js';
-import { opContext } from '../http/auth-hooks.js';
+import { namespaceParam, opContext } from '../http/auth-hooks.js';
 import { problemResponses } from '../http/problem.js';
 import { parseLabelSelector } from '../labels.js';
 import {
@@ -19,7 +19,7 @@ import {
 } from './link-schema.js';
 import type { LinkService } from './link-service.js';
 
-const byNs = (req: FastifyRequest): string | undefined => (req.params as { ns?: string }).ns;
+const byNs = namespaceParam('ns');
 
 /**
  * A change that also acts on a second namespace (a veth's peer, a move's target): the token must

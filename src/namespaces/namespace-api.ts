@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { canUseNamespace, requireScope } from '../auth/tokens.js';
 import { parseLabelSelector } from '../labels.js';
-import { opContext } from '../http/auth-hooks.js';
+import { namespaceParam, opContext } from '../http/auth-hooks.js';
 import { problemResponses } from '../http/problem.js';
 import {
   NamespaceCreateSchema,
@@ -17,7 +17,7 @@ import {
 } from './namespace-schema.js';
 import type { NamespaceService } from './namespace-service.js';
 
-const byParam = (req: FastifyRequest): string | undefined => (req.params as { name?: string }).name;
+const byParam = namespaceParam('name');
 const byBody = (req: FastifyRequest): string | undefined => (req.body as { name?: string } | undefined)?.name;
 
 export function namespaceApi(service: NamespaceService) {

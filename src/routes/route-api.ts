@@ -1,13 +1,13 @@
 /** Endpoints of /v1/namespaces/{ns}/routes. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { opContext } from '../http/auth-hooks.js';
+import type { FastifyInstance } from 'fastify';
+import { namespaceParam, opContext } from '../http/auth-hooks.js';
 import { problemResponses } from '../http/problem.js';
 import { RouteCreateSchema, RouteListQuerySchema, RouteListSchema, RouteNsParamsSchema, RouteParamsSchema, RouteSchema } from './route-schema.js';
 import type { RouteService } from './route-service.js';
 
-const byNs = (req: FastifyRequest): string | undefined => (req.params as { ns?: string }).ns;
+const byNs = namespaceParam('ns');
 
 const location = (ns: string, id: string): string => `/v1/namespaces/${encodeURIComponent(ns)}/routes/${id}`;
 

@@ -1,8 +1,8 @@
 /** GET/PATCH /v1/namespaces/{ns}/sysctls. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { opContext } from '../http/auth-hooks.js';
+import type { FastifyInstance } from 'fastify';
+import { namespaceParam, opContext } from '../http/auth-hooks.js';
 import { problemResponses } from '../http/problem.js';
 import { NamespaceNameSchema } from '../names.js';
 import type { SysctlService } from './sysctl-service.js';
@@ -17,7 +17,7 @@ const SysctlsSchema = Type.Record(Type.String({ pattern: KEY_PATTERN }), Type.In
 });
 
 const Params = Type.Object({ ns: NamespaceNameSchema }, { additionalProperties: false });
-const byNs = (req: FastifyRequest): string | undefined => (req.params as { ns?: string }).ns;
+const byNs = namespaceParam('ns');
 
 export function sysctlApi(service: SysctlService) {
   return async function register(fastify: FastifyInstance): Promise<void> {

@@ -10,6 +10,8 @@ import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, buildServices, type Services } from '../../src/app.js';
 import { TokenStore } from '../../src/auth/tokens.js';
+import { expect } from 'vitest';
+import { nsName } from './kernel.js';
 import { testConfig } from './test-app.js';
 
 export const ADMIN_TOKEN = 'it-admin-token-0123456789';
@@ -88,4 +90,11 @@ export async function overTcp(base: string, method: string, path: string, body?:
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return answer(res.status, Object.fromEntries(res.headers), await res.text());
+}
+
+/** Creates fresh test namespaces (one per tag, via `nsName`) through the API; their names, in order. */
+export async function createNamespaces<T extends string[]>(app: RealApp, ...tags: T): Promise<{ [K in keyof T]: string }> {
+  const names = tags.map((t) => nsName(t));
+  for (const name of names) expect((await overTcp(app.tcpUrl, 'POST', '/v1/namespaces', { name })).status).toBe(201);
+  return names as { [K in keyof T]: string };
 }

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ip, nsName, ping, trackHostLink } from '../helpers/kernel.js';
-import { ADMIN_TOKEN, overTcp, startRealApp, type RealApp } from '../helpers/real-app.js';
+import { ADMIN_TOKEN, type RealApp, createNamespaces, overTcp, startRealApp } from '../helpers/real-app.js';
 import { overlaps, parsePrefix } from '../../src/ip-address.js';
 
 let r: RealApp;
@@ -20,11 +20,7 @@ afterAll(async () => {
 
 const api = (method: string, path: string, body?: unknown) => overTcp(r.tcpUrl, method, path, body, ADMIN_TOKEN);
 
-async function namespaces(...tags: string[]): Promise<string[]> {
-  const names = tags.map((t) => nsName(t));
-  for (const name of names) expect((await api('POST', '/v1/namespaces', { name })).status).toBe(201);
-  return names;
-}
+const namespaces = <T extends string[]>(...tags: T) => createNamespaces(r, ...tags);
 
 async function veth(a: string, b: string, na = 'va', nb = 'vb'): Promise<void> {
   const res = await api('POST', `/v1/namespaces/${a}/links`, { name: na, kind: 'veth', peer: { name: nb, namespace: b }, up: true });

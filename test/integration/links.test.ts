@@ -8,7 +8,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Iproute2Executor } from '../../src/executor/iproute2-executor.js';
 import { ip, nsName, ping, trackHostLink, until } from '../helpers/kernel.js';
-import { ADMIN_TOKEN, overTcp, startRealApp, type RealApp } from '../helpers/real-app.js';
+import { ADMIN_TOKEN, type RealApp, createNamespaces, overTcp, startRealApp } from '../helpers/real-app.js';
 
 let r: RealApp;
 beforeAll(async () => {
@@ -29,11 +29,7 @@ function hostLinkName(): string {
 const api = (method: string, path: string, body?: unknown) => overTcp(r.tcpUrl, method, path, body, ADMIN_TOKEN);
 
 /** Creates namespaces through the API (one per tag); as many names come back as tags went in. */
-async function namespaces(...tags: string[]): Promise<[string, string, string, string]> {
-  const names = tags.map((t) => nsName(t));
-  for (const name of names) expect((await api('POST', '/v1/namespaces', { name })).status).toBe(201);
-  return names as [string, string, string, string];
-}
+const namespaces = <T extends string[]>(...tags: T) => createNamespaces(r, ...tags);
 
 async function create(ns: string, body: Record<string, unknown>): Promise<any> {
   const res = await api('POST', `/v1/namespaces/${ns}/links`, body);
