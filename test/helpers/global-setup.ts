@@ -15,7 +15,7 @@ export function sweepTestNamespaces(): string[] {
   } catch {
     return [];
   }
-  const ours = names.filter((n) => TEST_PREFIXES.some((p) => n.startsWith(p)) || isOrphanProbe(n));
+  const ours = names.filter((n) => (TEST_PREFIXES.some((p) => n.startsWith(p)) && !ownerAlive(n)) || isOrphanProbe(n));
   for (const n of ours) {
     try {
       execFileSync('/usr/sbin/ip', ['netns', 'del', n], { stdio: 'ignore' });
@@ -26,16 +26,28 @@ export function sweepTestNamespaces(): string[] {
   return ours;
 }
 
+/**
+ * Whether the test process that made this name (`nnt-<pid in base 36>-...`, see kernel.ts nsName)
+ * still runs: another test run on the machine at the same time keeps its namespaces.
+ */
+function ownerAlive(name: string): boolean {
+  const m = /^nnt-([0-9a-z]+)-/.exec(name);
+  return m !== null && alive(parseInt(m[1]!, 36));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A capability-probe namespace whose daemon (pid in its name) is gone. */
 function isOrphanProbe(name: string): boolean {
   const m = /^netnsd-probe-([0-9]+)-/.exec(name);
-  if (!m) return false;
-  try {
-    process.kill(Number(m[1]), 0);
-    return false;
-  } catch {
-    return true;
-  }
+  return m !== null && !alive(Number(m[1]));
 }
 
 export function setup(): void {
