@@ -25,6 +25,8 @@ import { AddressService } from './addresses/address-service.js';
 import { addressApi } from './addresses/address-api.js';
 import { RouteService } from './routes/route-service.js';
 import { routeApi } from './routes/route-api.js';
+import { RuleService } from './rules/rule-service.js';
+import { ruleApi } from './rules/rule-api.js';
 import { LinkRecords, hostNamespaceKey } from './store/link-records.js';
 import { KernelNetnsDirectory, type NetnsDirectory } from './namespaces/netns-dir.js';
 import { openDb, type Db } from './store/db.js';
@@ -51,6 +53,7 @@ export interface Services {
   readonly links: LinkService;
   readonly addresses: AddressService;
   readonly routes: RouteService;
+  readonly rules: RuleService;
   readonly sysctls: SysctlService;
   readonly audit: AuditLog;
   readonly idempotency: IdempotencyStore;
@@ -102,6 +105,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   });
   const addresses = new AddressService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const routes = new RouteService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
+  const rules = new RuleService({ executor, dir, hostAllowChanges: config.host.allowChanges });
   const audit = new AuditLog(db, config.audit.retentionCount);
   const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
   try {
@@ -128,6 +132,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     links,
     addresses,
     routes,
+    rules,
     sysctls,
     audit,
     idempotency,
@@ -156,6 +161,8 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   const app = Fastify({
     loggerInstance: s.log,
     bodyLimit: s.config.limits.bodyBytes,
+    // Ids in paths (routes, addresses) are up to 256 characters; fastify's default is 100 (then 414).
+    routerOptions: { maxParamLength: 512 },
     requestIdHeader: false,
     // The same name as in problem documents and audit records.
     logController: new LogController({ requestIdLogLabel: 'requestId' }),
@@ -198,6 +205,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(graphApi(new GraphService(s.namespaces, s.links)));
   await app.register(addressApi(s.addresses));
   await app.register(routeApi(s.routes));
+  await app.register(ruleApi(s.rules));
   await app.ready();
   return app;
 }

@@ -63,6 +63,8 @@ export const ERROR_CODES = {
   ROUTE_EXISTS: { kind: 'conflict', title: 'A route with this table, destination and metric exists' },
   NEXTHOP_UNREACHABLE: { kind: 'unprocessable', title: 'The gateway is not reachable on any link' },
   ROUTE_SOURCE_INVALID: { kind: 'unprocessable', title: 'The source address is not an address of the namespace' },
+  RULE_NOT_FOUND: { kind: 'not_found', title: 'No such policy rule' },
+  RULE_EXISTS: { kind: 'conflict', title: 'A policy rule with this priority, selector and action exists' },
   HOST_ROUTE_CONFLICT: { kind: 'conflict', title: 'The change would touch routes the host depends on' },
   TARGET_NAMESPACE_NOT_FOUND: { kind: 'unprocessable', title: 'A namespace named in the request body does not exist' },
   IDEMPOTENCY_KEY_INVALID: { kind: 'invalid', title: 'The Idempotency-Key header is not valid' },

@@ -130,6 +130,17 @@ const ROUTE_RULES: ReadonlyArray<{ readonly match: RegExp; readonly code: (op: R
   { match: /^Error: Invalid prefix for given prefix length\.$/m, code: () => 'REQUEST_INVALID', detail: (op) => `${routeOf(op)}: the destination has host bits set` },
 ];
 
+type RuleOp = Extract<Op, { kind: `rule.${string}` }>;
+
+const ruleOf = (op: RuleOp): string => (op.kind === 'rule.add' ? `the rule at priority ${op.spec.priority}` : op.kind === 'rule.delete' ? `the rule at priority ${op.rule.priority}` : 'the rules');
+
+/** Rules for policy-rule ops (kernel 6.18, iproute2 6.1). */
+const RULE_RULES: ReadonlyArray<{ readonly match: RegExp; readonly code: (op: RuleOp) => ErrorCode | undefined; readonly detail: (op: RuleOp, m: RegExpExecArray) => string }> = [
+  { match: /^RTNETLINK answers: File exists$/m, code: () => 'RULE_EXISTS', detail: (op) => `${ruleOf(op)} in namespace "${op.ns}" exists with the same selector and action` },
+  { match: /^RTNETLINK answers: No such file or directory$/m, code: (op) => (op.kind === 'rule.delete' ? 'RULE_NOT_FOUND' : undefined), detail: (op) => `there is no such rule at priority ${op.kind === 'rule.delete' ? op.rule.priority : '?'} in namespace "${op.ns}"` },
+  { match: /^Error: Backward goto not supported\.$/m, code: () => 'REQUEST_INVALID', detail: (op) => `${ruleOf(op)}: a goto must go to a later priority` },
+];
+
 /**
  * An AppError for a tool that ran and failed: its stderr and exit code (null for a failed line of
  * a batch worker, which has no exit code of its own). Unknown messages are INTERNAL.
@@ -158,6 +169,14 @@ export function classify(stderr: string, exitCode: number | null, op: Op): AppEr
       const m = rule.match.exec(stderr);
       const code = m ? rule.code(routeOp) : undefined;
       if (m && code) return new AppError(code, rule.detail(routeOp, m), { cause });
+    }
+  }
+  if (op.kind.startsWith('rule.')) {
+    const ruleOp = op as RuleOp;
+    for (const rule of RULE_RULES) {
+      const m = rule.match.exec(stderr);
+      const code = m ? rule.code(ruleOp) : undefined;
+      if (m && code) return new AppError(code, rule.detail(ruleOp, m), { cause });
     }
   }
   for (const rule of RULES) {

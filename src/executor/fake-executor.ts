@@ -11,6 +11,7 @@ import { commandsFor } from './argv.js';
 import type { Executor } from './executor.js';
 import { FakeAddressTable } from './fake-addresses.js';
 import { FakeRouteTable } from './fake-routes.js';
+import { FakeRuleTable } from './fake-rules.js';
 import { type FakeLink, type FakeLinkSpace, FakeLinkTable } from './fake-links.js';
 import { HOST, type Op, type OpKind, type OpOf, type OpResults, type ResultOf } from './ops.js';
 
@@ -147,6 +148,8 @@ export class FakeKernel extends FakeExecutor {
   private readonly addrTable = new FakeAddressTable<FakeLinkSpace>();
   /** The routes of every namespace (see fake-routes.ts). */
   private readonly routeTable = new FakeRouteTable<FakeLinkSpace>();
+  /** The policy rules of every namespace (see fake-rules.ts). */
+  private readonly ruleTable = new FakeRuleTable<FakeLinkSpace>();
 
   constructor(options: FakeExecutorOptions = {}) {
     super(options);
@@ -196,6 +199,7 @@ export class FakeKernel extends FakeExecutor {
       case 'netns.delete':
         this.addrTable.removeSpace(this.get(op.ns));
         this.routeTable.removeSpace(this.get(op.ns));
+        this.ruleTable.removeSpace(this.get(op.ns));
         this.linkTable.removeSpace(this.get(op.ns));
         this.namespaces.delete(op.ns);
         this.syncNames();
@@ -287,6 +291,14 @@ export class FakeKernel extends FakeExecutor {
       }
       case 'route.delete':
         this.routeTable.delete(this.space(op.ns), this.linkTable.list(this.space(op.ns)), op.key);
+        return undefined;
+      case 'rule.list':
+        return { rules: this.ruleTable.list(this.space(op.ns), this.linkTable.list(this.space(op.ns)), op.family) };
+      case 'rule.add':
+        this.ruleTable.add(this.space(op.ns), op.spec);
+        return undefined;
+      case 'rule.delete':
+        this.ruleTable.delete(this.space(op.ns), op.rule);
         return undefined;
       default: {
         const never: never = op;

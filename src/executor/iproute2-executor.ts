@@ -10,8 +10,9 @@
  * - probe.*: one-shot spawns (startup only); a tool's refusal is an answer, not an error.
  * - link.add / set / move / delete: the namespace's own batch worker (netns-workers.ts), started
  *   on first use and closed when idle, and always before that namespace is deleted.
- * - addr.add / delete, route.add / delete: the same per-namespace batch workers.
- * - link.list / nsids / stats, addr.list, route.list: one-shot `ip -j` spawns (the event monitor's inventory will
+ * - addr.add / delete, route.add / delete, rule.add / delete: the same per-namespace batch
+ *   workers (IPv6 rules excepted: a batch line cannot say `-6`, so they are one-shot spawns).
+ * - link.list / nsids / stats, addr.list, route.list, rule.list: one-shot `ip -j` spawns (the event monitor's inventory will
  *   replace them).
  *
  * Only this file and batch-worker.ts start processes (netns-workers.ts owns BatchWorkers).
@@ -23,7 +24,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { AppError, isAppError } from '../errors/app-error.js';
-import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseRoutes, parseLinkStats, parseNetnsList, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
+import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseRoutes, parseRules, parseLinkStats, parseNetnsList, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
 import { BatchWorker, type Logger, silentLogger, TOOL_ENV } from './batch-worker.js';
 import { classify, classifyNative, classifySpawnError } from './classify.js';
 import type { Executor, OpContext } from './executor.js';
@@ -203,6 +204,8 @@ export class Iproute2Executor implements Executor {
         if (r.exitCode !== 0) throw classify(r.stderr, r.exitCode, op);
         return { routes: parseRoutes(r.stdout, op.family, op.table) };
       }
+      case 'rule.list':
+        return { rules: parseRules(await this.oneShot(only(commands), op, argv), op.family) };
       case 'link.add':
       case 'link.set':
       case 'link.move':
@@ -211,6 +214,8 @@ export class Iproute2Executor implements Executor {
       case 'addr.delete':
       case 'route.add':
       case 'route.delete':
+      case 'rule.add':
+      case 'rule.delete':
         return this.inNamespace(commands, op, argv);
       default: {
         const never: never = op;
@@ -229,12 +234,17 @@ export class Iproute2Executor implements Executor {
 
   /**
    * Runs a change's commands in the batch worker of its namespace. A command with an empty
-   * argument (clearing an alias) cannot be a batch line and runs as a process of its own.
+   * argument (clearing an alias) or an option (`-6`: batch lines cannot set one) cannot be a
+   * batch line and runs as a process of its own.
    */
-  private async inNamespace(commands: readonly Command[], op: Extract<Op, { kind: 'link.add' | 'link.set' | 'link.move' | 'link.delete' | 'addr.add' | 'addr.delete' | 'route.add' | 'route.delete' }>, argv: string[][]): Promise<void> {
+  private async inNamespace(
+    commands: readonly Command[],
+    op: Extract<Op, { kind: 'link.add' | 'link.set' | 'link.move' | 'link.delete' | 'addr.add' | 'addr.delete' | 'route.add' | 'route.delete' | 'rule.add' | 'rule.delete' }>,
+    argv: string[][],
+  ): Promise<void> {
     const names = op.kind === 'link.add' && op.spec.linkKind === 'veth' ? [op.spec.peer.ns] : op.kind === 'link.move' ? [op.to] : [];
     for (const cmd of commands) {
-      if (cmd.args.includes('')) {
+      if (cmd.args.includes('') || cmd.args[0]?.startsWith('-')) {
         await this.oneShot(cmd, op, argv);
         continue;
       }

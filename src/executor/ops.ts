@@ -67,7 +67,13 @@ export type Op =
   /** Add a route (ROUTE_EXISTS when its key is taken); `replace` replaces the route of that key atomically (or adds it). */
   | { readonly kind: 'route.add'; readonly ns: string; readonly spec: RouteSpec; readonly replace?: boolean }
   /** Delete the route of this key. */
-  | { readonly kind: 'route.delete'; readonly ns: string; readonly key: RouteKey };
+  | { readonly kind: 'route.delete'; readonly ns: string; readonly key: RouteKey }
+  /** The policy rules of one family, in the kernel's order (priority, then age). */
+  | { readonly kind: 'rule.list'; readonly ns: string; readonly family: 4 | 6 }
+  /** Add a policy rule (RULE_EXISTS when one with the same priority, selector and action exists). */
+  | { readonly kind: 'rule.add'; readonly ns: string; readonly spec: RuleSpec }
+  /** Delete the rule that has exactly these attributes. */
+  | { readonly kind: 'rule.delete'; readonly ns: string; readonly rule: KernelRule };
 
 export type OpKind = Op['kind'];
 
@@ -151,6 +157,105 @@ export interface KernelRoute extends Omit<RouteKey, 'dev'> {
   readonly mtu: number | null;
   readonly nexthops: ReadonlyArray<{ readonly via: string | null; readonly dev: string | null; readonly weight: number }> | null;
   readonly flags: readonly string[];
+}
+
+export const RULE_ACTIONS = ['lookup', 'goto', 'nop', 'blackhole', 'unreachable', 'prohibit'] as const;
+export type RuleAction = (typeof RULE_ACTIONS)[number];
+export const RULE_IPPROTOS = ['tcp', 'udp', 'sctp', 'icmp', 'ipv6-icmp'] as const;
+export type RuleIpproto = (typeof RULE_IPPROTOS)[number];
+
+/** An inclusive port range (`start === end` for one port). */
+export interface PortRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+/** What `rule.add` adds; every value was parsed and checked by the service. */
+export interface RuleSpec {
+  readonly family: 4 | 6;
+  /** Always given: the service picks the kernel's default when the client did not. */
+  readonly priority: number;
+  /** Canonical CIDRs. */
+  readonly from?: string;
+  readonly to?: string;
+  /** Match when the selector does NOT hold. */
+  readonly not?: boolean;
+  readonly iif?: string;
+  readonly oif?: string;
+  readonly fwmark?: number;
+  readonly fwmask?: number;
+  readonly ipproto?: RuleIpproto;
+  readonly sport?: PortRange;
+  readonly dport?: PortRange;
+  readonly action: RuleAction;
+  /** lookup: the table. */
+  readonly table?: number;
+  /** goto: the priority to continue at. */
+  readonly goto?: number;
+  /** lookup: ignore routes with a prefix this long or shorter. */
+  readonly suppressPrefixLength?: number;
+}
+
+/**
+ * A policy rule as `ip -j rule show` describes it (iproute2 6.1). The kernel has no id for a rule:
+ * what identifies one is all of it (two rules may share a priority, never every attribute), so
+ * `rule.delete` names every attribute it has, including the ones netnsd cannot create.
+ */
+export interface KernelRule {
+  readonly family: 4 | 6;
+  readonly priority: number;
+  readonly not: boolean;
+  /** Canonical CIDRs, or null for all. */
+  readonly from: string | null;
+  readonly to: string | null;
+  readonly iif: string | null;
+  readonly oif: string | null;
+  readonly fwmark: number | null;
+  /** null when the kernel matches the whole mark (0xffffffff). */
+  readonly fwmask: number | null;
+  /** As iproute2 prints it (`0x10`). */
+  readonly tos: string | null;
+  readonly ipproto: string | null;
+  readonly sport: PortRange | null;
+  readonly dport: PortRange | null;
+  readonly uidrange: PortRange | null;
+  readonly l3mdev: boolean;
+  /** lookup, goto, nop, blackhole, unreachable, prohibit. */
+  readonly action: string;
+  readonly table: number | null;
+  readonly goto: number | null;
+  readonly suppressPrefixLength: number | null;
+  readonly suppressIfgroup: string | null;
+  /** `FROM/TO` realms as iproute2 prints them, or null. */
+  readonly realms: string | null;
+  /** Who added it, when not the default (`boot`): null. */
+  readonly protocol: string | null;
+  /** unresolved (a goto whose target does not exist), iif_detached, oif_detached. */
+  readonly flags: readonly string[];
+}
+
+/** The rule a RuleSpec makes, as the kernel will list it (flags aside). */
+export function ruleOfSpec(s: RuleSpec): KernelRule {
+  return {
+    family: s.family, priority: s.priority, not: s.not === true, from: s.from ?? null, to: s.to ?? null, iif: s.iif ?? null, oif: s.oif ?? null,
+    fwmark: s.fwmark ?? null, fwmask: s.fwmask ?? null, tos: null, ipproto: s.ipproto ?? null, sport: s.sport ?? null, dport: s.dport ?? null,
+    uidrange: null, l3mdev: false, action: s.action, table: s.table ?? null, goto: s.goto ?? null, suppressPrefixLength: s.suppressPrefixLength ?? null,
+    suppressIfgroup: null, realms: null, protocol: null, flags: [],
+  };
+}
+
+/**
+ * Every attribute of a rule as one text (flags aside: they are state, not identity). Two rules
+ * with the same text cannot both exist (the kernel answers EEXIST), so this is the rule's key.
+ */
+export function ruleKeyText(r: KernelRule): string {
+  const range = (p: PortRange | null): string => (p === null ? '' : `${p.start}-${p.end}`);
+  const n = (v: number | string | null): string => (v === null ? '' : String(v));
+  return [
+    r.family, r.priority, r.not ? 'not' : '', n(r.from), n(r.to), n(r.iif), n(r.oif), n(r.fwmark), n(r.fwmask), n(r.tos), n(r.ipproto),
+    range(r.sport), range(r.dport), range(r.uidrange), r.l3mdev ? 'l3mdev' : '', r.action, n(r.table), n(r.goto), n(r.suppressPrefixLength),
+    n(r.suppressIfgroup), n(r.realms), n(r.protocol),
+  ].join('|');
 }
 
 /** An address as `ip -j address show` describes it (iproute2 6.1). */
@@ -337,6 +442,9 @@ export interface OpResults {
   'route.list': { readonly routes: readonly KernelRoute[] };
   'route.add': void;
   'route.delete': void;
+  'rule.list': { readonly rules: readonly KernelRule[] };
+  'rule.add': void;
+  'rule.delete': void;
 }
 
 export type ResultOf<O extends Op> = OpResults[O['kind']];
@@ -361,6 +469,7 @@ export function isReadOp(op: Op): boolean {
     op.kind === 'link.stats' ||
     op.kind === 'addr.list' ||
     op.kind === 'route.list' ||
+    op.kind === 'rule.list' ||
     op.kind === 'sysctl.read'
   );
 }

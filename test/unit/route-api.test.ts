@@ -149,6 +149,11 @@ describe('PUT and DELETE /v1/namespaces/{ns}/routes/{id}', () => {
     expectProblem(await del(t, `/v1/namespaces/a/routes/${r.id}`), 'ROUTE_NOT_FOUND', 404);
   });
 
+  it('answers 404 ROUTE_NOT_FOUND, not 414, for an id of 256 characters', async () => {
+    const t = await setup();
+    expectProblem(await get(t, `/v1/namespaces/a/routes/${'A'.repeat(256)}`), 'ROUTE_NOT_FOUND', 404);
+  });
+
   it('passes a kernel refusal of the delete on', async () => {
     const t = await setup();
     const r = (await post(t, 'a', { dst: '198.51.100.0/24', via: '203.0.113.254' })).json();
