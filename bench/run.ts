@@ -10,7 +10,8 @@
  * every `nnb-<pid>-*` namespace this run made.
  */
 import { parseArgs } from 'node:util';
-import { benchNamespaces, METHOD_IDS, type MethodId, toMarkdown } from './namespaces.js';
+import { METHOD_IDS, type MethodId } from './harness.js';
+import { benchNamespaces, toMarkdown } from './namespaces.js';
 import { runPrefix, sweep } from './netns.js';
 
 const USAGE = `Usage: npm run bench -- namespaces [options]
