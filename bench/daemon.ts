@@ -24,11 +24,40 @@ export interface LogLine {
   /** fastify's "incoming request" line carries the method; "request completed" the time (ms). */
   readonly method?: string | undefined;
   readonly responseTime?: number | undefined;
+  /** The audit record of a change (its "audit" line): what it was and which ops it ran. */
+  readonly audit?: AuditRecord | undefined;
   readonly raw: string;
+}
+
+/** One op of an audit record as the executor recorded it (src/executor/executor.ts OpRecord). */
+export interface AuditOp {
+  readonly kind: string;
+  readonly ns: string;
+  /** The command lines it ran (batch lines are recorded as the argv they stand for); empty in-process. */
+  readonly argv: readonly (readonly string[])[];
+  readonly ok: boolean;
+  /** From the executor starting it to its result: not the time it waited in the pool's queue. */
+  readonly durationMs: number;
+}
+
+export interface AuditRecord {
+  /** `link.create`, `address.create`, ... */
+  readonly action: string;
+  readonly namespace: string | null;
+  readonly status: number;
+  readonly ops: readonly AuditOp[];
+  /** The request's time until its answer was sent. */
+  readonly durationMs: number;
 }
 
 const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+function auditRecord(v: unknown): AuditRecord | undefined {
+  const a = v as Partial<Record<keyof AuditRecord, unknown>> | undefined;
+  if (!a || typeof a.action !== 'string' || !Array.isArray(a.ops) || typeof a.durationMs !== 'number') return undefined;
+  return { action: a.action, namespace: str(a.namespace) ?? null, status: num(a.status) ?? 0, ops: a.ops as AuditOp[], durationMs: a.durationMs };
+}
 
 /** Newest mtime of any file under dir (0 when it has none). */
 function newestMtime(dir: string): number {
@@ -89,6 +118,11 @@ export class Daemon {
     return this.lines.filter((l) => l.responseTime !== undefined && l.requestId && byId.get(l.requestId) === method).map((l) => l.responseTime!);
   }
 
+  /** The audit records of the changes it answered, in the order it logged them. */
+  audits(): AuditRecord[] {
+    return this.lines.flatMap((l) => (l.audit ? [l.audit] : []));
+  }
+
   /** Waits up to ms for the daemon to exit; resolves with how it exited, or undefined. */
   async exitWithin(ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null } | undefined> {
     let timer: NodeJS.Timeout | undefined;
@@ -146,6 +180,7 @@ export class Daemon {
           requestId: rid,
           responseTime: num(j.responseTime),
           method: str((j.req as { method?: unknown } | undefined)?.method),
+          audit: j.msg === 'audit' ? auditRecord(j.audit) : undefined,
         };
         if (j.msg === 'listening' && typeof j.url === 'string' && j.url.startsWith('tcp://')) onListening?.(j.url);
       } catch {

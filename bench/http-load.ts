@@ -1,5 +1,5 @@
 /**
- * Many namespaces through the HTTP API: `clients` async workers pull names from one shared queue
+ * Many requests through the HTTP API: `clients` async workers pull items from one shared queue
  * and each keeps one request in flight, like that many independent callers. Node 20's global
  * `fetch` (undici) keeps connections alive and opens at most one per in-flight request, so after
  * the first round no request pays for a TCP handshake. Every body is read to its end, which is
@@ -65,25 +65,25 @@ export async function call(c: Client, method: string, path: string, body: unknow
 }
 
 /**
- * Runs fn for every name with `clients` workers sharing one queue. The first failure stops the
- * workers from taking new names (requests in flight finish) and is rethrown once all have
+ * Runs fn for every item (a name, a unit) with `clients` workers sharing one queue. The first failure stops the
+ * workers from taking new items (requests in flight finish) and is rethrown once all have
  * stopped, so nothing is still running when the caller cleans up. Resolves with the wall time.
  */
-export async function drive(names: readonly string[], clients: number, signal: AbortSignal, fn: (name: string) => Promise<void>): Promise<number> {
+export async function drive<T>(items: readonly T[], clients: number, signal: AbortSignal, fn: (item: T) => Promise<void>): Promise<number> {
   let next = 0;
   let failure: { e: unknown } | undefined;
   const worker = async () => {
-    while (!failure && !signal.aborted && next < names.length) {
-      const name = names[next++] as string;
+    while (!failure && !signal.aborted && next < items.length) {
+      const item = items[next++] as T;
       try {
-        await fn(name);
+        await fn(item);
       } catch (e) {
         failure ??= { e };
       }
     }
   };
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(clients, names.length)) }, worker));
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(clients, items.length)) }, worker));
   const ms = performance.now() - t0;
   if (signal.aborted) throw new AbortedError();
   if (failure) throw failure.e;

@@ -3,6 +3,7 @@
  * figures compare. Needs root (it creates network namespaces).
  *
  *   npm run bench -- namespaces [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
+ *   npm run bench -- units [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
  *
  * Progress goes to stderr; the Markdown table (or, with --json, the JSON report) to stdout.
  * Exit status: 0 all methods passed, 1 a method failed, 2 bad usage, 130 interrupted.
@@ -10,17 +11,23 @@
  * every `nnb-<pid>-*` namespace this run made.
  */
 import { parseArgs } from 'node:util';
-import { benchNamespaces, METHOD_IDS, type MethodId, toMarkdown } from './namespaces.js';
+import { METHOD_IDS, type MethodId } from './harness.js';
+import * as namespaces from './namespaces.js';
 import { runPrefix, sweep } from './netns.js';
+import * as units from './units.js';
 
-const USAGE = `Usage: npm run bench -- namespaces [options]
+const USAGE = `Usage: npm run bench -- namespaces|units [options]
 
-Creates and deletes N network namespaces (loopback up, nsid set) four ways and prints the times:
+Does the same work four ways and prints the times:
   (a) a bash script, one ip process per step   (b) one ip -batch file
   (c) netnsd over HTTP, --clients callers      (d) netnsd over HTTP, one caller
 
+  namespaces  creates and deletes N network namespaces (loopback up, nsid set)
+  units       makes N units: a namespace (loopback up, nsid set), a veth pair into it from one
+              shared hub namespace, an address on each end (198.18.0.0/15), a route inside
+
 Options:
-  --n N            namespaces per method (default 200)
+  --n N            namespaces or units per method (default 200)
   --clients C      concurrent HTTP clients of (c) (default 16)
   --methods LIST   which methods to run, e.g. a,b (default a,b,c,d)
   --json           print the report as JSON instead of Markdown
@@ -49,15 +56,17 @@ function parse(argv: string[]) {
   });
   if (values.help) return { help: true as const };
   const [bench, ...rest] = positionals;
-  if (bench !== 'namespaces') throw new UsageError(bench ? `unknown benchmark '${bench}'` : 'name a benchmark: namespaces');
+  if (bench !== 'namespaces' && bench !== 'units') throw new UsageError(bench ? `unknown benchmark '${bench}'` : 'name a benchmark: namespaces or units');
   if (rest.length) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`);
-  const methods = (values.methods ?? METHOD_IDS.join(',')).split(',').map((m) => m.trim());
-  const bad = methods.filter((m) => !(METHOD_IDS as readonly string[]).includes(m));
-  if (bad.length || methods.length === 0) throw new UsageError(`--methods takes a comma-separated subset of ${METHOD_IDS.join(',')}`);
+  const ids: readonly string[] = METHOD_IDS;
+  const methods = (values.methods ?? ids.join(',')).split(',').map((m) => m.trim());
+  const bad = methods.filter((m) => !ids.includes(m));
+  if (bad.length || methods.length === 0) throw new UsageError(`--methods takes a comma-separated subset of ${ids.join(',')}`);
   return {
     help: false as const,
+    bench,
     // Names are `nnb-<pid>-<method><index>`: well under the daemon's 64-character limit.
-    n: positiveInt('n', values.n, 200, 100_000),
+    n: positiveInt('n', values.n, 200, bench === 'units' ? units.MAX_UNITS : 100_000),
     clients: positiveInt('clients', values.clients, 16, 1024),
     methods: [...new Set(methods)] as MethodId[],
     json: values.json,
@@ -100,14 +109,18 @@ async function main(): Promise<number> {
 
   let code: number;
   try {
-    const report = await benchNamespaces({
+    const o = {
       n: args.n,
       clients: args.clients,
       methods: args.methods,
       signal: ac.signal,
-      progress: (line) => process.stderr.write(`bench: ${line}\n`),
-    });
-    process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : toMarkdown(report));
+      progress: (line: string) => process.stderr.write(`bench: ${line}\n`),
+    };
+    const [report, markdown] =
+      args.bench === 'units'
+        ? await units.benchUnits(o).then((r) => [r, units.toMarkdown(r)] as const)
+        : await namespaces.benchNamespaces(o).then((r) => [r, namespaces.toMarkdown(r)] as const);
+    process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : markdown);
     code = report.aborted ? 130 : report.results.every((r) => r.ok) ? 0 : 1;
   } catch (e) {
     process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`);
