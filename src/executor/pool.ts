@@ -1,6 +1,7 @@
 /**
- * The pool in front of any executor: a global concurrency cap, strict FIFO per namespace (ops on
- * one namespace never interleave; different namespaces run in parallel), a bounded queue that
+ * The pool in front of any executor: a global concurrency cap, strict FIFO per namespace for
+ * changes (changes of one namespace never interleave; different namespaces run in parallel;
+ * reads run beside them, so one busy namespace is not a serial lane for its readers), a bounded queue that
  * answers EXECUTOR_BUSY, and a drain on close. An op handed to the pool runs to its end whatever
  * its caller does meanwhile: a client that hangs up must not leave a half-done change.
  */
@@ -23,6 +24,8 @@ export interface PoolStats {
 
 interface Task {
   readonly key: string;
+  /** Reads take no turn in their namespace's FIFO. */
+  readonly read: boolean;
   readonly start: () => void;
 }
 
@@ -62,14 +65,16 @@ export class ExecutorPool implements Executor {
     }
     return new Promise<ResultOf<O>>((resolve, reject) => {
       const key = opNamespace(op);
+      const read = isReadOp(op);
       this.queue.push({
         key,
+        read,
         start: () => {
           this.execute(op, ctx)
             .then(resolve, reject)
             .finally(() => {
               this.running--;
-              this.busy.delete(key);
+              if (!read) this.busy.delete(key);
               this.dispatch();
             });
         },
@@ -96,16 +101,16 @@ export class ExecutorPool implements Executor {
     return { running: this.running, queued: this.queue.length };
   }
 
-  /** Starts, in arrival order, every waiting task whose namespace is idle, while slots are free. */
+  /** Starts, in arrival order, every waiting read and every change whose namespace is idle, while slots are free. */
   private dispatch(): void {
     for (let i = 0; i < this.queue.length && this.running < this.concurrency; ) {
       const task = this.queue[i] as Task;
-      if (this.busy.has(task.key)) {
+      if (!task.read && this.busy.has(task.key)) {
         i++;
         continue;
       }
       this.queue.splice(i, 1);
-      this.busy.add(task.key);
+      if (!task.read) this.busy.add(task.key);
       this.running++;
       task.start();
     }

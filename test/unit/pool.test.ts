@@ -55,15 +55,28 @@ describe('ExecutorPool', () => {
       inside--;
       return { nsid: 1 };
     };
-    fake.expect('netns.assignNsid', step('1')).expect('netns.getNsid', step('2')).expect('netns.assignNsid', step('3'));
+    fake.expect('netns.assignNsid', step('1')).expect('netns.loopbackUp', step('2')).expect('netns.assignNsid', step('3'));
     const pool = new ExecutorPool(fake);
     await Promise.all([
       pool.run({ kind: 'netns.assignNsid', ns: 'a' }),
-      pool.run({ kind: 'netns.getNsid', ns: 'a' }),
+      pool.run({ kind: 'netns.loopbackUp', ns: 'a' }),
       pool.run({ kind: 'netns.assignNsid', ns: 'a' }),
     ]);
     expect(order).toEqual(['start 1', 'end 1', 'start 2', 'end 2', 'start 3', 'end 3']);
     fake.assertDone();
+  });
+
+  it('runs reads of a namespace beside its running change, not behind it', async () => {
+    const g = gated();
+    g.fake.default('netns.getNsid', { nsid: 3 });
+    const pool = new ExecutorPool(g.fake);
+    const change = pool.run(add('a'));
+    const read = pool.run({ kind: 'netns.getNsid', ns: 'a' });
+    await settle();
+    await expect(read).resolves.toEqual({ nsid: 3 });
+    expect(g.log).toEqual(['start a']);
+    await g.release('a');
+    await change;
   });
 
   it('runs ops on different namespaces in parallel', async () => {
