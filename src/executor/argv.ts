@@ -13,7 +13,9 @@ import {
   PROBE_VETH,
   type AddrAddSpec,
   type KernelAddress,
+  type KernelNeighbor,
   type KernelRoute,
+  type NeighAddSpec,
   type RouteSpec,
   ROUTE_SCOPES,
   ROUTE_TYPES,
@@ -438,9 +440,30 @@ export function commandsFor(op: Op): readonly Command[] {
           'table', int(k.table, 1, 0xffffffff), 'metric', int(k.metric, 0, 0xffffffff), ...(k.dev === undefined || k.dev === null ? [] : ['dev', link(k.dev)])),
       ];
     }
+    case 'neigh.list':
+      // `nud all`: without it ip 6.1 leaves out noarp and none entries, which a lookup by id needs.
+      return [ip(namedOrHost(op.ns), '-j', 'neigh', 'show', 'nud', 'all', ...(op.link === undefined ? [] : ['dev', link(op.link)]))];
+    case 'neigh.add':
+      return [neighAdd(op.ns, op.spec, op.replace === true)];
+    case 'neigh.delete':
+      return [ip(namedOrHost(op.ns), 'neigh', 'del', ipAddr(op.address), 'dev', link(op.link))];
     default:
       return unreachable(op);
   }
+}
+
+/**
+ * `neigh add|replace ADDR lladdr MAC nud permanent dev LINK [router]`. `nud permanent` is ip's
+ * default for add and replace (6.1), written out so the line says what it makes.
+ */
+function neighAdd(ns: string, spec: NeighAddSpec, replace: boolean): Command {
+  if (isIP(spec.address) !== spec.family) throw new AppError('INTERNAL', 'bad neighbour address in an op', { cause: spec.address });
+  if (spec.router && spec.family !== 6) throw new AppError('INTERNAL', 'the router flag is for IPv6 neighbours');
+  return ip(
+    namedOrHost(ns),
+    'neigh', replace ? 'replace' : 'add', spec.address, 'lladdr', mac(spec.mac), 'nud', 'permanent', 'dev', link(spec.link),
+    ...(spec.router ? ['router'] : []),
+  );
 }
 
 /** A CIDR that goes into argv, of the family the op says (the family then follows from it: `default` would not say it). */
@@ -719,6 +742,36 @@ export function parseRoutes(stdout: string, family: 4 | 6, table: number | 'all'
         mtu,
         nexthops,
         flags: Array.isArray(r.flags) ? (r.flags as unknown[]).filter((f): f is string => typeof f === 'string') : [],
+      },
+    ];
+  });
+}
+
+/**
+ * Neighbour entries from `ip -j neigh show nud all [dev LINK]` (iproute2 6.1; fixtures
+ * test/fixtures/stdout/neighbors*.json). What it relies on: `dst` is the address; `dev` is left
+ * out when one link was asked for (then `link` names it); `lladdr` is left out when there is none
+ * (incomplete, failed); `state` is a list of upper-case NUD names; NTF_* flags are keys whose
+ * value is null (`"router": null`, `"extern_learn": null`, ...). Entries of other families
+ * (bridge fdb entries are not listed here) are skipped.
+ */
+export function parseNeighbors(stdout: string, link?: string): KernelNeighbor[] {
+  return (parseJsonArray(stdout) as Json[]).flatMap((n): KernelNeighbor[] => {
+    const address = str(n.dst);
+    const dev = str(n.dev) ?? link ?? null;
+    const family = address === null ? 0 : isIP(address);
+    if (address === null || dev === null || (family !== 4 && family !== 6)) return [];
+    const states = (Array.isArray(n.state) ? (n.state as unknown[]) : [])
+      .filter((x): x is string => typeof x === 'string')
+      .map((x) => x.toLowerCase());
+    return [
+      {
+        link: dev,
+        family,
+        address,
+        mac: str(n.lladdr),
+        states,
+        flags: Object.keys(n).filter((k) => n[k] === null).sort(),
       },
     ];
   });

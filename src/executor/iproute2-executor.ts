@@ -11,8 +11,12 @@
  * - link.add / set / move / delete: the namespace's own batch worker (netns-workers.ts), started
  *   on first use and closed when idle, and always before that namespace is deleted.
  * - addr.add / delete, route.add / delete: the same per-namespace batch workers.
- * - link.list / nsids / stats, addr.list, route.list: one-shot `ip -j` spawns (the event monitor's inventory will
- *   replace them).
+ * - neigh.add / delete: one-shot spawns. iproute2 6.1 ends the whole process (exit 2) when the
+ *   kernel refuses an `ip neigh` change, `-force -batch` or not, without the `Command failed -:N`
+ *   line that tells whose the message is (recorded: test/fixtures/stderr/batch-neigh-exists.txt),
+ *   so a batch worker would lose the answer and restart. A spawn has its own stderr and status.
+ * - link.list / nsids / stats, addr.list, route.list, neigh.list: one-shot `ip -j` spawns (the event
+ *   monitor's inventory will replace them).
  *
  * Only this file and batch-worker.ts start processes (netns-workers.ts owns BatchWorkers).
  */
@@ -23,7 +27,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { AppError, isAppError } from '../errors/app-error.js';
-import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseRoutes, parseLinkStats, parseNetnsList, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
+import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseNeighbors, parseRoutes, parseLinkStats, parseNetnsList, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
 import { BatchWorker, type Logger, silentLogger, TOOL_ENV } from './batch-worker.js';
 import { classify, classifyNative, classifySpawnError } from './classify.js';
 import type { Executor, OpContext } from './executor.js';
@@ -203,6 +207,8 @@ export class Iproute2Executor implements Executor {
         if (r.exitCode !== 0) throw classify(r.stderr, r.exitCode, op);
         return { routes: parseRoutes(r.stdout, op.family, op.table) };
       }
+      case 'neigh.list':
+        return { neighbors: parseNeighbors(await this.oneShot(only(commands), op, argv), op.link) };
       case 'link.add':
       case 'link.set':
       case 'link.move':
@@ -212,6 +218,10 @@ export class Iproute2Executor implements Executor {
       case 'route.add':
       case 'route.delete':
         return this.inNamespace(commands, op, argv);
+      case 'neigh.add':
+      case 'neigh.delete':
+        await this.oneShot(only(commands), op, argv);
+        return;
       default: {
         const never: never = op;
         throw new AppError('INTERNAL', 'unknown op', { cause: never });

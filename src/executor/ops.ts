@@ -67,7 +67,13 @@ export type Op =
   /** Add a route (ROUTE_EXISTS when its key is taken); `replace` replaces the route of that key atomically (or adds it). */
   | { readonly kind: 'route.add'; readonly ns: string; readonly spec: RouteSpec; readonly replace?: boolean }
   /** Delete the route of this key. */
-  | { readonly kind: 'route.delete'; readonly ns: string; readonly key: RouteKey };
+  | { readonly kind: 'route.delete'; readonly ns: string; readonly key: RouteKey }
+  /** Every neighbour (ARP/NDP) entry of the namespace in any state, or only those of link `link` (LINK_NOT_FOUND when missing). Proxy entries are not listed. */
+  | { readonly kind: 'neigh.list'; readonly ns: string; readonly link?: string }
+  /** Add a permanent neighbour entry (NEIGHBOR_EXISTS when the link has any entry for the address); `replace` replaces it atomically (or adds it). */
+  | { readonly kind: 'neigh.add'; readonly ns: string; readonly spec: NeighAddSpec; readonly replace?: boolean }
+  /** Delete the neighbour entry of this key (link and address), whatever its state. */
+  | { readonly kind: 'neigh.delete'; readonly ns: string; readonly link: string; readonly address: string };
 
 export type OpKind = Op['kind'];
 
@@ -150,6 +156,32 @@ export interface KernelRoute extends Omit<RouteKey, 'dev'> {
   readonly protocol: string;
   readonly mtu: number | null;
   readonly nexthops: ReadonlyArray<{ readonly via: string | null; readonly dev: string | null; readonly weight: number }> | null;
+  readonly flags: readonly string[];
+}
+
+/** What `neigh.add` adds (always `nud permanent`); every value was parsed and checked by the service. */
+export interface NeighAddSpec {
+  readonly link: string;
+  readonly family: 4 | 6;
+  /** The IP address in its canonical text form. */
+  readonly address: string;
+  /** The link-layer address, six lower-case hex pairs. */
+  readonly mac: string;
+  /** IPv6: the neighbour is a router (NTF_ROUTER, the IsRouter flag of neighbour discovery). */
+  readonly router?: boolean;
+}
+
+/** A neighbour entry as `ip -j neigh show nud all` describes it (iproute2 6.1). Its key is (link, family, address). */
+export interface KernelNeighbor {
+  readonly link: string;
+  readonly family: 4 | 6;
+  /** The IP address as iproute2 prints it (canonical). */
+  readonly address: string;
+  /** The link-layer address, or null when there is none (incomplete, failed). */
+  readonly mac: string | null;
+  /** The NUD states that are set, lower case: permanent, noarp, reachable, stale, delay, probe, incomplete, failed, none. */
+  readonly states: readonly string[];
+  /** The NTF_* flags that are set, by iproute2's names: router, extern_learn, offload, managed, ... */
   readonly flags: readonly string[];
 }
 
@@ -337,6 +369,9 @@ export interface OpResults {
   'route.list': { readonly routes: readonly KernelRoute[] };
   'route.add': void;
   'route.delete': void;
+  'neigh.list': { readonly neighbors: readonly KernelNeighbor[] };
+  'neigh.add': void;
+  'neigh.delete': void;
 }
 
 export type ResultOf<O extends Op> = OpResults[O['kind']];
@@ -361,6 +396,7 @@ export function isReadOp(op: Op): boolean {
     op.kind === 'link.stats' ||
     op.kind === 'addr.list' ||
     op.kind === 'route.list' ||
+    op.kind === 'neigh.list' ||
     op.kind === 'sysctl.read'
   );
 }
