@@ -25,6 +25,8 @@ import { AddressService } from './addresses/address-service.js';
 import { addressApi } from './addresses/address-api.js';
 import { RouteService } from './routes/route-service.js';
 import { routeApi } from './routes/route-api.js';
+import { NeighborService } from './neighbors/neighbor-service.js';
+import { neighborApi } from './neighbors/neighbor-api.js';
 import { LinkRecords, hostNamespaceKey } from './store/link-records.js';
 import { KernelNetnsDirectory, type NetnsDirectory } from './namespaces/netns-dir.js';
 import { openDb, type Db } from './store/db.js';
@@ -51,6 +53,7 @@ export interface Services {
   readonly links: LinkService;
   readonly addresses: AddressService;
   readonly routes: RouteService;
+  readonly neighbors: NeighborService;
   readonly sysctls: SysctlService;
   readonly audit: AuditLog;
   readonly idempotency: IdempotencyStore;
@@ -102,6 +105,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   });
   const addresses = new AddressService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const routes = new RouteService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
+  const neighbors = new NeighborService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const audit = new AuditLog(db, config.audit.retentionCount);
   const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
   try {
@@ -128,6 +132,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     links,
     addresses,
     routes,
+    neighbors,
     sysctls,
     audit,
     idempotency,
@@ -198,6 +203,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(graphApi(new GraphService(s.namespaces, s.links)));
   await app.register(addressApi(s.addresses));
   await app.register(routeApi(s.routes));
+  await app.register(neighborApi(s.neighbors));
   await app.ready();
   return app;
 }
