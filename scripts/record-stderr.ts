@@ -3,6 +3,8 @@
  * from this machine's iproute2 and nft, in a scratch namespace that is always removed.
  * classify.test.ts and argv.test.ts read them. Run as root: `npx tsx scripts/record-stderr.ts`.
  * The privilege cases run the tool as uid/gid 65534 (nobody).
+ * `--only=TEXT` records only the files whose name contains TEXT (`--only=neigh`), leaving every
+ * other fixture as it is, and makes only the scratch namespaces those need.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -18,6 +20,14 @@ const NO_NSID = `nnx-rec-noid-${process.pid}`;
 /** The other end of the fixture veth (`nnv0` in NS, `nnv1` here). */
 const PEER_NS = `nnx-rec-peer-${process.pid}`;
 const NOBODY = 65534;
+/**
+ * The neighbour cases' two namespaces. Named like the tests' (`nnt-<pid in base 36>-`), so an
+ * integration run's sweep on this machine spares them while this script runs.
+ */
+const NEIGH_A = `nnt-${process.pid.toString(36)}-rec-na`;
+const NEIGH_B = `nnt-${process.pid.toString(36)}-rec-nb`;
+const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+const wanted = (c: Case): boolean => ONLY === undefined || c.file.includes(ONLY);
 
 interface Case {
   readonly file: string;
@@ -106,6 +116,69 @@ const cases: readonly Case[] = [
 ];
 
 /**
+ * Neighbour cases, in NEIGH_A (see neighSetup): nnn0 (203.0.113.65/26, 2001:db8:7::1/64) is a
+ * veth to nnn1 in NEIGH_B (.66, ::2), which answers ARP and neighbour discovery.
+ */
+const neighCases: readonly Case[] = [
+  { file: 'stdout/neighbors.json', argv: [IP, '-n', NEIGH_A, '-j', 'neigh', 'show', 'nud', 'all'], stdout: true },
+  // With `dev`, ip leaves `dev` out of every entry.
+  { file: 'stdout/neighbors-dev.json', argv: [IP, '-n', NEIGH_A, '-j', 'neigh', 'show', 'nud', 'all', 'dev', 'nnn0'], stdout: true },
+  { file: 'stderr/neigh-exists.txt', argv: [IP, '-n', NEIGH_A, 'neigh', 'add', '203.0.113.70', 'lladdr', '02:00:00:00:00:08', 'nud', 'permanent', 'dev', 'nnn0'] },
+  // The kernel refuses `add` over a learnt (reachable) entry just the same.
+  { file: 'stderr/neigh-exists-learnt.txt', argv: [IP, '-n', NEIGH_A, 'neigh', 'add', '203.0.113.66', 'lladdr', '02:00:00:00:00:08', 'nud', 'permanent', 'dev', 'nnn0'] },
+  { file: 'stderr/neigh-del-missing.txt', argv: [IP, '-n', NEIGH_A, 'neigh', 'del', '203.0.113.99', 'dev', 'nnn0'] },
+  { file: 'stderr/neigh-del-missing-v6.txt', argv: [IP, '-n', NEIGH_A, 'neigh', 'del', '2001:db8:7::99', 'dev', 'nnn0'] },
+  { file: 'stderr/neigh-dev-missing.txt', argv: [IP, '-n', NEIGH_A, 'neigh', 'add', '203.0.113.71', 'lladdr', '02:00:00:00:00:08', 'nud', 'permanent', 'dev', 'nnx-nosuch'] },
+  { file: 'stderr/neigh-show-dev-missing.txt', argv: [IP, '-n', NEIGH_A, '-j', 'neigh', 'show', 'nud', 'all', 'dev', 'nnx-nosuch'] },
+  // A link-layer address shorter than the link's (the kernel takes a longer one, truncated).
+  { file: 'stderr/neigh-lladdr-short.txt', argv: [IP, '-n', NEIGH_A, 'neigh', 'add', '203.0.113.72', 'lladdr', '02:00:00', 'nud', 'permanent', 'dev', 'nnn0'] },
+  { file: 'stderr/neigh-ipv6-disabled.txt', argv: [IP, '-n', NEIGH_A, 'neigh', 'add', '2001:db8:7::9', 'lladdr', '02:00:00:00:00:08', 'nud', 'permanent', 'dev', 'nnn2'] },
+  // Unlike other objects, a refused `neigh` line ends the batch process (status 2): its message
+  // alone, no `Command failed -:1`, and the sentinel after it is never answered.
+  { file: 'stderr/batch-neigh-exists.txt', argv: [IP, '-n', NEIGH_A, '-force', '-batch', '-'], input: 'neigh add 203.0.113.70 lladdr 02:00:00:00:00:08 nud permanent dev nnn0\nxyzzy\n' },
+];
+
+/**
+ * NEIGH_A's entries: learnt ones for nnn1's addresses (reachable after a ping), a failed one
+ * (a ping to an address nobody has, ~3 s of probes), a permanent IPv4 one, a permanent IPv6
+ * router; the kernel's own noarp entries for multicast come with IPv6. nnn2 (a second veth,
+ * both ends in NEIGH_A) has IPv6 disabled.
+ */
+function neighSetup(): void {
+  must([IP, 'netns', 'add', NEIGH_A]);
+  must([IP, 'netns', 'add', NEIGH_B]);
+  const a = (...args: string[]): void => must([IP, '-n', NEIGH_A, ...args]);
+  const b = (...args: string[]): void => must([IP, '-n', NEIGH_B, ...args]);
+  a('link', 'add', 'name', 'nnn0', 'type', 'veth', 'peer', 'name', 'nnn1', 'netns', NEIGH_B);
+  a('link', 'add', 'name', 'nnn2', 'type', 'veth', 'peer', 'name', 'nnn3');
+  must([IP, 'netns', 'exec', NEIGH_A, '/usr/sbin/sysctl', '-qw', 'net.ipv6.conf.nnn2.disable_ipv6=1']);
+  a('address', 'add', '203.0.113.65/26', 'dev', 'nnn0');
+  a('address', 'add', '2001:db8:7::1/64', 'dev', 'nnn0', 'nodad');
+  b('address', 'add', '203.0.113.66/26', 'dev', 'nnn1');
+  b('address', 'add', '2001:db8:7::2/64', 'dev', 'nnn1', 'nodad');
+  a('link', 'set', 'dev', 'nnn0', 'up');
+  b('link', 'set', 'dev', 'nnn1', 'up');
+  a('neigh', 'add', '203.0.113.70', 'lladdr', '02:00:00:00:00:70', 'nud', 'permanent', 'dev', 'nnn0');
+  a('neigh', 'add', '2001:db8:7::fe', 'lladdr', '02:00:00:00:00:fe', 'nud', 'permanent', 'dev', 'nnn0', 'router');
+  // A veth just brought up takes a moment before IPv6 answers: a few tries.
+  for (const dst of ['203.0.113.66', '2001:db8:7::2']) {
+    const ping = [IP, 'netns', 'exec', NEIGH_A, '/usr/bin/ping', '-c1', '-W1', dst] as const;
+    for (let i = 0; i < 5 && run(ping).status !== 0; i++);
+    must(ping);
+  }
+  run([IP, 'netns', 'exec', NEIGH_A, '/usr/bin/ping', '-c1', '-W1', '203.0.113.80']);
+  // Until the kernel gives up probing (3 probes, 1 s apart): then it is `failed`, not `incomplete`.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3500);
+}
+
+function record(c: Case): void {
+  const r = run(c.argv, c);
+  const text = (c.stdout ? r.stdout : r.stderr).replaceAll(String(process.pid), 'PID');
+  writeFileSync(join(ROOT, c.file), text);
+  console.log(`${c.file}: exit ${r.status}, ${text.length} bytes`);
+}
+
+/**
  * The fixture links in NS: a veth nnv0 (port of bridge nnbr0, alias, up) whose peer nnv1 is in
  * PEER_NS, the probe veth nnp0/nnp1 (both here), a macvlan and a vxlan on nnp1, a multicast
  * vxlan, tun, tap and ifb.
@@ -174,31 +247,39 @@ function must(argv: readonly string[]): void {
 
 mkdirSync(join(ROOT, 'stderr'), { recursive: true });
 mkdirSync(join(ROOT, 'stdout'), { recursive: true });
-must([IP, 'netns', 'add', NS]);
-must([IP, 'netns', 'add', NO_NSID]);
-try {
-  must([IP, 'netns', 'set', NS, 'auto']);
-  must([IP, '-n', NS, 'link', 'add', 'nnp0', 'type', 'veth', 'peer', 'name', 'nnp1']);
-  linkSetup();
-  addrSetup();
-  routeSetup();
-  for (const c of cases) {
-    const r = run(c.argv, c);
-    const text = (c.stdout ? r.stdout : r.stderr).replaceAll(String(process.pid), 'PID');
-    writeFileSync(join(ROOT, c.file), text);
-    console.log(`${c.file}: exit ${r.status}, ${text.length} bytes`);
+if (cases.some(wanted)) {
+  must([IP, 'netns', 'add', NS]);
+  must([IP, 'netns', 'add', NO_NSID]);
+  try {
+    must([IP, 'netns', 'set', NS, 'auto']);
+    must([IP, '-n', NS, 'link', 'add', 'nnp0', 'type', 'veth', 'peer', 'name', 'nnp1']);
+    linkSetup();
+    addrSetup();
+    routeSetup();
+    for (const c of cases.filter(wanted)) record(c);
+    if (ONLY === undefined) {
+      // `ip -j netns list` lists every namespace on the machine: keep only our two entries (one
+      // with an nsid, one without), as printed.
+      const list = JSON.parse(run([IP, '-j', 'netns', 'list']).stdout) as Array<{ name: string }>;
+      const ours = list.filter((e) => e.name === NS || e.name === NO_NSID);
+      writeFileSync(join(ROOT, 'stdout/netns-list.json'), JSON.stringify(ours).replaceAll(String(process.pid), 'PID'));
+      // The same list seen from inside NS: the nsid NS has for PEER_NS (what link-netnsid refers to).
+      const inside = (JSON.parse(run([IP, '-n', NS, '-j', 'netns', 'list']).stdout) as Array<{ name: string }>).filter((e) => [NS, PEER_NS].includes(e.name));
+      writeFileSync(join(ROOT, 'stdout/netns-list-in-ns.json'), JSON.stringify(inside).replaceAll(String(process.pid), 'PID'));
+    }
+  } finally {
+    run([IP, 'netns', 'del', PEER_NS]);
+    run([IP, 'netns', 'del', NO_NSID]);
+    run([IP, 'netns', 'del', NS]);
+    run([IP, 'netns', 'del', MISSING]);
   }
-  // `ip -j netns list` lists every namespace on the machine: keep only our two entries (one
-  // with an nsid, one without), as printed.
-  const list = JSON.parse(run([IP, '-j', 'netns', 'list']).stdout) as Array<{ name: string }>;
-  const ours = list.filter((e) => e.name === NS || e.name === NO_NSID);
-  writeFileSync(join(ROOT, 'stdout/netns-list.json'), JSON.stringify(ours).replaceAll(String(process.pid), 'PID'));
-  // The same list seen from inside NS: the nsid NS has for PEER_NS (what link-netnsid refers to).
-  const inside = (JSON.parse(run([IP, '-n', NS, '-j', 'netns', 'list']).stdout) as Array<{ name: string }>).filter((e) => [NS, PEER_NS].includes(e.name));
-  writeFileSync(join(ROOT, 'stdout/netns-list-in-ns.json'), JSON.stringify(inside).replaceAll(String(process.pid), 'PID'));
-} finally {
-  run([IP, 'netns', 'del', PEER_NS]);
-  run([IP, 'netns', 'del', NO_NSID]);
-  run([IP, 'netns', 'del', NS]);
-  run([IP, 'netns', 'del', MISSING]);
+}
+if (neighCases.some(wanted)) {
+  try {
+    neighSetup();
+    for (const c of neighCases.filter(wanted)) record(c);
+  } finally {
+    run([IP, 'netns', 'del', NEIGH_B]);
+    run([IP, 'netns', 'del', NEIGH_A]);
+  }
 }

@@ -27,6 +27,8 @@ import { RouteService } from './routes/route-service.js';
 import { routeApi } from './routes/route-api.js';
 import { RuleService } from './rules/rule-service.js';
 import { ruleApi } from './rules/rule-api.js';
+import { NeighborService } from './neighbors/neighbor-service.js';
+import { neighborApi } from './neighbors/neighbor-api.js';
 import { LinkRecords, hostNamespaceKey } from './store/link-records.js';
 import { KernelNetnsDirectory, type NetnsDirectory } from './namespaces/netns-dir.js';
 import { openDb, type Db } from './store/db.js';
@@ -54,6 +56,7 @@ export interface Services {
   readonly addresses: AddressService;
   readonly routes: RouteService;
   readonly rules: RuleService;
+  readonly neighbors: NeighborService;
   readonly sysctls: SysctlService;
   readonly audit: AuditLog;
   readonly idempotency: IdempotencyStore;
@@ -106,6 +109,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   const addresses = new AddressService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const routes = new RouteService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const rules = new RuleService({ executor, dir, hostAllowChanges: config.host.allowChanges });
+  const neighbors = new NeighborService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const audit = new AuditLog(db, config.audit.retentionCount);
   const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
   try {
@@ -133,6 +137,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     addresses,
     routes,
     rules,
+    neighbors,
     sysctls,
     audit,
     idempotency,
@@ -206,6 +211,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(addressApi(s.addresses));
   await app.register(routeApi(s.routes));
   await app.register(ruleApi(s.rules));
+  await app.register(neighborApi(s.neighbors));
   await app.ready();
   return app;
 }

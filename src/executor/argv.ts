@@ -13,10 +13,12 @@ import {
   PROBE_VETH,
   type AddrAddSpec,
   type KernelAddress,
+  type KernelNeighbor,
   type KernelRoute,
   type KernelRule,
   type PortRange,
   RULE_ACTIONS,
+  type NeighAddSpec,
   type RouteSpec,
   ruleOfSpec,
   ROUTE_SCOPES,
@@ -448,6 +450,13 @@ export function commandsFor(op: Op): readonly Command[] {
       return [ruleCommand(op.ns, 'add', ruleOfSpec(op.spec))];
     case 'rule.delete':
       return [ruleCommand(op.ns, 'del', op.rule)];
+    case 'neigh.list':
+      // `nud all`: without it ip 6.1 leaves out noarp and none entries, which a lookup by id needs.
+      return [ip(namedOrHost(op.ns), '-j', 'neigh', 'show', 'nud', 'all', ...(op.link === undefined ? [] : ['dev', link(op.link)]))];
+    case 'neigh.add':
+      return [neighAdd(op.ns, op.spec, op.replace === true)];
+    case 'neigh.delete':
+      return [ip(namedOrHost(op.ns), 'neigh', 'del', ipAddr(op.address), 'dev', link(op.link))];
     default:
       return unreachable(op);
   }
@@ -492,6 +501,20 @@ function ruleCommand(ns: string, verb: 'add' | 'del', r: KernelRule): Command {
     ...opt('goto', r.goto, (g) => int(g, 0, 0xffffffff)),
     ...opt('suppress_prefixlength', r.suppressPrefixLength, (n) => int(n, 0, 128)),
     ...opt('suppress_ifgroup', r.suppressIfgroup, word),
+  );
+}
+
+/**
+ * `neigh add|replace ADDR lladdr MAC nud permanent dev LINK [router]`. `nud permanent` is ip's
+ * default for add and replace (6.1), written out so the line says what it makes.
+ */
+function neighAdd(ns: string, spec: NeighAddSpec, replace: boolean): Command {
+  if (isIP(spec.address) !== spec.family) throw new AppError('INTERNAL', 'bad neighbour address in an op', { cause: spec.address });
+  if (spec.router && spec.family !== 6) throw new AppError('INTERNAL', 'the router flag is for IPv6 neighbours');
+  return ip(
+    namedOrHost(ns),
+    'neigh', replace ? 'replace' : 'add', spec.address, 'lladdr', mac(spec.mac), 'nud', 'permanent', 'dev', link(spec.link),
+    ...(spec.router ? ['router'] : []),
   );
 }
 
@@ -817,6 +840,36 @@ export function parseRules(stdout: string, family: 4 | 6): KernelRule[] {
         uidrange: uid, l3mdev: flag(r, 'l3mdev'), action, table, goto: g, suppressPrefixLength: num(r.suppress_prefixlen),
         suppressIfgroup: str(r.suppress_ifgroup), realms, protocol: str(r.protocol),
         flags: ['unresolved', 'iif_detached', 'oif_detached'].filter((f) => flag(r, f)),
+      },
+    ];
+  });
+}
+
+/**
+ * Neighbour entries from `ip -j neigh show nud all [dev LINK]` (iproute2 6.1; fixtures
+ * test/fixtures/stdout/neighbors*.json). What it relies on: `dst` is the address; `dev` is left
+ * out when one link was asked for (then `link` names it); `lladdr` is left out when there is none
+ * (incomplete, failed); `state` is a list of upper-case NUD names; NTF_* flags are keys whose
+ * value is null (`"router": null`, `"extern_learn": null`, ...). Entries of other families
+ * (bridge fdb entries are not listed here) are skipped.
+ */
+export function parseNeighbors(stdout: string, link?: string): KernelNeighbor[] {
+  return (parseJsonArray(stdout) as Json[]).flatMap((n): KernelNeighbor[] => {
+    const address = str(n.dst);
+    const dev = str(n.dev) ?? link ?? null;
+    const family = address === null ? 0 : isIP(address);
+    if (address === null || dev === null || (family !== 4 && family !== 6)) return [];
+    const states = (Array.isArray(n.state) ? (n.state as unknown[]) : [])
+      .filter((x): x is string => typeof x === 'string')
+      .map((x) => x.toLowerCase());
+    return [
+      {
+        link: dev,
+        family,
+        address,
+        mac: str(n.lladdr),
+        states,
+        flags: Object.keys(n).filter((k) => n[k] === null).sort(),
       },
     ];
   });

@@ -141,6 +141,22 @@ const RULE_RULES: ReadonlyArray<{ readonly match: RegExp; readonly code: (op: Ru
   { match: /^Error: Backward goto not supported\.$/m, code: () => 'REQUEST_INVALID', detail: (op) => `${ruleOf(op)}: a goto must go to a later priority` },
 ];
 
+type NeighOp = Extract<Op, { kind: `neigh.${string}` }>;
+
+const neighOf = (op: NeighOp): string =>
+  op.kind === 'neigh.add' ? `${op.spec.address} on link "${op.spec.link}"` : op.kind === 'neigh.delete' ? `${op.address} on link "${op.link}"` : 'the entry';
+
+/** Rules for neighbour ops (kernel 6.18, iproute2 6.1). */
+const NEIGH_RULES: ReadonlyArray<{ readonly match: RegExp; readonly code: (op: NeighOp) => ErrorCode | undefined; readonly detail: (op: NeighOp, m: RegExpExecArray) => string }> = [
+  { match: /^Cannot find device "([^"]*)"$/m, code: () => 'LINK_NOT_FOUND', detail: (op, m) => `there is no link "${m[1]}" in namespace "${op.ns}"` },
+  // `neigh add` (NLM_F_EXCL) of an address the link has an entry for, in any state.
+  { match: /^RTNETLINK answers: File exists$/m, code: (op) => (op.kind === 'neigh.add' && op.replace !== true ? 'NEIGHBOR_EXISTS' : undefined), detail: (op) => `the neighbour entry for ${neighOf(op)} in namespace "${op.ns}" exists` },
+  { match: /^RTNETLINK answers: No such file or directory$/m, code: (op) => (op.kind === 'neigh.delete' ? 'NEIGHBOR_NOT_FOUND' : undefined), detail: (op) => `there is no neighbour entry for ${neighOf(op)} in namespace "${op.ns}"` },
+  // A link whose link-layer addresses are longer than the one given (the kernel takes longer ones, truncated).
+  { match: /^Error: Invalid link address\.$/m, code: () => 'NEIGHBOR_MAC_INVALID', detail: (op) => `${neighOf(op)}: the link's link-layer addresses are not 6-byte MAC addresses` },
+  { match: /^Error: IPv6 is disabled on this device\.$/m, code: () => 'NEIGHBOR_LINK_UNSUPPORTED', detail: (op) => `${neighOf(op)}: IPv6 is disabled on the link (net.ipv6.conf.LINK.disable_ipv6)` },
+];
+
 /**
  * An AppError for a tool that ran and failed: its stderr and exit code (null for a failed line of
  * a batch worker, which has no exit code of its own). Unknown messages are INTERNAL.
@@ -177,6 +193,14 @@ export function classify(stderr: string, exitCode: number | null, op: Op): AppEr
       const m = rule.match.exec(stderr);
       const code = m ? rule.code(ruleOp) : undefined;
       if (m && code) return new AppError(code, rule.detail(ruleOp, m), { cause });
+    }
+  }
+  if (op.kind.startsWith('neigh.')) {
+    const neighOp = op as NeighOp;
+    for (const rule of NEIGH_RULES) {
+      const m = rule.match.exec(stderr);
+      const code = m ? rule.code(neighOp) : undefined;
+      if (m && code) return new AppError(code, rule.detail(neighOp, m), { cause });
     }
   }
   for (const rule of RULES) {

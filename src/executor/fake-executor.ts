@@ -10,10 +10,11 @@ import { AppError } from '../errors/app-error.js';
 import { commandsFor } from './argv.js';
 import type { Executor } from './executor.js';
 import { FakeAddressTable } from './fake-addresses.js';
+import { FakeNeighborTable } from './fake-neighbors.js';
 import { FakeRouteTable } from './fake-routes.js';
 import { FakeRuleTable } from './fake-rules.js';
 import { type FakeLink, type FakeLinkSpace, FakeLinkTable } from './fake-links.js';
-import { HOST, type Op, type OpKind, type OpOf, type OpResults, type ResultOf } from './ops.js';
+import { HOST, type KernelNeighbor, type Op, type OpKind, type OpOf, type OpResults, type ResultOf } from './ops.js';
 
 /** A reply: the result, an AppError to reject with, or a function of the op giving either (or a promise of the result). */
 export type FakeReply<K extends OpKind> =
@@ -150,6 +151,8 @@ export class FakeKernel extends FakeExecutor {
   private readonly routeTable = new FakeRouteTable<FakeLinkSpace>();
   /** The policy rules of every namespace (see fake-rules.ts). */
   private readonly ruleTable = new FakeRuleTable<FakeLinkSpace>();
+  /** The neighbour entries of every namespace (see fake-neighbors.ts). */
+  private readonly neighTable = new FakeNeighborTable<FakeLinkSpace>();
 
   constructor(options: FakeExecutorOptions = {}) {
     super(options);
@@ -200,6 +203,7 @@ export class FakeKernel extends FakeExecutor {
         this.addrTable.removeSpace(this.get(op.ns));
         this.routeTable.removeSpace(this.get(op.ns));
         this.ruleTable.removeSpace(this.get(op.ns));
+        this.neighTable.removeSpace(this.get(op.ns));
         this.linkTable.removeSpace(this.get(op.ns));
         this.namespaces.delete(op.ns);
         this.syncNames();
@@ -300,11 +304,29 @@ export class FakeKernel extends FakeExecutor {
       case 'rule.delete':
         this.ruleTable.delete(this.space(op.ns), op.rule);
         return undefined;
+      case 'neigh.list':
+        return { neighbors: this.neighTable.list(this.space(op.ns), this.linkTable.list(this.space(op.ns)), op.link) };
+      case 'neigh.add': {
+        const sp = this.space(op.ns);
+        const disabled = (link: string): boolean => ['all', link].some((x) => this.sysctlsOf(sp).get(`ipv6/conf/${x}/disable_ipv6`) === '1');
+        this.neighTable.add(sp, this.linkTable.list(sp), op.spec, op.replace === true, disabled);
+        return undefined;
+      }
+      case 'neigh.delete':
+        this.neighTable.delete(this.space(op.ns), this.linkTable.list(this.space(op.ns)), op.link, op.address);
+        return undefined;
       default: {
         const never: never = op;
         return never;
       }
     }
+  }
+
+  /** Adds a dynamic neighbour entry (`host` allowed), as ARP or neighbour discovery would. */
+  learnNeighbor(ns: string, n: Omit<KernelNeighbor, 'flags'> & { readonly flags?: readonly string[] }): this {
+    const sp = this.space(ns);
+    this.neighTable.learn(sp, this.linkTable.list(sp), n);
+    return this;
   }
 
   /** Simulated sysctl values (default 0) of each namespace. */

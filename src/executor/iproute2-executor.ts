@@ -12,8 +12,12 @@
  *   on first use and closed when idle, and always before that namespace is deleted.
  * - addr.add / delete, route.add / delete, rule.add / delete: the same per-namespace batch
  *   workers (IPv6 rules excepted: a batch line cannot say `-6`, so they are one-shot spawns).
- * - link.list / nsids / stats, addr.list, route.list, rule.list: one-shot `ip -j` spawns (the event monitor's inventory will
- *   replace them).
+ * - neigh.add / delete: one-shot spawns. iproute2 6.1 ends the whole process (exit 2) when the
+ *   kernel refuses an `ip neigh` change, `-force -batch` or not, without the `Command failed -:N`
+ *   line that tells whose the message is (recorded: test/fixtures/stderr/batch-neigh-exists.txt),
+ *   so a batch worker would lose the answer and restart. A spawn has its own stderr and status.
+ * - link.list / nsids / stats, addr.list, route.list, rule.list, neigh.list: one-shot `ip -j`
+ *   spawns (the event monitor's inventory will replace them).
  *
  * Only this file and batch-worker.ts start processes (netns-workers.ts owns BatchWorkers).
  */
@@ -24,7 +28,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { AppError, isAppError } from '../errors/app-error.js';
-import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseRoutes, parseRules, parseLinkStats, parseNetnsList, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
+import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseNeighbors, parseRoutes, parseRules, parseLinkStats, parseNetnsList, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
 import { BatchWorker, type Logger, silentLogger, TOOL_ENV } from './batch-worker.js';
 import { classify, classifyNative, classifySpawnError } from './classify.js';
 import type { Executor, OpContext } from './executor.js';
@@ -206,6 +210,8 @@ export class Iproute2Executor implements Executor {
       }
       case 'rule.list':
         return { rules: parseRules(await this.oneShot(only(commands), op, argv), op.family) };
+      case 'neigh.list':
+        return { neighbors: parseNeighbors(await this.oneShot(only(commands), op, argv), op.link) };
       case 'link.add':
       case 'link.set':
       case 'link.move':
@@ -217,6 +223,10 @@ export class Iproute2Executor implements Executor {
       case 'rule.add':
       case 'rule.delete':
         return this.inNamespace(commands, op, argv);
+      case 'neigh.add':
+      case 'neigh.delete':
+        await this.oneShot(only(commands), op, argv);
+        return;
       default: {
         const never: never = op;
         throw new AppError('INTERNAL', 'unknown op', { cause: never });

@@ -73,7 +73,13 @@ export type Op =
   /** Add a policy rule (RULE_EXISTS when one with the same priority, selector and action exists). */
   | { readonly kind: 'rule.add'; readonly ns: string; readonly spec: RuleSpec }
   /** Delete the rule that has exactly these attributes. */
-  | { readonly kind: 'rule.delete'; readonly ns: string; readonly rule: KernelRule };
+  | { readonly kind: 'rule.delete'; readonly ns: string; readonly rule: KernelRule }
+  /** Every neighbour (ARP/NDP) entry of the namespace in any state, or only those of link `link` (LINK_NOT_FOUND when missing). Proxy entries are not listed. */
+  | { readonly kind: 'neigh.list'; readonly ns: string; readonly link?: string }
+  /** Add a permanent neighbour entry (NEIGHBOR_EXISTS when the link has any entry for the address); `replace` replaces it atomically (or adds it). */
+  | { readonly kind: 'neigh.add'; readonly ns: string; readonly spec: NeighAddSpec; readonly replace?: boolean }
+  /** Delete the neighbour entry of this key (link and address), whatever its state. */
+  | { readonly kind: 'neigh.delete'; readonly ns: string; readonly link: string; readonly address: string };
 
 export type OpKind = Op['kind'];
 
@@ -256,6 +262,32 @@ export function ruleKeyText(r: KernelRule): string {
     range(r.sport), range(r.dport), range(r.uidrange), r.l3mdev ? 'l3mdev' : '', r.action, n(r.table), n(r.goto), n(r.suppressPrefixLength),
     n(r.suppressIfgroup), n(r.realms), n(r.protocol),
   ].join('|');
+}
+
+/** What `neigh.add` adds (always `nud permanent`); every value was parsed and checked by the service. */
+export interface NeighAddSpec {
+  readonly link: string;
+  readonly family: 4 | 6;
+  /** The IP address in its canonical text form. */
+  readonly address: string;
+  /** The link-layer address, six lower-case hex pairs. */
+  readonly mac: string;
+  /** IPv6: the neighbour is a router (NTF_ROUTER, the IsRouter flag of neighbour discovery). */
+  readonly router?: boolean;
+}
+
+/** A neighbour entry as `ip -j neigh show nud all` describes it (iproute2 6.1). Its key is (link, family, address). */
+export interface KernelNeighbor {
+  readonly link: string;
+  readonly family: 4 | 6;
+  /** The IP address as iproute2 prints it (canonical). */
+  readonly address: string;
+  /** The link-layer address, or null when there is none (incomplete, failed). */
+  readonly mac: string | null;
+  /** The NUD states that are set, lower case: permanent, noarp, reachable, stale, delay, probe, incomplete, failed, none. */
+  readonly states: readonly string[];
+  /** The NTF_* flags that are set, by iproute2's names: router, extern_learn, offload, managed, ... */
+  readonly flags: readonly string[];
 }
 
 /** An address as `ip -j address show` describes it (iproute2 6.1). */
@@ -445,6 +477,9 @@ export interface OpResults {
   'rule.list': { readonly rules: readonly KernelRule[] };
   'rule.add': void;
   'rule.delete': void;
+  'neigh.list': { readonly neighbors: readonly KernelNeighbor[] };
+  'neigh.add': void;
+  'neigh.delete': void;
 }
 
 export type ResultOf<O extends Op> = OpResults[O['kind']];
@@ -470,6 +505,7 @@ export function isReadOp(op: Op): boolean {
     op.kind === 'addr.list' ||
     op.kind === 'route.list' ||
     op.kind === 'rule.list' ||
+    op.kind === 'neigh.list' ||
     op.kind === 'sysctl.read'
   );
 }

@@ -28,6 +28,7 @@ export async function installOpenApi(app: FastifyInstance): Promise<void> {
         { name: 'links', description: 'Links (network interfaces) inside a namespace' },
         { name: 'addresses', description: 'IP addresses of the links of a namespace' },
         { name: 'routes', description: 'IP routes of a namespace' },
+        { name: 'neighbors', description: 'Neighbour (ARP and NDP) entries of a namespace' },
         { name: 'sysctls', description: 'Per-namespace net.* settings' },
         { name: 'graph', description: 'The topology across namespaces' },
         { name: 'system', description: 'Health, capabilities, audit' },
