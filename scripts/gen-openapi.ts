@@ -1,6 +1,7 @@
 /**
  * Writes openapi/openapi.json: the OpenAPI document of the app built over the fake kernel (no
- * root needed). A unit test fails when the committed file differs from what the app serves.
+ * root needed), and openapi/events.schema.json: the JSON Schema of what event streams carry.
+ * Unit tests fail when a committed file differs from what the code makes.
  * Run: npm run gen:openapi
  */
 import { writeFileSync } from 'node:fs';
@@ -9,6 +10,21 @@ import { buildServer, buildServices } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { FakeExecutor } from '../src/executor/fake-executor.js';
 import { FakeKernelDirectory } from '../src/namespaces/netns-dir.js';
+import { EventSchema, GapSchema, SubscribeMessageSchema } from '../src/events/event-schema.js';
+
+/** The JSON Schema of the messages on GET /v1/events, serialized the way the committed file is. */
+export function renderEventsSchema(): string {
+  const strip = (s: object): object => JSON.parse(JSON.stringify(s, (k, v) => (k === '$id' ? undefined : v))) as object;
+  const doc = {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: 'https://netnsd.dev/schemas/events.json',
+    title: 'netnsd event stream messages',
+    description: 'What GET /v1/events sends (as WebSocket text messages, or as SSE data lines), and what a WebSocket client may send.',
+    oneOf: [{ $ref: '#/$defs/Event' }, { $ref: '#/$defs/Gap' }],
+    $defs: { Event: strip(EventSchema), Gap: strip(GapSchema), SubscribeMessage: strip(SubscribeMessageSchema) },
+  };
+  return `${JSON.stringify(doc, null, 2)}\n`;
+}
 
 /** The document as the app serves it, serialized the way the committed file is. */
 export async function renderOpenApi(): Promise<string> {
@@ -32,4 +48,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const out = new URL('../openapi/openapi.json', import.meta.url);
   writeFileSync(out, await renderOpenApi());
   console.log(`wrote ${out.pathname}`);
+  const events = new URL('../openapi/events.schema.json', import.meta.url);
+  writeFileSync(events, renderEventsSchema());
+  console.log(`wrote ${events.pathname}`);
 }

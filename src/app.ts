@@ -44,6 +44,14 @@ import { installRateLimit } from './http/rate-limit.js';
 import { systemApi } from './http/system-api.js';
 import { installValidators } from './http/validation.js';
 import { ProblemSchema } from './http/problem.js';
+import websocket from '@fastify/websocket';
+import { EventLog } from './store/event-log.js';
+import { EventInventory } from './store/event-inventory.js';
+import { EventBus } from './events/event-bus.js';
+import { eventApi } from './events/event-api.js';
+import { NamespaceWatcher } from './events/namespace-watcher.js';
+import { TicketStore } from './events/tickets.js';
+import { DEFAULT_NETNS_DIR } from './namespaces/netns-dir.js';
 
 export interface Services {
   readonly config: Config;
@@ -60,6 +68,9 @@ export interface Services {
   readonly sysctls: SysctlService;
   readonly audit: AuditLog;
   readonly idempotency: IdempotencyStore;
+  readonly events: EventBus;
+  readonly tickets: TicketStore;
+  readonly namespaceWatcher: NamespaceWatcher;
   /** Drains the executor and closes the store. Call after the servers are closed. */
   close(): Promise<void>;
 }
@@ -70,6 +81,8 @@ export interface ServiceDeps {
   /** Whether the backend has the in-process helper (reported in capabilities). */
   readonly nativeHelper?: boolean;
   readonly dir?: NetnsDirectory;
+  /** The directory whose changes are namespace events; default /run/netns with the real directory, none with a given one. */
+  readonly watchNetns?: string;
 }
 
 /** Builds and starts everything behind the endpoints: store, executor pool, probes, reconcile. */
@@ -87,10 +100,11 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     queueLimit: config.limits.executorQueue,
   });
   const dir = deps.dir ?? new KernelNetnsDirectory();
+  const namespaceRecords = new NamespaceRecords(db);
   const capabilities = new CapabilitiesService(executor, log.child({ component: 'capabilities' }), nativeHelper, dir);
   const namespaces = new NamespaceService({
     executor,
-    records: new NamespaceRecords(db),
+    records: namespaceRecords,
     dir,
     log: log.child({ component: 'namespaces' }),
     maxNamespaces: config.limits.namespaces,
@@ -112,13 +126,28 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   const neighbors = new NeighborService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const audit = new AuditLog(db, config.audit.retentionCount);
   const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
+  const events = new EventBus({
+    log: new EventLog(db, { retentionCount: config.events.retentionCount, retentionAgeMs: parseDuration(config.events.retentionAge) }),
+    labelsOf: (ns) => namespaceRecords.get(ns)?.labels ?? {},
+    maxSubscribers: config.events.maxSubscribers,
+  });
+  const namespaceWatcher = new NamespaceWatcher({
+    dir,
+    bus: events,
+    inventory: new EventInventory(db),
+    view: (name) => namespaces.get(name).catch(() => undefined),
+    log: log.child({ component: 'events' }),
+    ...(deps.watchNetns !== undefined ? { watchPath: deps.watchNetns } : deps.dir === undefined ? { watchPath: DEFAULT_NETNS_DIR } : {}),
+  });
   try {
     await capabilities.probe();
     await namespaces.reconcile();
     await links.reconcile();
     idempotency.releaseAllPending();
     idempotency.expire();
+    await namespaceWatcher.start();
   } catch (e) {
+    namespaceWatcher.stop();
     await executor.close();
     db.close();
     throw e;
@@ -141,10 +170,15 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     sysctls,
     audit,
     idempotency,
+    events,
+    tickets: new TicketStore(),
+    namespaceWatcher,
     async close() {
       if (closed) return;
       closed = true;
       clearInterval(expiry);
+      namespaceWatcher.stop();
+      events.closeAll(1001, 'netnsd is stopping');
       // Changes still under way (their clients may have hung up) finish before the executor goes.
       await namespaces.drain();
       await executor.close();
@@ -198,7 +232,12 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
       throw new AppError('MEDIA_TYPE_UNSUPPORTED', 'application/merge-patch+json is for PATCH; send application/json');
     }
   });
-  installAuth(app, opts.trust);
+  // Before the auth hooks: its onRequest hook must see an upgrade first, so that an upgrade
+  // refused by them (401, 403) still has its connection closed after the problem is sent.
+  await app.register(websocket, { options: { maxPayload: 65536 } });
+  // Streams end before the server waits for its connections to close.
+  app.addHook('preClose', async () => s.events.closeAll(1001, 'netnsd is stopping'));
+  installAuth(app, opts.trust, s.tickets);
   installRateLimit(app, s.config.limits.requestsPerSecond);
   installIdempotency(app, s.idempotency);
   installAudit(app, s.audit);
@@ -212,6 +251,15 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(routeApi(s.routes));
   await app.register(ruleApi(s.rules));
   await app.register(neighborApi(s.neighbors));
+  await app.register(
+    eventApi({
+      bus: s.events,
+      tickets: s.tickets,
+      queueSize: s.config.events.subscriberQueue,
+      heartbeatMs: parseDuration(s.config.events.heartbeat),
+      monitorStatus: () => ({ running: false, restarts: 0, resyncs: s.events.resyncs }),
+    }),
+  );
   await app.ready();
   return app;
 }

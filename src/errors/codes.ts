@@ -8,6 +8,7 @@ export const KIND_STATUS = {
   unauthenticated: 401,
   forbidden: 403,
   not_found: 404,
+  not_acceptable: 406,
   conflict: 409,
   precondition: 412,
   too_large: 413,
@@ -33,6 +34,7 @@ export const ERROR_CODES = {
   MEDIA_TYPE_UNSUPPORTED: { kind: 'unsupported_media', title: 'The request body has an unsupported media type' },
   CURSOR_INVALID: { kind: 'invalid', title: 'The paging cursor is not valid' },
   ENDPOINT_NOT_FOUND: { kind: 'not_found', title: 'No such endpoint' },
+  NOT_ACCEPTABLE: { kind: 'not_acceptable', title: 'The endpoint cannot answer in a form the Accept header allows' },
   AUTH_REQUIRED: { kind: 'unauthenticated', title: 'A bearer token is required' },
   AUTH_INVALID: { kind: 'unauthenticated', title: 'The bearer token is not known' },
   SCOPE_INSUFFICIENT: { kind: 'forbidden', title: 'The token lacks the scope this needs' },
@@ -82,6 +84,7 @@ export const ERROR_CODES = {
   EXECUTOR_UNAVAILABLE: { kind: 'unavailable', title: 'The executor is not accepting work', retryable: true },
   TOOL_MISSING: { kind: 'unavailable', title: 'A system tool netnsd needs is not installed' },
   PRIVILEGE_REQUIRED: { kind: 'unavailable', title: 'netnsd lacks the privilege for this' },
+  EVENT_SUBSCRIBERS_LIMIT: { kind: 'unavailable', title: 'The configured number of event subscribers is reached', retryable: true },
   NOT_READY: { kind: 'unavailable', title: 'netnsd is not ready', retryable: true },
   INTERNAL: { kind: 'internal', title: 'Internal error' },
 } as const satisfies Record<string, CodeInfo>;

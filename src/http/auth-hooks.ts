@@ -12,6 +12,11 @@ import './types.js';
 
 export type Trust = { readonly kind: 'unix' } | { readonly kind: 'tokens'; readonly tokens: () => TokenStore };
 
+/** Redeems a `?ticket=` (event streams) for the principal that asked for it. */
+export interface TicketRedeemer {
+  redeem(ticket: string): Principal;
+}
+
 /** The principal of requests to endpoints that need no token, over TCP. */
 export const ANONYMOUS: Principal = { name: 'anonymous', scopes: new Set(), namespaces: [], via: 'tcp' };
 
@@ -19,7 +24,7 @@ export function isChange(method: string): boolean {
   return method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS';
 }
 
-export function installAuth(app: FastifyInstance, trust: Trust): void {
+export function installAuth(app: FastifyInstance, trust: Trust, tickets?: TicketRedeemer): void {
   app.decorateRequest('principal', null as unknown as Principal);
   app.decorateRequest('ops', null as unknown as []);
   app.addHook('onRequest', async (req) => {
@@ -33,7 +38,12 @@ export function installAuth(app: FastifyInstance, trust: Trust): void {
       req.principal = ANONYMOUS;
       return;
     }
-    req.principal = trust.tokens().authenticate(req.headers.authorization);
+    const ticket = (req.query as Record<string, unknown> | undefined)?.ticket;
+    if (req.routeOptions.config.ticketAuth === true && tickets && typeof ticket === 'string' && req.headers.authorization === undefined) {
+      req.principal = tickets.redeem(ticket);
+    } else {
+      req.principal = trust.tokens().authenticate(req.headers.authorization);
+    }
     requireScope(req.principal, auth);
   });
   // After validation, so the namespace named in params or body is a valid name.

@@ -60,6 +60,7 @@ const STATUS_TEXT: Record<number, string> = {
   401: 'No valid bearer token',
   403: 'Not allowed for this token, or protected',
   404: 'Not found',
+  406: 'The Accept header asks for nothing this endpoint gives',
   409: 'Conflicts with the current state',
   413: 'Body too large',
   415: 'Unsupported body media type',

@@ -22,6 +22,8 @@ declare module 'fastify' {
     auth?: RouteAuth;
     /** The audited action name of a change, e.g. `namespace.create`. */
     action?: string;
+    /** A `?ticket=` may stand in for the Authorization header (event streams). */
+    ticketAuth?: boolean;
     /** The namespace a request acts on, for token namespace limits and host protection. */
     namespaceOf?: (req: FastifyRequest) => string | undefined;
   }

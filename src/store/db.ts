@@ -56,6 +56,24 @@ const MIGRATIONS: readonly string[] = [
      labels     TEXT NOT NULL DEFAULT '{}',
      PRIMARY KEY (ns_key, ifindex)
    );`,
+  // The event log. AUTOINCREMENT: a seq is never reused, even after the newest rows were pruned
+  // or the daemon restarted (SQLite keeps the highest seq ever given in sqlite_sequence).
+  `CREATE TABLE events (
+     seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+     time      TEXT NOT NULL,
+     type      TEXT NOT NULL,
+     namespace TEXT,
+     body      TEXT NOT NULL
+   );
+   CREATE INDEX events_time ON events (time);
+   -- What the event sources last saw (by kind and key), so that at start the differences to
+   -- what the kernel has now become a resync event.
+   CREATE TABLE event_inventory (
+     kind TEXT NOT NULL,
+     key  TEXT NOT NULL,
+     body TEXT NOT NULL,
+     PRIMARY KEY (kind, key)
+   );`,
 ];
 
 /** Opens (creating when missing) `netnsd.db` in dataDir, or an in-memory store for `:memory:`. */

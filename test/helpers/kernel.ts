@@ -49,9 +49,9 @@ export function sleepIn(name: string): ChildProcess {
 }
 
 /** Waits until `pred` holds (polling), or throws after `ms`. */
-export async function until(pred: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+export async function until(pred: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
   const end = Date.now() + ms;
-  while (!pred()) {
+  while (!(await pred())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }

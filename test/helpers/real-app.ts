@@ -32,8 +32,9 @@ export interface HttpAnswer {
   json(): any; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-export async function startRealApp(): Promise<RealApp> {
-  const dir = mkdtempSync(join(tmpdir(), 'netnsd-it-'));
+/** `dir`: use (and keep) this directory, to start again on the same store (a restart). */
+export async function startRealApp(o: { readonly dir?: string } = {}): Promise<RealApp> {
+  const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'netnsd-it-'));
   const tokensFile = join(dir, 'tokens.json');
   writeFileSync(
     tokensFile,
@@ -55,7 +56,7 @@ export async function startRealApp(): Promise<RealApp> {
     async close() {
       await Promise.allSettled([tcp.close(), unix.close()]);
       await services.close();
-      rmSync(dir, { recursive: true, force: true });
+      if (o.dir === undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES, statusOf, type ErrorCode } from '../../src/errors/codes.js';
-import { renderOpenApi } from '../../scripts/gen-openapi.js';
+import { renderEventsSchema, renderOpenApi } from '../../scripts/gen-openapi.js';
 import { buildTestApp } from '../helpers/test-app.js';
 
 const root = new URL('../../', import.meta.url);
@@ -12,6 +12,10 @@ describe('contracts', () => {
     expect(await renderOpenApi()).toBe(committed);
     const { app } = await buildTestApp();
     expect((await app.inject({ url: '/openapi.json' })).json()).toEqual(JSON.parse(committed));
+  });
+
+  it('has the committed openapi/events.schema.json, the JSON Schema of event messages', () => {
+    expect(renderEventsSchema()).toBe(readFileSync(new URL('openapi/events.schema.json', root), 'utf8'));
   });
 
   it('lists every error code in the README with its status, and no other', () => {

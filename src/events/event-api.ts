@@ -1,0 +1,244 @@
+/**
+ * GET /v1/events as a WebSocket or, with `Accept: text/event-stream`, as Server-Sent Events;
+ * POST /v1/events/tickets; GET /v1/events/status. Parameters are checked (schema, then the
+ * filter) before anything is upgraded or streamed, so a bad one is a 400 problem.
+ *
+ * Backpressure: a stream takes the next event from its subscription only while the socket has
+ * room (WebSocket: fewer than MAX_INFLIGHT sends not yet flushed; SSE: `write` did not return
+ * false), so a client that does not read makes its own queue overflow (gap or close), never
+ * netnsd's memory grow.
+ */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
+import { Value } from '@sinclair/typebox/value';
+import { canUseNamespace, type Principal } from '../auth/tokens.js';
+import { AppError } from '../errors/app-error.js';
+import { problemResponses } from '../http/problem.js';
+import type { LoggedEvent } from '../store/event-log.js';
+import type { Delivery, EventBus, Subscription } from './event-bus.js';
+import { parseFilter } from './event-filter.js';
+import { EventsQuerySchema, type EventsQuery, EventsStatusSchema, type EventsStatus, SubscribeMessageSchema, TicketSchema } from './event-schema.js';
+import type { TicketStore } from './tickets.js';
+
+export interface EventApiDeps {
+  readonly bus: EventBus;
+  readonly tickets: TicketStore;
+  readonly queueSize: number;
+  readonly heartbeatMs: number;
+  readonly monitorStatus: () => EventsStatus['monitor'];
+}
+
+/** Sends not yet flushed to the kernel, per WebSocket, before the stream stops taking events. */
+const MAX_INFLIGHT = 64;
+
+/** The wire form of a delivery (the log's fields in the documented order). */
+export function wire(d: Delivery): Record<string, unknown> {
+  if (d.type === 'gap') return { ...d };
+  const { seq, time, type, namespace, ...rest } = d as LoggedEvent;
+  return { seq, time, type, namespace, ...rest };
+}
+
+function sinceOf(req: FastifyRequest, q: EventsQuery): number | undefined {
+  if (q.since !== undefined) return q.since;
+  const h = req.headers['last-event-id'];
+  if (typeof h === 'string' && /^\d{1,15}$/.test(h)) return Number(h);
+  return undefined;
+}
+
+export function eventApi(d: EventApiDeps) {
+  return async function register(fastify: FastifyInstance): Promise<void> {
+    const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+    const tags = ['events'];
+
+    /** Checks everything a subscription needs; throws the 4xx a client gets before any upgrade. */
+    const prepare = (req: FastifyRequest, q: EventsQuery) => {
+      const filter = parseFilter(q);
+      const since = sinceOf(req, q);
+      if (since !== undefined && since > d.bus.log.lastSeq) {
+        throw new AppError('REQUEST_INVALID', `since ${since} is after the newest event (${d.bus.log.lastSeq})`, {
+          meta: { errors: [{ field: 'querystring.since', message: `must be at most ${d.bus.log.lastSeq}, the newest seq` }] },
+        });
+      }
+      if (d.bus.full) throw new AppError('EVENT_SUBSCRIBERS_LIMIT', 'The configured number of event subscribers is reached (events.maxSubscribers)');
+      return { filter, since, onOverflow: q.onOverflow ?? 'gap' };
+    };
+    const subscribe = (req: FastifyRequest, p: ReturnType<typeof prepare>, transport: 'websocket' | 'sse'): Subscription => {
+      const principal: Principal = req.principal;
+      return d.bus.subscribe({
+        filter: p.filter, since: p.since, onOverflow: p.onOverflow, queueSize: d.queueSize, actor: principal.name, transport,
+        visible: (ns) => canUseNamespace(principal, ns),
+      });
+    };
+
+    app.route({
+      method: 'GET',
+      url: '/v1/events',
+      config: { ticketAuth: true },
+      schema: {
+        tags,
+        summary: 'Subscribe to events (WebSocket, or SSE with Accept: text/event-stream)',
+        description:
+          'Every change on the machine as one ordered stream: see the README, "Events", for the wire format. A WebSocket client may send `{"op":"subscribe", ...}` to change its selection. SSE frames carry `id:` = seq and `event:` = type; `Last-Event-ID` resumes. Answers 200 with `text/event-stream` for SSE; without an upgrade or that Accept header, 406.',
+        querystring: EventsQuerySchema,
+        response: { ...problemResponses(406) },
+      },
+      // After validation and auth, before the upgrade: a bad filter or `since` is a 400 problem.
+      preHandler: async (req: FastifyRequest) => {
+        (req as FastifyRequest & { events?: ReturnType<typeof prepare> }).events = prepare(req, req.query as EventsQuery);
+      },
+      handler: async (req: FastifyRequest, reply: FastifyReply) => {
+        const accept = req.headers.accept ?? '';
+        if (!accept.includes('text/event-stream')) {
+          throw new AppError('NOT_ACCEPTABLE', 'GET /v1/events is a WebSocket (send an upgrade) or Server-Sent Events (send Accept: text/event-stream)');
+        }
+        const p = (req as FastifyRequest & { events?: ReturnType<typeof prepare> }).events!;
+        const sub = subscribe(req, p, 'sse');
+        reply.hijack();
+        const raw = reply.raw;
+        raw.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache',
+          connection: 'keep-alive',
+          'x-netnsd-seq': String(d.bus.log.lastSeq),
+          'x-request-id': req.id,
+        });
+        raw.write(': netnsd events\n\n');
+        const beat = setInterval(() => raw.write(': ping\n\n'), d.heartbeatMs);
+        let open = true;
+        const finish = (): void => {
+          if (!open) return;
+          open = false;
+          clearInterval(beat);
+          sub.close();
+          raw.end();
+        };
+        req.raw.on('close', finish);
+        raw.on('error', finish);
+        void (async () => {
+          while (open) {
+            const next = sub.take();
+            if (next === undefined) {
+              if (sub.closed) {
+                if (open) raw.write(`event: close\ndata: ${JSON.stringify({ type: 'close', code: sub.closed.code, reason: sub.closed.reason })}\n\n`);
+                finish();
+                return;
+              }
+              await sub.ready();
+              continue;
+            }
+            const frame = `${'seq' in next ? `id: ${next.seq}\n` : ''}event: ${next.type}\ndata: ${JSON.stringify(wire(next))}\n\n`;
+            if (!raw.write(frame)) await new Promise<void>((resolve) => raw.once('drain', resolve).once('close', resolve));
+          }
+        })();
+      },
+      wsHandler: (socket: WebSocket, req: FastifyRequest) => {
+        const p = (req as FastifyRequest & { events?: ReturnType<typeof prepare> }).events!;
+        const sub = subscribe(req, p, 'websocket');
+        let inflight = 0;
+        let roomWaiter: (() => void) | undefined;
+        let alive = true;
+        const room = (): void => {
+          inflight--;
+          const w = roomWaiter;
+          roomWaiter = undefined;
+          w?.();
+        };
+        const send = (msg: Record<string, unknown>): void => {
+          inflight++;
+          socket.send(JSON.stringify(msg), room);
+        };
+        const beat = setInterval(() => {
+          if (!alive) {
+            socket.terminate();
+            return;
+          }
+          alive = false;
+          socket.ping();
+        }, d.heartbeatMs);
+        socket.on('pong', () => {
+          alive = true;
+        });
+        socket.on('close', () => {
+          clearInterval(beat);
+          sub.close();
+          roomWaiter?.();
+        });
+        socket.on('message', (data, isBinary) => {
+          let msg: unknown;
+          try {
+            msg = JSON.parse(isBinary ? '' : String(data));
+          } catch {
+            send({ type: 'error', code: 'REQUEST_INVALID', detail: 'a message must be JSON: {"op":"subscribe", ...}' });
+            return;
+          }
+          if (!Value.Check(SubscribeMessageSchema, msg)) {
+            const first = [...Value.Errors(SubscribeMessageSchema, msg)][0];
+            send({ type: 'error', code: 'REQUEST_INVALID', detail: `a message must be {"op":"subscribe", types?, namespace?, link?, labelSelector?, since?}${first ? `: ${first.path || '/'} ${first.message}` : ''}` });
+            return;
+          }
+          try {
+            const { op: _op, since, ...fields } = msg;
+            const filter = parseFilter(fields);
+            if (since !== undefined && since > d.bus.log.lastSeq) throw new AppError('REQUEST_INVALID', `since ${since} is after the newest event (${d.bus.log.lastSeq})`);
+            sub.refilter(filter, since);
+            send({ type: 'subscribed', ...fields, ...(since === undefined ? {} : { since }), seq: d.bus.log.lastSeq });
+          } catch (e) {
+            send({ type: 'error', code: e instanceof AppError ? e.code : 'INTERNAL', detail: e instanceof Error ? e.message : String(e) });
+          }
+        });
+        void (async () => {
+          send({ type: 'subscribed', ...p.filter.input, ...(p.since === undefined ? {} : { since: p.since }), seq: d.bus.log.lastSeq });
+          while (socket.readyState === socket.OPEN) {
+            if (inflight >= MAX_INFLIGHT) {
+              await new Promise<void>((resolve) => {
+                roomWaiter = resolve;
+              });
+              continue;
+            }
+            const next = sub.take();
+            if (next === undefined) {
+              if (sub.closed) {
+                if (socket.readyState === socket.OPEN) socket.close(sub.closed.code, sub.closed.reason.slice(0, 120));
+                return;
+              }
+              await sub.ready();
+              continue;
+            }
+            send(wire(next));
+          }
+        })();
+      },
+    } as never);
+
+    app.post(
+      '/v1/events/tickets',
+      {
+        config: { auth: 'read', action: 'events.ticket' },
+        schema: {
+          tags,
+          summary: 'Get a single-use ticket for an event stream',
+          description: 'For browsers, which cannot set Authorization on a WebSocket or EventSource: pass the ticket as `?ticket=` to GET /v1/events within 30 s. It carries this token\'s scopes and namespaces, and works once.',
+          response: { 201: TicketSchema, ...problemResponses() },
+        },
+      },
+      async (req, reply) => reply.code(201).send(d.tickets.issue(req.principal)),
+    );
+
+    app.get(
+      '/v1/events/status',
+      {
+        config: { auth: 'admin' },
+        schema: { tags, summary: 'Event subscribers, the retained range, the monitor', response: { 200: EventsStatusSchema, ...problemResponses() } },
+      },
+      async () => ({
+        retained: { first: d.bus.log.firstSeq, last: d.bus.log.lastSeq },
+        subscribers: d.bus.subscribers.map((s) => ({
+          id: s.id, actor: s.actor, transport: s.transport, connectedAt: s.connectedAt, filter: { ...s.filter.input }, queueDepth: s.queueDepth,
+          delivered: s.delivered, dropped: s.dropped, gaps: s.gaps, replaying: s.replaying,
+        })),
+        monitor: d.monitorStatus(),
+      }),
+    );
+  };
+}

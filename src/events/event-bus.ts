@@ -1,0 +1,229 @@
+/**
+ * The event bus: sequenced events go into the log, then to every subscriber whose filter takes
+ * them. Each subscriber has a bounded queue; a subscriber that falls behind gets a `gap` marker
+ * naming the seqs it lost (or, with onOverflow=close, is closed), so memory stays bounded and
+ * nobody else waits for it.
+ *
+ * Resume without loss or duplicates: subscribing with `since` takes the log's last seq L at that
+ * moment (publishing is synchronous, so no event can slip in between); events after L reach the
+ * queue live, events in (since, L] are read from the log as the subscriber drains, page by page.
+ */
+import type { Labels } from '../labels.js';
+import type { EventLog, LoggedEvent, NewEvent } from '../store/event-log.js';
+import { type EventFilter, matches } from './event-filter.js';
+
+export interface Gap {
+  readonly type: 'gap';
+  readonly from: number;
+  readonly to: number;
+}
+
+export type Delivery = LoggedEvent | Gap;
+
+export type OverflowPolicy = 'gap' | 'close';
+
+export interface SubscribeOptions {
+  readonly filter: EventFilter;
+  readonly since?: number | undefined;
+  readonly onOverflow: OverflowPolicy;
+  readonly queueSize: number;
+  /** Who subscribes (token name) and how, for status. */
+  readonly actor: string;
+  readonly transport: 'websocket' | 'sse';
+  /** Namespaces the subscriber's token may see. */
+  readonly visible: (ns: string) => boolean;
+}
+
+const REPLAY_PAGE = 256;
+
+export class Subscription {
+  readonly id: number;
+  readonly actor: string;
+  readonly transport: 'websocket' | 'sse';
+  readonly connectedAt = new Date().toISOString();
+  filter: EventFilter;
+  delivered = 0;
+  dropped = 0;
+  gaps = 0;
+  /** Set when closed: why (for the transport's close frame). */
+  closed: { readonly code: number; readonly reason: string } | undefined;
+  private readonly queue: Delivery[] = [];
+  private replay: { after: number; until: number; gapFirst: Gap | undefined } | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    id: number,
+    private readonly bus: EventBus,
+    private readonly o: SubscribeOptions,
+  ) {
+    this.id = id;
+    this.actor = o.actor;
+    this.transport = o.transport;
+    this.filter = o.filter;
+  }
+
+  get queueDepth(): number {
+    return this.queue.length;
+  }
+
+  get replaying(): boolean {
+    return this.replay !== undefined;
+  }
+
+  /** Changes what the subscriber receives from now on (and replays from `since` when given). */
+  refilter(filter: EventFilter, since?: number): void {
+    this.filter = filter;
+    if (since !== undefined) this.startReplay(since);
+    this.notify();
+  }
+
+  /** The next delivery, or undefined when there is none yet (then `ready` resolves when there is). */
+  take(): Delivery | undefined {
+    if (this.closed) return undefined;
+    if (this.replay) {
+      const r = this.replay;
+      if (r.gapFirst) {
+        const g = r.gapFirst;
+        r.gapFirst = undefined;
+        return g;
+      }
+      while (r.after < r.until) {
+        const page = this.bus.log.read(r.after, r.until, REPLAY_PAGE);
+        if (page.length === 0) {
+          r.after = r.until;
+          break;
+        }
+        for (const e of page) {
+          r.after = e.seq;
+          if (this.accepts(e)) {
+            this.delivered++;
+            return e;
+          }
+        }
+      }
+      this.replay = undefined;
+    }
+    const next = this.queue.shift();
+    if (next !== undefined) this.delivered++;
+    return next;
+  }
+
+  /** Resolves when take() may have something (or the subscription closed). */
+  ready(): Promise<void> {
+    if (this.closed || this.replay || this.queue.length > 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.wake = resolve;
+    });
+  }
+
+  close(code = 1000, reason = 'closed'): void {
+    if (this.closed) return;
+    this.closed = { code, reason };
+    this.queue.length = 0;
+    this.bus.remove(this);
+    this.notify();
+  }
+
+  /** Called by the bus for every published event. */
+  offer(e: LoggedEvent): void {
+    if (this.closed || !this.accepts(e)) return;
+    if (this.queue.length >= this.o.queueSize) {
+      this.dropped++;
+      if (this.o.onOverflow === 'close') {
+        this.close(4008, `queue overflow: more than ${this.o.queueSize} events waiting`);
+        return;
+      }
+      const tail = this.queue[this.queue.length - 1];
+      if (tail?.type === 'gap') this.queue[this.queue.length - 1] = { type: 'gap', from: (tail as Gap).from, to: e.seq } satisfies Gap;
+      else {
+        this.gaps++;
+        this.queue.push({ type: 'gap', from: e.seq, to: e.seq } satisfies Gap);
+      }
+      return;
+    }
+    this.queue.push(e);
+    this.notify();
+  }
+
+  startReplay(since: number): void {
+    const until = this.bus.log.lastSeq;
+    const first = this.bus.log.firstSeq;
+    const gapFirst: Gap | undefined = since + 1 < first ? { type: 'gap', from: since + 1, to: Math.min(first - 1, until) } : undefined;
+    if (gapFirst) this.gaps++;
+    this.replay = { after: Math.max(since, first - 1), until, gapFirst };
+  }
+
+  private accepts(e: LoggedEvent): boolean {
+    return matches(this.filter, e, this.o.visible, this.bus.labelsOf);
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+}
+
+export interface EventBusOptions {
+  readonly log: EventLog;
+  /** The labels of a namespace (for labelSelector). */
+  readonly labelsOf: (ns: string) => Labels;
+  readonly maxSubscribers: number;
+}
+
+export class EventBus {
+  readonly log: EventLog;
+  readonly labelsOf: (ns: string) => Labels;
+  private readonly subs = new Map<number, Subscription>();
+  private nextId = 1;
+  private readonly maxSubscribers: number;
+  private readonly listeners = new Set<(e: LoggedEvent) => void>();
+  /** resync events published since start. */
+  resyncs = 0;
+
+  constructor(o: EventBusOptions) {
+    this.log = o.log;
+    this.labelsOf = o.labelsOf;
+    this.maxSubscribers = o.maxSubscribers;
+  }
+
+  get subscribers(): readonly Subscription[] {
+    return [...this.subs.values()];
+  }
+
+  get full(): boolean {
+    return this.subs.size >= this.maxSubscribers;
+  }
+
+  /** Logs the events (assigning seq and time) and hands them to every subscriber. */
+  publish(events: readonly NewEvent[]): LoggedEvent[] {
+    const logged = this.log.append(events);
+    for (const e of logged) {
+      if (e.type === 'resync') this.resyncs++;
+      for (const s of this.subs.values()) s.offer(e);
+      for (const l of this.listeners) l(e);
+    }
+    return logged;
+  }
+
+  /** Calls `l` with every event published from now on (in-process consumers: alerts, tests). */
+  onEvent(l: (e: LoggedEvent) => void): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  subscribe(o: SubscribeOptions): Subscription {
+    const s = new Subscription(this.nextId++, this, o);
+    if (o.since !== undefined) s.startReplay(o.since);
+    this.subs.set(s.id, s);
+    return s;
+  }
+
+  remove(s: Subscription): void {
+    this.subs.delete(s.id);
+  }
+
+  closeAll(code: number, reason: string): void {
+    for (const s of [...this.subs.values()]) s.close(code, reason);
+  }
+}

@@ -1,0 +1,185 @@
+import { describe, expect, it } from 'vitest';
+import { openDb } from '../../src/store/db.js';
+import { EventLog, type NewEvent } from '../../src/store/event-log.js';
+import { EventBus, type Delivery, type SubscribeOptions } from '../../src/events/event-bus.js';
+import { parseFilter, matches } from '../../src/events/event-filter.js';
+import { TicketStore } from '../../src/events/tickets.js';
+import { UNIX_PRINCIPAL } from '../../src/auth/tokens.js';
+
+const ev = (type: string, namespace: string | null, object: unknown = {}): NewEvent => ({ type, namespace, object });
+const link = (ns: string, name: string) => ev('link.added', ns, { name });
+
+function bus(o: { retentionCount?: number; memoryCount?: number; labels?: Record<string, Record<string, string>> } = {}) {
+  const db = openDb(':memory:');
+  const log = new EventLog(db, { retentionCount: o.retentionCount ?? 1000, retentionAgeMs: 86_400_000, ...(o.memoryCount ? { memoryCount: o.memoryCount } : {}) });
+  return { db, log, bus: new EventBus({ log, labelsOf: (ns) => o.labels?.[ns] ?? {}, maxSubscribers: 3 }) };
+}
+
+const sub = (b: EventBus, o: Partial<SubscribeOptions> = {}) =>
+  b.subscribe({ filter: parseFilter({}), onOverflow: 'gap', queueSize: 100, actor: 't', transport: 'websocket', visible: () => true, ...o });
+
+function drain(s: { take(): Delivery | undefined }): Delivery[] {
+  const out: Delivery[] = [];
+  for (let d = s.take(); d !== undefined; d = s.take()) out.push(d);
+  return out;
+}
+const seqs = (ds: Delivery[]) => ds.map((d) => ('seq' in d ? d.seq : `gap ${d.from}-${d.to}`));
+
+describe('the event log', () => {
+  it('assigns growing seqs and keeps them across a reopen, never reusing one after pruning', () => {
+    const dir = `/tmp/netnsd-evlog-${process.pid}-${Date.now()}`;
+    const first = new EventLog(openDb(dir), { retentionCount: 2, retentionAgeMs: 86_400_000 });
+    expect(first.append([link('a', 'x'), link('a', 'y'), link('a', 'z')]).map((e) => e.seq)).toEqual([1, 2, 3]);
+    first.prune();
+    expect([first.firstSeq, first.lastSeq]).toEqual([2, 3]);
+    const again = new EventLog(openDb(dir), { retentionCount: 2, retentionAgeMs: 86_400_000 });
+    expect([again.firstSeq, again.lastSeq]).toEqual([2, 3]);
+    expect(again.append([link('a', 'w')])[0]?.seq).toBe(4);
+    expect(again.read(0, 4, 10).map((e) => [e.seq, e.type, e.namespace, (e.object as { name: string }).name])).toEqual([[2, 'link.added', 'a', 'y'], [3, 'link.added', 'a', 'z'], [4, 'link.added', 'a', 'w']]);
+  });
+
+  it('prunes by age', () => {
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const log = new EventLog(openDb(':memory:'), { retentionCount: 100, retentionAgeMs: 60_000, now: () => now });
+    log.append([link('a', 'old')]);
+    now += 120_000;
+    log.append([link('a', 'new')]);
+    log.prune();
+    expect(log.read(0, 10, 10).map((e) => e.seq)).toEqual([2]);
+  });
+
+  it('reads the same from memory and from disk', () => {
+    const { log } = bus({ memoryCount: 3 });
+    log.append(Array.from({ length: 10 }, (_, i) => link('a', `l${i}`)));
+    expect(log.read(0, 10, 100).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(log.read(8, 10, 100).map((e) => e.seq)).toEqual([9, 10]);
+    expect(log.read(2, 5, 2).map((e) => e.seq)).toEqual([3, 4]);
+  });
+});
+
+describe('event filters', () => {
+  it.each([
+    ['link.*', 'link.changed', true], ['link.*', 'address.added', false], ['address.added,route.*', 'route.removed', true],
+    ['*', 'neighbor.changed', true], ['namespace.*', 'namespace.removed', true],
+  ])('types=%s %s -> %s', (types, type, ok) => {
+    expect(matches(parseFilter({ types }), { type, namespace: 'a' }, () => true, () => ({}))).toBe(ok);
+  });
+
+  it('answers 400 for an unknown type or a bad glob, naming the field', () => {
+    expect(() => parseFilter({ types: 'link.*,bogus' })).toThrow(expect.objectContaining({ code: 'REQUEST_INVALID', meta: { errors: [expect.objectContaining({ field: 'querystring.types' })] } }));
+    expect(() => parseFilter({ types: 'traffic' })).toThrow(/matches no event type/);
+    expect(() => parseFilter({ namespace: 'a/b' })).toThrow(expect.objectContaining({ code: 'REQUEST_INVALID' }));
+    expect(() => parseFilter({ labelSelector: '=x' })).toThrow(expect.objectContaining({ code: 'REQUEST_INVALID' }));
+  });
+
+  it('selects by namespace glob, link glob, labels and what the token may see', () => {
+    const f = parseFilter({ namespace: 'lab-*', link: 'veth?' });
+    const m = (e: Parameters<typeof matches>[1], visible = () => true) => matches(f, e, visible, (ns): Record<string, string> => (ns === 'lab-1' ? { team: 'x' } : {}));
+    expect(m({ type: 'link.added', namespace: 'lab-1', object: { name: 'veth0' } })).toBe(true);
+    expect(m({ type: 'link.added', namespace: 'lab-1', object: { name: 'veth10' } })).toBe(false);
+    expect(m({ type: 'address.added', namespace: 'lab-1', object: { link: 'veth1' } })).toBe(true);
+    expect(m({ type: 'route.added', namespace: 'lab-1', object: { dev: 'veth2' } })).toBe(true);
+    expect(m({ type: 'namespace.added', namespace: 'lab-1', object: {} })).toBe(false); // about no link
+    expect(m({ type: 'link.added', namespace: 'prod', object: { name: 'veth0' } })).toBe(false);
+    expect(m({ type: 'link.added', namespace: 'lab-1', object: { name: 'veth0' } }, () => false)).toBe(false);
+    const byLabel = parseFilter({ labelSelector: 'team=x' });
+    expect(matches(byLabel, { type: 'namespace.added', namespace: 'lab-1' }, () => true, (ns): Record<string, string> => (ns === 'lab-1' ? { team: 'x' } : {}))).toBe(true);
+    expect(matches(byLabel, { type: 'namespace.added', namespace: 'lab-2' }, () => true, () => ({}))).toBe(false);
+  });
+
+  it('delivers a resync when any namespace it names passes', () => {
+    const f = parseFilter({ namespace: 'b' });
+    expect(matches(f, { type: 'resync', namespace: null, namespaces: ['a', 'b'] }, () => true, () => ({}))).toBe(true);
+    expect(matches(f, { type: 'resync', namespace: null, namespaces: ['a'] }, () => true, () => ({}))).toBe(false);
+  });
+});
+
+describe('the event bus', () => {
+  it('delivers live events in order to each subscriber whose filter takes them', () => {
+    const { bus: b } = bus();
+    const all = sub(b);
+    const links = sub(b, { filter: parseFilter({ types: 'link.*', namespace: 'a' }) });
+    b.publish([link('a', 'x'), ev('address.added', 'a', { link: 'x' }), link('b', 'y')]);
+    expect(seqs(drain(all))).toEqual([1, 2, 3]);
+    expect(seqs(drain(links))).toEqual([1]);
+  });
+
+  it('replays from since, then goes on live, with nothing lost or repeated', () => {
+    const { bus: b } = bus();
+    b.publish([link('a', '1'), link('a', '2'), link('a', '3')]);
+    const s = sub(b, { since: 1 });
+    b.publish([link('a', '4')]); // while the replay has not begun
+    expect(seqs(drain(s))).toEqual([2, 3, 4]);
+    b.publish([link('a', '5')]);
+    expect(seqs(drain(s))).toEqual([5]);
+  });
+
+  it('sends a gap first when since is older than what is retained', () => {
+    const { bus: b, log } = bus({ retentionCount: 2 });
+    b.publish([link('a', '1'), link('a', '2'), link('a', '3'), link('a', '4')]);
+    log.prune();
+    const s = sub(b, { since: 0 });
+    expect(drain(s).map((d) => ('seq' in d ? d.seq : d))).toEqual([{ type: 'gap', from: 1, to: 2 }, 3, 4]);
+  });
+
+  it('gives a slow subscriber one gap naming what it lost, bounded memory, others unaffected', () => {
+    const { bus: b } = bus();
+    const slow = sub(b, { queueSize: 3 });
+    const fast = sub(b, { queueSize: 1000 });
+    b.publish(Array.from({ length: 10 }, (_, i) => link('a', `l${i}`)));
+    expect(slow.queueDepth).toBe(4);
+    expect(seqs(drain(slow))).toEqual([1, 2, 3, 'gap 4-10']);
+    expect([slow.dropped, slow.gaps]).toEqual([7, 1]);
+    expect(seqs(drain(fast))).toHaveLength(10);
+    b.publish([link('a', 'after')]);
+    expect(seqs(drain(slow))).toEqual([11]);
+  });
+
+  it('closes a slow subscriber with 4008 when it asked for onOverflow=close', () => {
+    const { bus: b } = bus();
+    const s = sub(b, { queueSize: 2, onOverflow: 'close' });
+    b.publish([link('a', '1'), link('a', '2'), link('a', '3')]);
+    expect(s.closed).toEqual({ code: 4008, reason: expect.stringMatching(/overflow/) });
+    expect(b.subscribers).not.toContain(s);
+  });
+
+  it('changes a subscription\'s filter, replaying from since when given', () => {
+    const { bus: b } = bus();
+    const s = sub(b, { filter: parseFilter({ types: 'address.*' }) });
+    b.publish([link('a', '1')]);
+    expect(drain(s)).toEqual([]);
+    s.refilter(parseFilter({ types: 'link.*' }), 0);
+    expect(seqs(drain(s))).toEqual([1]);
+  });
+
+  it('wakes a waiting reader when an event arrives', async () => {
+    const { bus: b } = bus();
+    const s = sub(b);
+    const ready = s.ready();
+    b.publish([link('a', '1')]);
+    await ready;
+    expect(seqs(drain(s))).toEqual([1]);
+  });
+
+  it('reports when the subscriber limit is reached', () => {
+    const { bus: b } = bus();
+    sub(b);
+    sub(b);
+    expect(b.full).toBe(false);
+    sub(b);
+    expect(b.full).toBe(true);
+  });
+});
+
+describe('tickets', () => {
+  it('work once, within 30 s', () => {
+    let now = 0;
+    const t = new TicketStore(() => now);
+    const a = t.issue(UNIX_PRINCIPAL);
+    expect(t.redeem(a.ticket)).toBe(UNIX_PRINCIPAL);
+    expect(() => t.redeem(a.ticket)).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }));
+    const b = t.issue(UNIX_PRINCIPAL);
+    now += 30_001;
+    expect(() => t.redeem(b.ticket)).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }));
+  });
+});
