@@ -282,7 +282,7 @@ static void call_back(struct watch *w, napi_value err, napi_value datagrams, int
   napi_env env = w->env;
   napi_value cb, recv, args[3], ret;
   napi_get_reference_value(env, w->callback, &cb);
-  napi_get_undefined(env, &recv);
+  napi_get_global(env, &recv);  // napi_make_callback wants an object as `this`
   args[0] = err;
   args[1] = datagrams;
   napi_get_boolean(env, overflow, &args[2]);
@@ -380,9 +380,10 @@ static napi_value nl_watch(napi_env env, napi_callback_info info) {
   if (rc < 0) { free(w); return nl_throw(env, "uv_poll_init", -rc); }
   w->poll.data = w;
   napi_create_reference(env, argv[1], 1, &w->callback);
-  napi_value name;
+  napi_value name, resource;
   napi_create_string_utf8(env, "netnsd:netlink", NAPI_AUTO_LENGTH, &name);
-  napi_async_init(env, NULL, name, &w->ctx);
+  napi_create_object(env, &resource);
+  napi_async_init(env, resource, name, &w->ctx);
   w->next = watches;
   watches = w;
   rc = uv_poll_start(&w->poll, UV_READABLE, on_readable);
