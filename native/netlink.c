@@ -307,8 +307,19 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   uint32_t count = 0;
   int overflow = 0, fatal = 0;
   if (status < 0) {
-    fatal = -status;
-  } else {
+    // libuv reports EPOLLERR as UV_EBADF and stops the handle. On a netlink socket that error
+    // is usually sk_err = ENOBUFS (an overflow): take it (SO_ERROR clears it), re-arm, read on.
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == ENOBUFS &&
+        uv_poll_start(&w->poll, UV_READABLE, on_readable) == 0) {
+      overflow = 1;
+      status = 0;
+    } else {
+      fatal = soerr ? soerr : -status;
+    }
+  }
+  if (status == 0) {
     for (int i = 0; i < NL_MAX_PER_WAKEUP; i++) {
       napi_value buf;
       unsigned char *data;
