@@ -145,7 +145,16 @@ export class NetlinkNamespace {
   /** The routes of one family in one table or in all: parseRoutes of `ip -j -4|-6 route show table T`. */
   dumpRoutes(family: 4 | 6, table: number | 'all'): KernelRoute[] {
     const names = this.linkNames();
-    return this.dump((s) => M.routeDumpRequest(s, family, table)).flatMap((m) => routeOf(m, names, { family, table }, this.names) ?? []);
+    let msgs: NlMessage[];
+    try {
+      msgs = this.dump((s) => M.routeDumpRequest(s, family, table));
+    } catch (e) {
+      // A table that has no route of this family does not exist (`FIB table does not exist`,
+      // ENOENT, kernel 6.18): it is empty, as the ip-based route.list treats it.
+      if (table !== 'all' && e instanceof NetlinkError && e.code === 'ENOENT') return [];
+      throw e;
+    }
+    return msgs.flatMap((m) => routeOf(m, names, { family, table }, this.names) ?? []);
   }
 
   /** The policy rules of one family in the kernel's order: parseRules of `ip -j -4|-6 rule show`. */

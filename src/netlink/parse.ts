@@ -129,8 +129,12 @@ export function dumpMessages(datagrams: readonly Buffer[]): NlMessage[] {
     for (const m of splitDatagram(d)) {
       if (m.type === M.NLMSG_DONE) {
         // NLMSG_DONE carries the dump's final status (0, or -errno when it failed half-way).
+        // With NLM_F_ACK_TLVS the extended ack (the kernel's text) follows it.
         const status = m.payload.length >= 4 ? -m.payload.readInt32LE(0) : 0;
-        if (status > 0) throw new NetlinkError(`netlink dump failed: ${errnoName(status)}`, errnoName(status), status);
+        if (status > 0) {
+          const text = m.flags & M.NLM_F_ACK_TLVS ? parseAttrs(m.payload, 4).get(M.NLMSGERR_ATTR_MSG) : undefined;
+          throw new NetlinkError(`netlink dump failed: ${text ? cString(text) : errnoName(status)}`, errnoName(status), status);
+        }
         return out;
       }
       if (m.type === M.NLMSG_ERROR) {
