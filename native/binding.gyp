@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "netns",
-      "sources": ["netns.c"],
+      "sources": ["netns.c", "netlink.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]

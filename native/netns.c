@@ -25,6 +25,8 @@
 #include <linux/rtnetlink.h>
 #include <node_api.h>
 
+#include "netlink.h"
+
 #define NN_MAX_PATH 4096
 
 static napi_value throw_errno(napi_env env, const char *what, int err) {
@@ -373,7 +375,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"sysctls", NULL, sysctls, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
-  return exports;
+  return netlink_init(env, exports);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,447 @@
+// netnsd native helper, part 2: rtnetlink sockets inside a namespace. Sockets and bytes only:
+// requests are built and replies parsed in TypeScript (src/netlink/); this file opens sockets,
+// sends, receives whole datagrams, and watches event sockets from the libuv loop.
+//
+// Safety: as in netns.c, a socket is created on a short-lived pthread that setns()es into the
+// namespace first, so the Node threads never leave the daemon's namespace. A netlink socket
+// belongs for good to the namespace it was created in (sock_net is fixed at creation), so once
+// created it can be used, bound and read from any thread.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <node_api.h>
+#include <uv.h>
+
+#include "netlink.h"
+
+#define NL_MAX_PATH 4096
+#define NL_MAX_GROUPS 64
+// Events may come in bursts (a namespace deleted with 1000 routes): a large receive buffer makes
+// an overflow (ENOBUFS, events lost, resync needed) rare. SO_RCVBUFFORCE ignores rmem_max (root).
+#define NL_DEFAULT_RCVBUF (8 * 1024 * 1024)
+// Datagrams read per wakeup of an event socket, so one flood cannot starve the loop; the poll is
+// level-triggered and fires again for the rest.
+#define NL_MAX_PER_WAKEUP 1024
+
+#ifndef NETLINK_EXT_ACK
+#define NETLINK_EXT_ACK 11
+#endif
+#ifndef NETLINK_GET_STRICT_CHK
+#define NETLINK_GET_STRICT_CHK 12
+#endif
+
+static napi_value nl_throw(napi_env env, const char *what, int err) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_value code, message, error, errnum;
+  napi_create_string_utf8(env, strerrorname_np(err) ? strerrorname_np(err) : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &error);
+  napi_create_int32(env, err, &errnum);
+  napi_set_named_property(env, error, "errno", errnum);
+  napi_throw(env, error);
+  return NULL;
+}
+
+// ---- nlOpen: a socket created inside the namespace ----
+
+struct open_job {
+  const char *path;
+  int groups[NL_MAX_GROUPS];
+  int ngroups;
+  int rcvbuf;  // bytes; 0 = NL_DEFAULT_RCVBUF
+  int fd;
+  int err;
+  const char *what;
+};
+
+static void *open_thread(void *arg) {
+  struct open_job *job = arg;
+  int nsfd = open(job->path, O_RDONLY | O_CLOEXEC);
+  if (nsfd < 0) { job->err = errno; job->what = "open namespace"; return NULL; }
+  if (setns(nsfd, CLONE_NEWNET) < 0) { job->err = errno; job->what = "setns"; close(nsfd); return NULL; }
+  close(nsfd);
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+  if (fd < 0) { job->err = errno; job->what = "netlink socket"; return NULL; }
+  int size = job->rcvbuf > 0 ? job->rcvbuf : NL_DEFAULT_RCVBUF;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);  // not root: capped by rmem_max
+  int one = 1;
+  // Both exist since Linux 4.12 / 4.20; without them dumps still work (unfiltered, terse errors).
+  setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
+  setsockopt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one);
+  struct sockaddr_nl local = {.nl_family = AF_NETLINK};  // nl_pid 0: the kernel picks a port id
+  if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) {
+    job->err = errno; job->what = "bind netlink"; close(fd); return NULL;
+  }
+  for (int i = 0; i < job->ngroups; i++) {
+    if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &job->groups[i], sizeof job->groups[i]) < 0) {
+      job->err = errno; job->what = "NETLINK_ADD_MEMBERSHIP"; close(fd); return NULL;
+    }
+  }
+  job->fd = fd;
+  return NULL;
+}
+
+/** nlOpen(nsPath, groups, rcvbuf?): a NETLINK_ROUTE socket inside the namespace; returns the fd. */
+static napi_value nl_open(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  char path[NL_MAX_PATH];
+  size_t len = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len == 0 || len >= sizeof path - 1)
+    return nl_throw(env, "nlOpen(nsPath, groups, rcvbuf?)", EINVAL);
+  struct open_job job;
+  memset(&job, 0, sizeof job);
+  job.path = path;
+  job.fd = -1;
+  uint32_t n = 0;
+  if (napi_get_array_length(env, argv[1], &n) != napi_ok || n > NL_MAX_GROUPS) return nl_throw(env, "nlOpen groups", EINVAL);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    int32_t g = 0;
+    if (napi_get_element(env, argv[1], i, &v) != napi_ok || napi_get_value_int32(env, v, &g) != napi_ok || g <= 0 || g > 1024)
+      return nl_throw(env, "nlOpen group", EINVAL);
+    job.groups[i] = g;
+  }
+  job.ngroups = (int)n;
+  if (argc >= 3) {
+    napi_valuetype t;
+    napi_typeof(env, argv[2], &t);
+    if (t == napi_number && (napi_get_value_int32(env, argv[2], &job.rcvbuf) != napi_ok || job.rcvbuf < 0))
+      return nl_throw(env, "nlOpen rcvbuf", EINVAL);
+  }
+  pthread_t t;
+  int rc = pthread_create(&t, NULL, open_thread, &job);
+  if (rc != 0) return nl_throw(env, "pthread_create", rc);
+  pthread_join(t, NULL);
+  if (job.fd < 0) return nl_throw(env, job.what, job.err);
+  napi_value result;
+  napi_create_int32(env, job.fd, &result);
+  return result;
+}
+
+// ---- receiving one whole datagram ----
+
+// Receives the next datagram into a new Buffer of exactly its size (MSG_PEEK|MSG_TRUNC tells the
+// size first, so no message is ever cut short). Returns 0, or -errno (-EAGAIN: none pending).
+static int recv_datagram(napi_env env, int fd, napi_value *out, unsigned char **data, size_t *size) {
+  ssize_t n;
+  do n = recv(fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+  if (n < 0) return -errno;
+  void *mem = NULL;
+  if (napi_create_buffer(env, (size_t)n, &mem, out) != napi_ok) return -ENOMEM;
+  ssize_t m;
+  do m = recv(fd, mem, (size_t)n, MSG_DONTWAIT); while (m < 0 && errno == EINTR);
+  if (m < 0) return -errno;
+  *data = mem;
+  *size = (size_t)m;
+  return 0;
+}
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+// ---- nlDump: one request, every reply datagram up to NLMSG_DONE / NLMSG_ERROR ----
+
+static int dump_on(napi_env env, int fd, const unsigned char *req, size_t reqlen, int timeout_ms, napi_value result, int *interrupted) {
+  if (reqlen < sizeof(struct nlmsghdr)) return -EINVAL;
+  struct nlmsghdr hdr;
+  memcpy(&hdr, req, sizeof hdr);
+  // Replies to an earlier dump that timed out would be taken for this one's: drop them.
+  unsigned char scratch[64];
+  while (recv(fd, scratch, sizeof scratch, MSG_DONTWAIT | MSG_TRUNC) >= 0) {}
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  ssize_t s;
+  do s = sendto(fd, req, reqlen, 0, (struct sockaddr *)&kernel, sizeof kernel); while (s < 0 && errno == EINTR);
+  if (s < 0) return -errno;
+  long long deadline = now_ms() + timeout_ms;
+  uint32_t count = 0;
+  for (;;) {
+    napi_value buf;
+    unsigned char *data = NULL;
+    size_t size = 0;
+    int rc = recv_datagram(env, fd, &buf, &data, &size);
+    if (rc == -EAGAIN || rc == -EWOULDBLOCK) {
+      long long left = deadline - now_ms();
+      if (left <= 0) return -ETIMEDOUT;
+      struct pollfd p = {.fd = fd, .events = POLLIN};
+      int pr = poll(&p, 1, (int)left);
+      if (pr < 0 && errno != EINTR) return -errno;
+      continue;
+    }
+    if (rc < 0) return rc;
+    int done = 0, ours = 0;
+    // Walk the headers only: to know where the dump ends and whether it was interrupted.
+    size_t off = 0;
+    while (off + sizeof(struct nlmsghdr) <= size) {
+      struct nlmsghdr h;
+      memcpy(&h, data + off, sizeof h);
+      if (h.nlmsg_len < sizeof h || off + h.nlmsg_len > size) break;
+      if (h.nlmsg_seq == hdr.nlmsg_seq) {
+        ours = 1;
+        if (h.nlmsg_flags & NLM_F_DUMP_INTR) *interrupted = 1;
+        if (h.nlmsg_type == NLMSG_DONE || h.nlmsg_type == NLMSG_ERROR) done = 1;
+      }
+      off += NLMSG_ALIGN(h.nlmsg_len);
+    }
+    if (ours) napi_set_element(env, result, count++, buf);
+    if (done) return 0;
+  }
+}
+
+/**
+ * nlDump(fdOrNsPath, request, timeoutMs?): sends one request and returns
+ * { datagrams: Buffer[], interrupted: boolean }. `interrupted` is NLM_F_DUMP_INTR: the kernel's
+ * tables changed during the dump, which may then be inconsistent (retry it).
+ */
+static napi_value nl_dump(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) return nl_throw(env, "nlDump(fd, request, timeoutMs?)", EINVAL);
+  bool isbuf = false;
+  napi_is_buffer(env, argv[1], &isbuf);
+  if (!isbuf) return nl_throw(env, "nlDump request", EINVAL);
+  void *req = NULL;
+  size_t reqlen = 0;
+  napi_get_buffer_info(env, argv[1], &req, &reqlen);
+  int32_t timeout = 5000;
+  if (argc >= 3) {
+    napi_valuetype t;
+    napi_typeof(env, argv[2], &t);
+    if (t == napi_number) napi_get_value_int32(env, argv[2], &timeout);
+    if (timeout <= 0) timeout = 5000;
+  }
+  napi_valuetype t0;
+  napi_typeof(env, argv[0], &t0);
+  int fd = -1, owned = 0;
+  if (t0 == napi_number) {
+    napi_get_value_int32(env, argv[0], &fd);
+  } else if (t0 == napi_string) {
+    struct open_job job;
+    memset(&job, 0, sizeof job);
+    char path[NL_MAX_PATH];
+    size_t len = 0;
+    napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len);
+    if (len == 0 || len >= sizeof path - 1) return nl_throw(env, "nlDump nsPath", EINVAL);
+    job.path = path;
+    job.fd = -1;
+    job.rcvbuf = 1024 * 1024;
+    pthread_t th;
+    int rc = pthread_create(&th, NULL, open_thread, &job);
+    if (rc != 0) return nl_throw(env, "pthread_create", rc);
+    pthread_join(th, NULL);
+    if (job.fd < 0) return nl_throw(env, job.what, job.err);
+    fd = job.fd;
+    owned = 1;
+  }
+  if (fd < 0) return nl_throw(env, "nlDump fd", EBADF);
+  napi_value datagrams, result, intr;
+  napi_create_array(env, &datagrams);
+  int interrupted = 0;
+  int rc = dump_on(env, fd, req, reqlen, timeout, datagrams, &interrupted);
+  if (owned) close(fd);
+  if (rc < 0) return nl_throw(env, rc == -ETIMEDOUT ? "netlink dump timed out" : "netlink dump", -rc);
+  napi_create_object(env, &result);
+  napi_set_named_property(env, result, "datagrams", datagrams);
+  napi_get_boolean(env, interrupted, &intr);
+  napi_set_named_property(env, result, "interrupted", intr);
+  return result;
+}
+
+// ---- nlWatch / nlClose: event sockets read from the libuv loop ----
+
+struct watch {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;
+  napi_async_context ctx;
+  int fd;
+  int closing;
+  struct watch *next;
+};
+
+static struct watch *watches = NULL;  // only touched on the loop thread of their env
+
+static void call_back(struct watch *w, napi_value err, napi_value datagrams, int overflow) {
+  napi_env env = w->env;
+  napi_value cb, recv, args[3], ret;
+  napi_get_reference_value(env, w->callback, &cb);
+  napi_get_global(env, &recv);  // napi_make_callback wants an object as `this`
+  args[0] = err;
+  args[1] = datagrams;
+  napi_get_boolean(env, overflow, &args[2]);
+  if (napi_make_callback(env, w->ctx, recv, cb, 3, args, &ret) == napi_pending_exception) {
+    // A throwing listener must not vanish silently: hand it to process 'uncaughtException'.
+    napi_value exc;
+    if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
+  }
+}
+
+static void stop_watch(struct watch *w);
+
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  struct watch *w = handle->data;
+  if (w->closing) return;
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value nul, list;
+  napi_get_null(env, &nul);
+  napi_create_array(env, &list);
+  uint32_t count = 0;
+  int overflow = 0, fatal = 0;
+  if (status < 0) {
+    // libuv reports EPOLLERR as UV_EBADF and stops the handle. On a netlink socket that error
+    // is usually sk_err = ENOBUFS (an overflow): take it (SO_ERROR clears it), re-arm, read on.
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == ENOBUFS &&
+        uv_poll_start(&w->poll, UV_READABLE, on_readable) == 0) {
+      overflow = 1;
+      status = 0;
+    } else {
+      fatal = soerr ? soerr : -status;
+    }
+  }
+  if (status == 0) {
+    for (int i = 0; i < NL_MAX_PER_WAKEUP; i++) {
+      napi_value buf;
+      unsigned char *data;
+      size_t size;
+      int rc = recv_datagram(env, w->fd, &buf, &data, &size);
+      if (rc == -EAGAIN || rc == -EWOULDBLOCK) break;
+      // ENOBUFS: the receive queue overflowed and the kernel dropped events. The socket goes on
+      // working; the caller must resync from a dump.
+      if (rc == -ENOBUFS) { overflow = 1; continue; }
+      if (rc < 0) { fatal = -rc; break; }
+      napi_set_element(env, list, count++, buf);
+    }
+  }
+  if (count > 0 || overflow) call_back(w, nul, list, overflow);
+  if (fatal && !w->closing) {
+    napi_value code, message, error, empty;
+    napi_create_string_utf8(env, strerrorname_np(fatal) ? strerrorname_np(fatal) : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, "netlink event socket failed", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, code, message, &error);
+    napi_create_array(env, &empty);
+    call_back(w, error, empty, 0);
+    stop_watch(w);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void on_closed(uv_handle_t *handle) { free(handle->data); }
+
+// Stops polling (the fd stays open). The JS references go at once, while the env is surely alive
+// (this may run from its cleanup hook); the struct is freed once libuv has closed the handle.
+static void stop_watch(struct watch *w) {
+  if (w->closing) return;
+  w->closing = 1;
+  uv_poll_stop(&w->poll);
+  napi_delete_reference(w->env, w->callback);
+  napi_async_destroy(w->env, w->ctx);
+  for (struct watch **p = &watches; *p; p = &(*p)->next)
+    if (*p == w) { *p = w->next; break; }
+  uv_close((uv_handle_t *)&w->poll, on_closed);
+}
+
+static struct watch *find_watch(napi_env env, int fd) {
+  for (struct watch *w = watches; w; w = w->next)
+    if (w->fd == fd && w->env == env) return w;
+  return NULL;
+}
+
+/**
+ * nlWatch(fd, callback): calls callback(err, datagrams, overflow) from the event loop whenever the
+ * socket has datagrams (every pending one, as Buffers) or overflowed (overflow = true: events were
+ * lost). After an error (err set) the socket is no longer watched.
+ */
+static napi_value nl_watch(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd = -1;
+  napi_valuetype t = napi_undefined;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 || napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function)
+    return nl_throw(env, "nlWatch(fd, callback)", EINVAL);
+  if (find_watch(env, fd)) return nl_throw(env, "nlWatch: already watched", EBUSY);
+  uv_loop_t *loop = NULL;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return nl_throw(env, "nlWatch: no loop", EINVAL);
+  struct watch *w = calloc(1, sizeof *w);
+  if (!w) return nl_throw(env, "calloc", ENOMEM);
+  w->env = env;
+  w->fd = fd;
+  int rc = uv_poll_init(loop, &w->poll, fd);
+  if (rc < 0) { free(w); return nl_throw(env, "uv_poll_init", -rc); }
+  w->poll.data = w;
+  napi_create_reference(env, argv[1], 1, &w->callback);
+  napi_value name, resource;
+  napi_create_string_utf8(env, "netnsd:netlink", NAPI_AUTO_LENGTH, &name);
+  napi_create_object(env, &resource);
+  napi_async_init(env, resource, name, &w->ctx);
+  w->next = watches;
+  watches = w;
+  rc = uv_poll_start(&w->poll, UV_READABLE, on_readable);
+  if (rc < 0) {
+    stop_watch(w);
+    return nl_throw(env, "uv_poll_start", -rc);
+  }
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  return undef;
+}
+
+/** nlClose(fd): stops watching the socket (when watched) and closes it. */
+static napi_value nl_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
+    return nl_throw(env, "nlClose(fd)", EINVAL);
+  struct watch *w = find_watch(env, fd);
+  // uv_poll_stop removes the fd from epoll at once, so closing it right after is safe.
+  if (w) stop_watch(w);
+  if (close(fd) < 0) return nl_throw(env, "close", errno);
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  return undef;
+}
+
+// A worker thread (or the process) going away: stop its env's watches so libuv does not call
+// into a dead env. The fds are the TS side's to close; closing them here too would be a double
+// close when it does.
+static void cleanup_env(void *arg) {
+  napi_env env = arg;
+  for (struct watch *w = watches, *next; w; w = next) {
+    next = w->next;
+    if (w->env == env) stop_watch(w);
+  }
+}
+
+napi_value netlink_init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"nlOpen", NULL, nl_open, NULL, NULL, NULL, napi_default, NULL},
+      {"nlDump", NULL, nl_dump, NULL, NULL, NULL, napi_default, NULL},
+      {"nlWatch", NULL, nl_watch, NULL, NULL, NULL, napi_default, NULL},
+      {"nlClose", NULL, nl_close, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  napi_add_env_cleanup_hook(env, cleanup_env, env);
+  return exports;
+}

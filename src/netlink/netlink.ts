@@ -1,0 +1,247 @@
+/**
+ * In-process rtnetlink for one namespace: dumps (synchronous, microseconds to a few ms) and a
+ * watch of its change events, through the native addon's sockets (native/netlink.c). Not yet used
+ * by the services; it is the ground for the inventory and the event stream (DESIGN.md 1, 8).
+ *
+ * Every socket is created inside the namespace and stays there, so the kernel answers about that
+ * namespace only and every ifindex in its answers means a link of that namespace. Two sockets per
+ * namespace: one for dumps (cached) and one per watch (joined to the multicast groups), so events
+ * never interleave with dump replies.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { KernelAddress, KernelLink, KernelRoute, KernelRule } from '../executor/ops.js';
+import * as M from './messages.js';
+import { defaultNames, type IpNames } from './names.js';
+import {
+  addressOf, dumpMessages, eventOf, linkNameOf, linkNames, linkOf, neighborOf, NetlinkError, routeOf, ruleOf, splitDatagram,
+  type KernelNeighbor, type NetlinkEvent, type NlMessage,
+} from './parse.js';
+
+/** The addon's netlink functions (native/netlink.c). */
+export interface NetlinkAddon {
+  nlOpen(nsPath: string, groups: readonly number[], rcvbuf?: number): number;
+  nlDump(fdOrNsPath: number | string, request: Buffer, timeoutMs?: number): { datagrams: Buffer[]; interrupted: boolean };
+  nlWatch(fd: number, callback: (err: (Error & { code?: string }) | null, datagrams: Buffer[], overflow: boolean) => void): void;
+  nlClose(fd: number): void;
+}
+
+let addon: NetlinkAddon | undefined;
+/** native/build/Release/netns.node from the package root (the nearest package.json above this file). */
+export function loadNetlinkAddon(): NetlinkAddon {
+  if (addon) return addon;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  const loaded = createRequire(import.meta.url)(join(dir, 'native', 'build', 'Release', 'netns.node')) as Partial<NetlinkAddon>;
+  if (typeof loaded.nlOpen !== 'function') throw new Error('the native addon has no netlink functions: run `npm run build:native`');
+  addon = loaded as NetlinkAddon;
+  return addon;
+}
+
+export interface NetlinkOptions {
+  /** Names for numbers as iproute2 prints them (default: this machine's /etc/iproute2). */
+  readonly names?: IpNames;
+  /** A dump that takes longer fails with ETIMEDOUT (default 5000 ms). */
+  readonly timeoutMs?: number;
+  /** How often a dump the kernel marks interrupted (NLM_F_DUMP_INTR) is retried (default 5). */
+  readonly retries?: number;
+  readonly addon?: NetlinkAddon;
+}
+
+export interface WatchOptions {
+  /** RTNLGRP_* groups to join (default: DEFAULT_GROUPS). */
+  readonly groups?: readonly number[];
+  /** Receive buffer in bytes (default 8 MiB); tests make it tiny to provoke an overflow. */
+  readonly rcvbuf?: number;
+  /** Every message as it came, before parsing (for recording fixtures). */
+  readonly onRaw?: (msg: NlMessage, datagram: Buffer) => void;
+  /** The socket failed; it is no longer watched. */
+  readonly onError?: (err: Error) => void;
+}
+
+export interface Watch {
+  /** Stops watching and closes the event socket. */
+  close(): void;
+}
+
+/** The path a namespace's name is bound at (`host`: the daemon's own namespace). */
+export function namespacePath(ns: string): string {
+  return ns === 'host' ? '/proc/self/ns/net' : `/run/netns/${ns}`;
+}
+
+let nextSeq = 0;
+
+export class NetlinkNamespace {
+  private dumpFd: number | undefined;
+  private readonly watches = new Set<Watch>();
+  private readonly addon: NetlinkAddon;
+  private readonly names: IpNames;
+  private readonly timeoutMs: number;
+  private readonly retries: number;
+
+  /** `nsPath`: a namespace file (/run/netns/NAME, /proc/self/ns/net); see namespacePath(). */
+  constructor(
+    readonly nsPath: string,
+    opts: NetlinkOptions = {},
+  ) {
+    this.addon = opts.addon ?? loadNetlinkAddon();
+    this.names = opts.names ?? defaultNames();
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+    this.retries = opts.retries ?? 5;
+  }
+
+  /**
+   * The datagrams of one dump, retried while the kernel says the dump was interrupted (its
+   * tables changed meanwhile, so it may have missed or doubled an object).
+   */
+  dumpRaw(build: (seq: number) => Buffer): Buffer[] {
+    this.dumpFd ??= this.addon.nlOpen(this.nsPath, [], 1024 * 1024);
+    for (let attempt = 0; ; attempt++) {
+      nextSeq = (nextSeq % 0xfffffffe) + 1;
+      const seq = nextSeq;
+      const r = this.addon.nlDump(this.dumpFd, build(seq), this.timeoutMs);
+      if (!r.interrupted) return r.datagrams;
+      if (attempt >= this.retries) throw new NetlinkError('netlink dump interrupted again and again (the namespace keeps changing)', 'EINTR', 4);
+    }
+  }
+
+  /** The messages of one dump (see dumpRaw); throws the kernel's error as a NetlinkError. */
+  dump(build: (seq: number) => Buffer): NlMessage[] {
+    return dumpMessages(this.dumpRaw(build));
+  }
+
+  private linkMessages(): NlMessage[] {
+    return this.dump((s) => M.linkDumpRequest(s));
+  }
+
+  /** ifindex -> name of every link, now. */
+  linkNames(): Map<number, string> {
+    return linkNames(this.linkMessages());
+  }
+
+  /** Every link, in the kernel's (ifindex) order: parseLinks of `ip -j -d link show`. */
+  dumpLinks(): KernelLink[] {
+    const msgs = this.linkMessages();
+    const names = linkNames(msgs);
+    return msgs.flatMap((m) => linkOf(m, names) ?? []);
+  }
+
+  /**
+   * Every address (of one family, or both), grouped by link in link order as `ip -j address show`
+   * lists them (the kernel dumps every IPv4 address before any IPv6 one).
+   */
+  dumpAddresses(family?: 4 | 6): KernelAddress[] {
+    const links = this.linkMessages();
+    const names = linkNames(links);
+    const order = new Map<number, number>();
+    for (const i of names.keys()) order.set(i, order.size);
+    const out = this.dump((s) => M.addressDumpRequest(s, family)).flatMap((m) => addressOf(m, names, this.names) ?? []);
+    // Array.prototype.sort is stable: within a link, the kernel's order stays.
+    return out.sort((a, b) => (order.get(a.ifindex) ?? Infinity) - (order.get(b.ifindex) ?? Infinity));
+  }
+
+  /** The routes of one family in one table or in all: parseRoutes of `ip -j -4|-6 route show table T`. */
+  dumpRoutes(family: 4 | 6, table: number | 'all'): KernelRoute[] {
+    const names = this.linkNames();
+    let msgs: NlMessage[];
+    try {
+      msgs = this.dump((s) => M.routeDumpRequest(s, family, table));
+    } catch (e) {
+      // A table that has no route of this family does not exist (`FIB table does not exist`,
+      // ENOENT, kernel 6.18): it is empty, as the ip-based route.list treats it.
+      if (table !== 'all' && e instanceof NetlinkError && e.code === 'ENOENT') return [];
+      throw e;
+    }
+    return msgs.flatMap((m) => routeOf(m, names, { family, table }, this.names) ?? []);
+  }
+
+  /** The policy rules of one family in the kernel's order: parseRules of `ip -j -4|-6 rule show`. */
+  dumpRules(family: 4 | 6): KernelRule[] {
+    return this.dump((s) => M.ruleDumpRequest(s, family)).flatMap((m) => {
+      const r = ruleOf(m, this.names);
+      return r && r.family === family ? [r] : [];
+    });
+  }
+
+  /** The neighbours (ARP / NDP entries, any state) of one family or both. */
+  dumpNeighbors(family?: 4 | 6): KernelNeighbor[] {
+    const names = this.linkNames();
+    return this.dump((s) => M.neighborDumpRequest(s, family)).flatMap((m) => neighborOf(m, names) ?? []);
+  }
+
+  /**
+   * Watches the namespace's changes: `onEvent` gets each parsed event in the kernel's order;
+   * `onOverflow` is called when the kernel dropped events (the socket's queue overflowed), after
+   * which the caller must resync from dumps. The ifindex -> name map that events are resolved
+   * with is seeded from a link dump taken after the event socket exists (so no change falls in
+   * between) and kept from link events; an overflow re-seeds it.
+   */
+  watch(onEvent: (e: NetlinkEvent) => void, onOverflow: () => void, opts: WatchOptions = {}): Watch {
+    const fd = this.addon.nlOpen(this.nsPath, opts.groups ?? M.DEFAULT_GROUPS, opts.rcvbuf);
+    let names: Map<number, string>;
+    try {
+      names = this.linkNames();
+    } catch (e) {
+      this.addon.nlClose(fd);
+      throw e;
+    }
+    let closed = false;
+    const watch: Watch = {
+      close: () => {
+        if (closed) return;
+        closed = true;
+        this.watches.delete(watch);
+        this.addon.nlClose(fd);
+      },
+    };
+    this.addon.nlWatch(fd, (err, datagrams, overflow) => {
+      if (closed) return;
+      if (err) {
+        closed = true;
+        this.watches.delete(watch);
+        try {
+          this.addon.nlClose(fd);
+        } catch {
+          // already unusable
+        }
+        opts.onError?.(err);
+        return;
+      }
+      for (const d of datagrams) {
+        for (const m of splitDatagram(d)) {
+          opts.onRaw?.(m, d);
+          // The map follows the links: a new (or renamed) link is named before its own event is
+          // parsed, a deleted one forgotten after.
+          const link = m.type === M.RTM_NEWLINK || m.type === M.RTM_DELLINK ? linkNameOf(m) : null;
+          const isLink = link !== null && m.payload.readUInt8(0) === M.AF_UNSPEC;
+          if (isLink && m.type === M.RTM_NEWLINK) names.set(link.index, link.name);
+          const e = eventOf(m, names, this.names);
+          if (isLink && m.type === M.RTM_DELLINK) names.delete(link.index);
+          if (e) onEvent(e);
+          if (closed) return;
+        }
+      }
+      if (overflow) {
+        try {
+          names = this.linkNames();
+        } catch {
+          // the namespace may be going away; the next events or the caller's resync will tell
+        }
+        onOverflow();
+      }
+    });
+    this.watches.add(watch);
+    return watch;
+  }
+
+  /** Closes the dump socket and every watch. */
+  close(): void {
+    for (const w of [...this.watches]) w.close();
+    if (this.dumpFd !== undefined) {
+      this.addon.nlClose(this.dumpFd);
+      this.dumpFd = undefined;
+    }
+  }
+}
