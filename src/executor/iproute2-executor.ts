@@ -16,8 +16,9 @@
  *   kernel refuses an `ip neigh` change, `-force -batch` or not, without the `Command failed -:N`
  *   line that tells whose the message is (recorded: test/fixtures/stderr/batch-neigh-exists.txt),
  *   so a batch worker would lose the answer and restart. A spawn has its own stderr and status.
- * - link.list / nsids / stats, addr.list, route.list, rule.list, neigh.list: one-shot `ip -j`
- *   spawns (the event monitor's inventory will replace them).
+ * - link.list, addr.list, route.list, rule.list: netlink dumps through the native addon
+ *   (src/netlink), in-process; without it, one-shot `ip -j` spawns.
+ * - link.nsids / stats, neigh.list: one-shot `ip -j` spawns.
  *
  * Only this file and batch-worker.ts start processes (netns-workers.ts owns BatchWorkers).
  */
@@ -33,6 +34,7 @@ import { BatchWorker, type Logger, silentLogger, TOOL_ENV } from './batch-worker
 import { classify, classifyNative, classifySpawnError } from './classify.js';
 import type { Executor, OpContext } from './executor.js';
 import { NetnsWorkers } from './netns-workers.js';
+import { type NetlinkAddon, NetlinkNamespace } from '../netlink/netlink.js';
 import { HOST, type Op, type OpResults, type ProbeResult, type ResultOf, type ToolVersions, opNamespace } from './ops.js';
 
 export type { Logger } from './batch-worker.js';
@@ -44,6 +46,8 @@ export interface Iproute2ExecutorOptions {
   readonly recycleAfter?: number;
   /** Use the native addon: `true` = must load, `false` = never, `'auto'` (default) = when it loads. */
   readonly native?: boolean | 'auto';
+  /** Read links, addresses, routes and rules over netlink when the addon has it (default true); else `ip -j` spawns. */
+  readonly netlinkReads?: boolean;
   /** A namespace's batch worker is closed after this long without work. Default 30 s. */
   readonly workerIdleMs?: number;
   /** netns.killPids gives up (INTERNAL) when processes are still inside after this. Default 2 s. */
@@ -81,6 +85,8 @@ export class Iproute2Executor implements Executor {
   /** Whether the native addon is in use (reported in capabilities). */
   readonly nativeAvailable: boolean;
   private readonly native: NetnsAddon | undefined;
+  /** The addon's netlink functions, for reads without a process (see netlinkRead). */
+  private readonly netlink: NetlinkAddon | undefined;
   private readonly root: BatchWorker;
   private readonly workers: NetnsWorkers;
   private readonly log: Logger;
@@ -99,6 +105,8 @@ export class Iproute2Executor implements Executor {
     this.killWaitMs = options.killWaitMs ?? 2_000;
     this.native = loadNative(options.native ?? 'auto', this.log);
     this.nativeAvailable = this.native !== undefined;
+    const nl = this.native as Partial<NetlinkAddon> | undefined;
+    this.netlink = options.netlinkReads !== false && typeof nl?.nlOpen === 'function' ? (nl as NetlinkAddon) : undefined;
     this.root = new BatchWorker({ tool: 'ip', timeoutMs: this.opTimeoutMs, recycleAfter: options.recycleAfter ?? 100, log: this.log });
     this.workers = new NetnsWorkers({
       timeoutMs: this.opTimeoutMs,
@@ -194,14 +202,33 @@ export class Iproute2Executor implements Executor {
       case 'probe.nftables':
         return this.probe(commands, op, argv);
       case 'link.list':
+        if (this.netlink) {
+          return {
+            links: this.netlinkRead(op, (nl) => {
+              const links = nl.dumpLinks();
+              return op.name === undefined ? links : [this.named(op, links.find((l) => l.name === op.name), op.name)];
+            }),
+          };
+        }
         return { links: parseLinks(await this.oneShot(only(commands), op, argv)) };
       case 'link.nsids':
         return { nsids: parseNsids(await this.oneShot(only(commands), op, argv)) };
       case 'link.stats':
         return parseLinkStats(await this.oneShot(only(commands), op, argv));
       case 'addr.list':
+        if (this.netlink) {
+          return {
+            addresses: this.netlinkRead(op, (nl) => {
+              const all = nl.dumpAddresses();
+              if (op.link === undefined) return all;
+              this.named(op, [...nl.linkNames().values()].find((n) => n === op.link), op.link);
+              return all.filter((a) => a.link === op.link);
+            }),
+          };
+        }
         return { addresses: parseAddresses(await this.oneShot(only(commands), op, argv)) };
       case 'route.list': {
+        if (this.netlink) return { routes: this.netlinkRead(op, (nl) => nl.dumpRoutes(op.family, op.table)) };
         const r = await this.spawnOnce(only(commands), argv);
         // A table that has no route of this family does not exist (kernel 6.18): it is empty.
         if (r.exitCode !== 0 && FIB_TABLE_MISSING.test(r.stderr)) return { routes: [] };
@@ -209,6 +236,7 @@ export class Iproute2Executor implements Executor {
         return { routes: parseRoutes(r.stdout, op.family, op.table) };
       }
       case 'rule.list':
+        if (this.netlink) return { rules: this.netlinkRead(op, (nl) => nl.dumpRules(op.family)) };
         return { rules: parseRules(await this.oneShot(only(commands), op, argv), op.family) };
       case 'neigh.list':
         return { neighbors: parseNeighbors(await this.oneShot(only(commands), op, argv), op.link) };
@@ -291,6 +319,29 @@ export class Iproute2Executor implements Executor {
       }
       throw classifyNative(e, op);
     }
+  }
+
+  /**
+   * A read over netlink, in microseconds instead of a process. The socket is opened for this read
+   * and closed after it: a socket kept inside a namespace would keep that namespace (and the
+   * far ends of its veths) alive after `ip netns del`.
+   */
+  private netlinkRead<T>(op: Op, read: (nl: NetlinkNamespace) => T): T {
+    let nl: NetlinkNamespace | undefined;
+    try {
+      nl = new NetlinkNamespace(nsPath(opNamespace(op)), { addon: this.netlink! });
+      return read(nl);
+    } catch (e) {
+      throw isAppError(e) ? e : classifyNative(e, op);
+    } finally {
+      nl?.close();
+    }
+  }
+
+  /** `found`, or LINK_NOT_FOUND naming the link (as the ip-based reads answer). */
+  private named<T>(op: Op, found: T | undefined, name: string): T {
+    if (found === undefined) throw new AppError('LINK_NOT_FOUND', `there is no link "${name}" in namespace "${opNamespace(op)}"`);
+    return found;
   }
 
   private nativeCall<T>(op: Op, call: (addon: NetnsAddon) => T): T {
