@@ -18,11 +18,12 @@
  *   so a batch worker would lose the answer and restart. A spawn has its own stderr and status.
  * - link.list, addr.list, route.list, rule.list: netlink dumps through the native addon
  *   (src/netlink), in-process; without it, one-shot `ip -j` spawns.
- * - link.nsids / stats, neigh.list: one-shot `ip -j` spawns.
+ * - link.nsids: RTM_GETNSID per named namespace, over netlink from inside the namespace asked about.
+ * - link.stats, neigh.list: one-shot `ip -j` spawns.
  *
  * Only this file and batch-worker.ts start processes (netns-workers.ts owns BatchWorkers).
  */
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -67,6 +68,9 @@ interface NetnsAddon {
 
 /** `ip route show table N` of a table the kernel has none of (stderr recorded in test/fixtures/stderr/route-table-missing.txt). */
 export const FIB_TABLE_MISSING = /^Error: ipv[46]: FIB table does not exist\.$/m;
+
+/** Where `ip netns` binds named namespaces. */
+const NETNS_DIR = '/run/netns';
 
 /** Stdout/stderr kept from a one-shot spawn. */
 const MAX_OUTPUT = 4 * 1024 * 1024;
@@ -212,6 +216,21 @@ export class Iproute2Executor implements Executor {
         }
         return { links: parseLinks(await this.oneShot(only(commands), op, argv)) };
       case 'link.nsids':
+        if (this.netlink) {
+          const names = await readdir(NETNS_DIR).catch(() => [] as string[]);
+          return { nsids: this.netlinkRead(op, (nl) => names.flatMap((name) => {
+            let fd: number | undefined;
+            try {
+              fd = openSync(join(NETNS_DIR, name), 'r');
+              const nsid = nl.nsidOf(fd);
+              return nsid < 0 ? [] : [{ nsid, name }];
+            } catch {
+              return []; // gone meanwhile, or not a namespace (yet)
+            } finally {
+              if (fd !== undefined) closeSync(fd);
+            }
+          })) };
+        }
         return { nsids: parseNsids(await this.oneShot(only(commands), op, argv)) };
       case 'link.stats':
         return parseLinkStats(await this.oneShot(only(commands), op, argv));

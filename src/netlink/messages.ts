@@ -263,6 +263,7 @@ export const NTF_ROUTER = 0x80;
 
 // ---- nsid (linux/net_namespace.h) ----
 export const NETNSA_NSID = 1;
+export const NETNSA_FD = 3;
 
 // ---- building requests ----
 
@@ -301,6 +302,11 @@ export function message(type: number, flags: number, seq: number, header: Buffer
  */
 
 /** Every link, without counters. */
+/** RTM_GETNSID for the namespace behind an fd of this process: the nsid the asking socket's namespace has for it (acked, so the reply ends). */
+export function nsidRequest(seq: number, fd: number): Buffer {
+  return message(RTM_GETNSID, NLM_F_REQUEST | NLM_F_ACK, seq, Buffer.alloc(4), [attrU32(NETNSA_FD, fd)]);
+}
+
 export function linkDumpRequest(seq: number): Buffer {
   const ifi = Buffer.alloc(IFINFOMSG_LEN);
   return message(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, ifi, [attrU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)]);

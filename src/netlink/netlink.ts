@@ -16,7 +16,7 @@ import type { KernelAddress, KernelLink, KernelRoute, KernelRule } from '../exec
 import * as M from './messages.js';
 import { defaultNames, type IpNames } from './names.js';
 import {
-  addressOf, dumpMessages, eventOf, linkNameOf, linkNames, linkOf, neighborOf, NetlinkError, routeOf, ruleOf, splitDatagram,
+  addressOf, dumpMessages, eventOf, parseAttrs, linkNameOf, linkNames, linkOf, neighborOf, NetlinkError, routeOf, ruleOf, splitDatagram,
   type KernelNeighbor, type NetlinkEvent, type NlMessage,
 } from './parse.js';
 
@@ -163,6 +163,16 @@ export class NetlinkNamespace {
       const r = ruleOf(m, this.names);
       return r && r.family === family ? [r] : [];
     });
+  }
+
+  /**
+   * The nsid this namespace has for the namespace behind `fd` (an open namespace file of this
+   * process), or -1 when it has none. What `ip -n NS netns list` shows, one namespace at a time.
+   */
+  nsidOf(fd: number): number {
+    const reply = this.dump((s) => M.nsidRequest(s, fd)).find((m) => m.type === M.RTM_NEWNSID);
+    const nsid = reply && reply.payload.length >= 8 ? parseAttrs(reply.payload, 4).get(M.NETNSA_NSID) : undefined;
+    return nsid && nsid.length >= 4 ? nsid.readInt32LE(0) : -1;
   }
 
   /** The neighbours (ARP / NDP entries, any state) of one family or both. */

@@ -3,6 +3,7 @@
  * argv.ts on the same namespace, events as changes are made with `ip`, and overflow.
  */
 import { execFileSync } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAddresses, parseLinks, parseRoutes, parseRules } from '../../src/executor/argv.js';
 import { FIB_TABLE_MISSING } from '../../src/executor/iproute2-executor.js';
@@ -71,6 +72,28 @@ describe('dumps equal the ip-based parsers', () => {
     const neigh = nl.dumpNeighbors(4);
     expect(neigh.find((n) => n.address === '198.51.100.9')).toMatchObject({ link: 'd0', mac: '02:00:00:00:00:09', state: ['PERMANENT'] });
     expect(nl.dumpNeighbors(6).find((n) => n.address === '2001:db8::9')).toMatchObject({ router: true });
+  });
+
+  it('gives the nsids a namespace has for others as `ip -n NS -j netns list` does', () => {
+    const [a, b, c] = [nsName('nsa'), nsName('nsb'), nsName('nsc')];
+    for (const n of [a, b, c]) ip('netns', 'add', n);
+    ip('-n', a, 'link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb', 'netns', b);
+    const expected = (JSON.parse(ip('-n', a, '-j', 'netns', 'list') || '[]') as Array<{ name: string; id?: number }>).filter((e) => e.id !== undefined && [a, b, c].includes(e.name));
+    expect(expected.map((e) => e.name)).toEqual([b]);
+    const nl = new NetlinkNamespace(namespacePath(a));
+    try {
+      const got = [a, b, c].map((n) => {
+        const fd = openSync(`/run/netns/${n}`, 'r');
+        try {
+          return [n, nl.nsidOf(fd)];
+        } finally {
+          closeSync(fd);
+        }
+      });
+      expect(got).toEqual([[a, -1], [b, expected[0]!.id], [c, -1]]);
+    } finally {
+      nl.close();
+    }
   });
 
   it('reads the daemon namespace too (host), by its own socket there', () => {
