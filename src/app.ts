@@ -4,6 +4,7 @@
  * trusted by file mode, TCP needs tokens). Only this file and main.ts choose implementations.
  */
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
 import type { Logger } from 'pino';
 import { randomUUID } from 'node:crypto';
 import type { Config } from './config.js';
@@ -187,6 +188,22 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   };
 }
 
+/**
+ * Response serializers, compiled once per response schema for the process: every server (one per
+ * listener, one per test) is built over the same module-constant schemas, and compiling them
+ * (fast-json-stringify) is most of what building a server costs. The external schemas (Problem)
+ * are the same for every server.
+ */
+const serializers = new WeakMap<object, (data: unknown) => string>();
+const buildSerializer = (externalSchemas: unknown, options: unknown) => {
+  const compile = (SerializerSelector() as (e: unknown, o: unknown) => (route: { schema: object }) => (data: unknown) => string)(externalSchemas, options);
+  return (route: { schema: object }) => {
+    let s = serializers.get(route.schema);
+    if (s === undefined) serializers.set(route.schema, (s = compile(route)));
+    return s;
+  };
+};
+
 /** Request ids: the client's `x-request-id` when it is sane, else a new UUID. */
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -202,6 +219,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
     bodyLimit: s.config.limits.bodyBytes,
     // Ids in paths (routes, addresses) are up to 256 characters; fastify's default is 100 (then 414).
     routerOptions: { maxParamLength: 512 },
+    schemaController: { compilersFactory: { buildSerializer: buildSerializer as never } },
     requestIdHeader: false,
     // The same name as in problem documents and audit records.
     logController: new LogController({ requestIdLogLabel: 'requestId' }),

@@ -30,12 +30,25 @@ export function stripIds<T>(schema: T): T {
   return out as T;
 }
 
+/**
+ * One pair for the process, and each schema compiled once: the schemas are module constants, and
+ * every server built over them (one per listener, one per test) would otherwise compile them all
+ * again, which is most of the cost of building a server.
+ */
+const strict = makeAjv(false);
+const coercing = makeAjv('array');
+const compiled = { strict: new WeakMap<object, ReturnType<typeof strict.compile>>(), coercing: new WeakMap<object, ReturnType<typeof strict.compile>>() };
+
 export function installValidators(app: FastifyInstance): void {
-  const strict = makeAjv(false);
-  const coercing = makeAjv('array');
   app.setValidatorCompiler(({ schema, httpPart }) => {
-    // Fastify reads a failed validation from the function's `errors` (Ajv's own convention).
-    return (httpPart === 'body' ? strict : coercing).compile(stripIds(schema as object));
+    const kind = httpPart === 'body' ? 'strict' : 'coercing';
+    let v = compiled[kind].get(schema as object);
+    if (v === undefined) {
+      // Fastify reads a failed validation from the function's `errors` (Ajv's own convention).
+      v = (kind === 'strict' ? strict : coercing).compile(stripIds(schema as object));
+      compiled[kind].set(schema as object, v);
+    }
+    return v;
   });
 }
 
