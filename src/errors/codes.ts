@@ -67,6 +67,7 @@ export const ERROR_CODES = {
   ROUTE_SOURCE_INVALID: { kind: 'unprocessable', title: 'The source address is not an address of the namespace' },
   RULE_NOT_FOUND: { kind: 'not_found', title: 'No such policy rule' },
   RULE_EXISTS: { kind: 'conflict', title: 'A policy rule with this priority, selector and action exists' },
+  RULE_AMBIGUOUS: { kind: 'conflict', title: 'The kernel would delete another rule at this priority instead' },
   NEIGHBOR_NOT_FOUND: { kind: 'not_found', title: 'No such neighbour entry' },
   NEIGHBOR_EXISTS: { kind: 'conflict', title: 'A permanent neighbour entry for this address exists on the link' },
   NEIGHBOR_MAC_INVALID: { kind: 'unprocessable', title: 'The link does not take this link-layer address' },

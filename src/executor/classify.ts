@@ -136,7 +136,7 @@ const ruleOf = (op: RuleOp): string => (op.kind === 'rule.add' ? `the rule at pr
 
 /** Rules for policy-rule ops (kernel 6.18, iproute2 6.1). */
 const RULE_RULES: ReadonlyArray<{ readonly match: RegExp; readonly code: (op: RuleOp) => ErrorCode | undefined; readonly detail: (op: RuleOp, m: RegExpExecArray) => string }> = [
-  { match: /^RTNETLINK answers: File exists$/m, code: () => 'RULE_EXISTS', detail: (op) => `${ruleOf(op)} in namespace "${op.ns}" exists with the same selector and action` },
+  { match: /^RTNETLINK answers: File exists$/m, code: () => 'RULE_EXISTS', detail: (op) => `${ruleOf(op)} in namespace "${op.ns}" exists: a rule with this priority and action has every attribute given (a rule without from/to matches one with them)` },
   { match: /^RTNETLINK answers: No such file or directory$/m, code: (op) => (op.kind === 'rule.delete' ? 'RULE_NOT_FOUND' : undefined), detail: (op) => `there is no such rule at priority ${op.kind === 'rule.delete' ? op.rule.priority : '?'} in namespace "${op.ns}"` },
   { match: /^Error: Backward goto not supported\.$/m, code: () => 'REQUEST_INVALID', detail: (op) => `${ruleOf(op)}: a goto must go to a later priority` },
 ];
@@ -220,6 +220,11 @@ export function classifyNative(err: unknown, op: Op): AppError {
     case 'EPERM':
     case 'EACCES':
       return new AppError('PRIVILEGE_REQUIRED', noPrivilege(op), { cause: err });
+    // Netlink reads: the kernel did not answer in time, or the dump kept being interrupted.
+    case 'ETIMEDOUT':
+      return new AppError('EXECUTOR_TIMEOUT', `${op.kind} in namespace "${opNamespace(op)}": the kernel did not answer in time`, { cause: err });
+    case 'EINTR':
+      return new AppError('EXECUTOR_BUSY', `${op.kind} in namespace "${opNamespace(op)}": the namespace kept changing while it was read; try again`, { cause: err });
     default:
       return new AppError('INTERNAL', `${op.kind} failed`, { cause: err });
   }

@@ -240,6 +240,23 @@ export interface KernelRule {
   readonly flags: readonly string[];
 }
 
+/**
+ * Whether the kernel, asked to delete rule `t` (every attribute of `t` given), would take rule `c`
+ * if it came first: it compares only the attributes the request sets (net/core/fib_rules.c
+ * rule_find, fib4/6_rule_compare), never the `not` flag. So `c` matches when it has every
+ * attribute `t` sets, whatever else it has.
+ */
+export function kernelDeleteMatches(c: KernelRule, t: KernelRule): boolean {
+  const same = <T>(a: T | null, b: T | null): boolean => b === null || JSON.stringify(a) === JSON.stringify(b);
+  return (
+    c.family === t.family && c.priority === t.priority && c.action === t.action && same(c.table, t.table) && same(c.goto, t.goto) &&
+    same(c.from, t.from) && same(c.to, t.to) && same(c.tos, t.tos) && same(c.iif, t.iif) && same(c.oif, t.oif) &&
+    (t.fwmark === null || t.fwmark === 0 || c.fwmark === t.fwmark) && same(c.fwmask, t.fwmask) && same(c.ipproto, t.ipproto) &&
+    same(c.sport, t.sport) && same(c.dport, t.dport) && same(c.uidrange, t.uidrange) && (!t.l3mdev || c.l3mdev) &&
+    same(c.suppressPrefixLength, t.suppressPrefixLength) && same(c.suppressIfgroup, t.suppressIfgroup) && same(c.protocol, t.protocol)
+  );
+}
+
 /** The rule a RuleSpec makes, as the kernel will list it (flags aside). */
 export function ruleOfSpec(s: RuleSpec): KernelRule {
   return {

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { AppError } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
-import { HOST, TABLE_LOCAL, TABLE_MAIN, type KernelRule, type PortRange, type RuleSpec, ruleKeyText, ruleOfSpec } from '../executor/ops.js';
+import { HOST, TABLE_LOCAL, TABLE_MAIN, type KernelRule, type PortRange, type RuleSpec, kernelDeleteMatches, ruleKeyText, ruleOfSpec } from '../executor/ops.js';
 import { type Family, type IpPrefix, formatPrefix, networkOf, parseIp, parsePrefix } from '../ip-address.js';
 import type { NetnsDirectory } from '../namespaces/netns-dir.js';
 import { type Page, paginate } from '../paging.js';
@@ -87,6 +87,15 @@ export class RuleService {
     await this.entry(ns);
     const r = await this.find(ns, id, ctx);
     this.guardHost(ns);
+    // The kernel deletes the first rule that has every attribute of this one: one before it at the
+    // same priority with more attributes would go instead.
+    const rules = await this.kernelRules(ns, r.family, ctx);
+    const shadow = rules.slice(0, rules.findIndex((x) => ruleId(x) === id)).find((x) => kernelDeleteMatches(x, r));
+    if (shadow) {
+      throw new AppError('RULE_AMBIGUOUS', `The kernel cannot delete this rule alone: rule '${ruleId(shadow)}' at the same priority ${r.priority}, listed before it, has every attribute this one has and would be deleted instead; delete that one first (and make it again after)`, {
+        meta: { shadowedBy: ruleId(shadow) },
+      });
+    }
     await this.ex.run({ kind: 'rule.delete', ns, rule: r }, ctx);
   }
 

@@ -107,6 +107,20 @@ describe('policy rules against the real kernel', () => {
     expect([back.status, back.json().code]).toEqual([400, 'REQUEST_INVALID']);
   });
 
+  it('refuses to delete a rule the kernel would confuse with an earlier, more specific one at the same priority', async () => {
+    const [a] = (await createNamespaces(r, 'ra')) as [string];
+    // (With `from` instead of `iif` the kernel refuses the second rule as existing: RULE_EXISTS.)
+    const specific = await ok('POST', `/v1/namespaces/${a}/rules`, { priority: 100, iif: 'lo', table: 10 });
+    const loose = await ok('POST', `/v1/namespaces/${a}/rules`, { priority: 100, table: 10 });
+    const res = await api('DELETE', `/v1/namespaces/${a}/rules/${loose.id}`);
+    expect([res.status, res.json().code, res.json().shadowedBy]).toEqual([409, 'RULE_AMBIGUOUS', specific.id]);
+    expect(ip('-n', a, 'rule', 'show', 'pref', '100').trim().split('\n')).toHaveLength(2);
+    expect((await api('DELETE', `/v1/namespaces/${a}/rules/${specific.id}`)).status).toBe(204);
+    expect(ip('-n', a, 'rule', 'show', 'pref', '100')).toContain('from all lookup 10');
+    expect((await api('DELETE', `/v1/namespaces/${a}/rules/${loose.id}`)).status).toBe(204);
+    expect(ip('-n', a, 'rule', 'show', 'pref', '100').trim()).toBe('');
+  });
+
   it('lists host rules, and answers 403 HOST_PROTECTED to a host rule without touching host', async () => {
     const before = ip('rule', 'show');
     const host = (await ok('GET', '/v1/namespaces/host/rules?family=4', undefined, 200)).items;

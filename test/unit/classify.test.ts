@@ -61,6 +61,8 @@ describe('classifyNative', () => {
     ['EEXIST', 'NAMESPACE_EXISTS'],
     ['EPERM', 'PRIVILEGE_REQUIRED'],
     ['EACCES', 'PRIVILEGE_REQUIRED'],
+    ['ETIMEDOUT', 'EXECUTOR_TIMEOUT'],
+    ['EINTR', 'EXECUTOR_BUSY'],
     ['ENODEV', 'INTERNAL'],
   ])('maps %s to %s', (code, expected) => {
     const err = classifyNative(errno(code), op);

@@ -121,6 +121,12 @@ describe('POST /v1/namespaces/{ns}/rules', () => {
     expect(p.detail).toMatch(/after the rule's priority 32765 \(the default: give priority\)/);
   });
 
+  it('answers 409 RULE_EXISTS, as the kernel does, for a rule without from/to where one with them exists', async () => {
+    const t = await setup();
+    await post(t, 'a', { priority: 100, from: '198.18.0.0/16', table: 10 });
+    expectProblem(await post(t, 'a', { priority: 100, table: 10 }), 'RULE_EXISTS', 409);
+  });
+
   it('answers 409 RULE_EXISTS for an identical rule; one that differs may share the priority', async () => {
     const t = await setup();
     await post(t, 'a', { priority: 1000, from: '203.0.113.5', table: 100 });
@@ -148,6 +154,19 @@ describe('DELETE /v1/namespaces/{ns}/rules/{id}', () => {
     expectProblem(await get(t, `/v1/namespaces/a/rules/${r.id}`), 'RULE_NOT_FOUND', 404);
     expectProblem(await get(t, '/v1/namespaces/a/rules/bm9wZQ'), 'RULE_NOT_FOUND', 404);
     expectProblem(await get(t, '/v1/namespaces/a/rules/not%20an%20id'), 'REQUEST_INVALID', 400);
+  });
+
+  it('answers 409 RULE_AMBIGUOUS, deleting nothing, when an earlier rule at the priority has every attribute of this one', async () => {
+    const t = await setup();
+    const specific = (await post(t, 'a', { priority: 100, iif: 'lo', table: 10 })).json();
+    const loose = (await post(t, 'a', { priority: 100, table: 10 })).json();
+    const from = t.kernel.calls.length;
+    const p = expectProblem(await del(t, `/v1/namespaces/a/rules/${loose.id}`), 'RULE_AMBIGUOUS', 409);
+    expect(p).toMatchObject({ shadowedBy: specific.id });
+    expect(ruleOps(t, from)).toEqual([]);
+    expect((await del(t, `/v1/namespaces/a/rules/${specific.id}`)).statusCode).toBe(204);
+    expect((await del(t, `/v1/namespaces/a/rules/${loose.id}`)).statusCode).toBe(204);
+    expect((await listed(t, '?family=4')).map((r) => r.priority)).toEqual([0, 32766, 32767]);
   });
 
   it('passes a kernel refusal of the delete on', async () => {
