@@ -65,6 +65,8 @@ export function eventApi(d: EventApiDeps) {
     };
     const subscribe = (req: FastifyRequest, p: ReturnType<typeof prepare>, transport: 'websocket' | 'sse'): Subscription => {
       const principal: Principal = req.principal;
+      // Checked again: connections accepted at the same time all passed prepare().
+      if (d.bus.full) throw new AppError('EVENT_SUBSCRIBERS_LIMIT', 'The configured number of event subscribers is reached (events.maxSubscribers)');
       return d.bus.subscribe({
         filter: p.filter, since: p.since, onOverflow: p.onOverflow, queueSize: d.queueSize, actor: principal.name, transport,
         visible: (ns) => canUseNamespace(principal, ns),
@@ -128,13 +130,27 @@ export function eventApi(d: EventApiDeps) {
               continue;
             }
             const frame = `${'seq' in next ? `id: ${next.seq}\n` : ''}event: ${next.type}\ndata: ${JSON.stringify(wire(next))}\n\n`;
-            if (!raw.write(frame)) await new Promise<void>((resolve) => raw.once('drain', resolve).once('close', resolve));
+            if (!raw.write(frame)) {
+              await new Promise<void>((resolve) => {
+                const done = (): void => {
+                  raw.off('drain', done).off('close', done);
+                  resolve();
+                };
+                raw.on('drain', done).on('close', done);
+              });
+            }
           }
         })();
       },
       wsHandler: (socket: WebSocket, req: FastifyRequest) => {
         const p = (req as FastifyRequest & { events?: ReturnType<typeof prepare> }).events!;
-        const sub = subscribe(req, p, 'websocket');
+        let sub: Subscription;
+        try {
+          sub = subscribe(req, p, 'websocket');
+        } catch {
+          socket.close(1013, 'too many event subscribers (events.maxSubscribers); try again later');
+          return;
+        }
         let inflight = 0;
         let roomWaiter: (() => void) | undefined;
         let alive = true;
@@ -191,9 +207,12 @@ export function eventApi(d: EventApiDeps) {
           send({ type: 'subscribed', ...p.filter.input, ...(p.since === undefined ? {} : { since: p.since }), seq: d.bus.log.lastSeq });
           while (socket.readyState === socket.OPEN) {
             if (inflight >= MAX_INFLIGHT) {
-              await new Promise<void>((resolve) => {
-                roomWaiter = resolve;
-              });
+              // Room, or the subscription closed meanwhile (overflow, shutdown): whichever first.
+              await Promise.race([new Promise<void>((resolve) => (roomWaiter = resolve)), sub.whenClosed()]);
+              if (sub.closed && socket.readyState === socket.OPEN) {
+                socket.close(sub.closed.code, sub.closed.reason.slice(0, 120));
+                return;
+              }
               continue;
             }
             const next = sub.take();
@@ -222,7 +241,11 @@ export function eventApi(d: EventApiDeps) {
           response: { 201: TicketSchema, ...problemResponses() },
         },
       },
-      async (req, reply) => reply.code(201).send(d.tickets.issue(req.principal)),
+      async (req, reply) => {
+        // Over the Unix socket no ticket is needed, and one made there would carry its unlimited trust to TCP.
+        if (req.principal.via === 'unix') throw new AppError('REQUEST_INVALID', 'Tickets are for TCP clients with a token; over the Unix socket, connect to GET /v1/events directly');
+        return reply.code(201).send(d.tickets.issue(req.principal));
+      },
     );
 
     app.get(

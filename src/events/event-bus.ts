@@ -48,8 +48,10 @@ export class Subscription {
   /** Set when closed: why (for the transport's close frame). */
   closed: { readonly code: number; readonly reason: string } | undefined;
   private readonly queue: Delivery[] = [];
-  private replay: { after: number; until: number; gapFirst: Gap | undefined } | undefined;
+  /** Replay state: seqs in (after, until] are still to be read from the log; `page` holds read ones. */
+  private replay: { after: number; until: number; gapFirst: Gap | undefined; page: LoggedEvent[] } | undefined;
   private wake: (() => void) | undefined;
+  private closedWaiters: Array<() => void> = [];
 
   constructor(
     id: number,
@@ -70,11 +72,27 @@ export class Subscription {
     return this.replay !== undefined;
   }
 
-  /** Changes what the subscriber receives from now on (and replays from `since` when given). */
+  /**
+   * Changes what the subscriber receives from now on. With `since`, everything after it is
+   * replayed under the new filter (what was queued is dropped: the replay covers it); without,
+   * queued events the new filter does not take are dropped.
+   */
   refilter(filter: EventFilter, since?: number): void {
     this.filter = filter;
-    if (since !== undefined) this.startReplay(since);
+    if (since !== undefined) {
+      this.queue.length = 0;
+      this.startReplay(since);
+    } else {
+      const kept = this.queue.filter((d) => d.type === 'gap' || this.accepts(d as LoggedEvent));
+      this.queue.splice(0, this.queue.length, ...kept);
+    }
     this.notify();
+  }
+
+  /** Resolves once the subscription is closed. */
+  whenClosed(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.closedWaiters.push(resolve));
   }
 
   /** The next delivery, or undefined when there is none yet (then `ready` resolves when there is). */
@@ -88,24 +106,45 @@ export class Subscription {
         return g;
       }
       while (r.after < r.until) {
-        const page = this.bus.log.read(r.after, r.until, REPLAY_PAGE);
-        if (page.length === 0) {
-          r.after = r.until;
-          break;
-        }
-        for (const e of page) {
-          r.after = e.seq;
-          if (this.accepts(e)) {
-            this.delivered++;
-            return e;
+        if (r.page.length === 0) {
+          r.page = this.bus.log.read(r.after, r.until, REPLAY_PAGE);
+          // Pruned while this subscriber replayed: what is gone is a gap, not a silent loss.
+          const next = r.page[0]?.seq ?? Math.min(r.until + 1, this.bus.log.firstSeq);
+          if (next > r.after + 1) {
+            const g: Gap = { type: 'gap', from: r.after + 1, to: Math.min(next - 1, r.until) };
+            r.after = g.to;
+            this.gaps++;
+            return g;
           }
+          if (r.page.length === 0) {
+            r.after = r.until;
+            break;
+          }
+        }
+        const e = r.page.shift()!;
+        r.after = e.seq;
+        if (this.accepts(e)) {
+          this.delivered++;
+          return this.shape(e);
         }
       }
       this.replay = undefined;
     }
     const next = this.queue.shift();
     if (next !== undefined) this.delivered++;
-    return next;
+    return next === undefined || next.type === 'gap' ? next : this.shape(next as LoggedEvent);
+  }
+
+  /**
+   * What this subscriber may see of an event: a resync names only the namespaces (and carries only
+   * the differences) that its token may see and its filter takes.
+   */
+  private shape(e: LoggedEvent): LoggedEvent {
+    if (e.type !== 'resync') return e;
+    const ok = (ns: unknown): boolean => typeof ns === 'string' && this.accepts({ ...e, type: 'namespace.added', namespace: ns, namespaces: undefined } as unknown as LoggedEvent, true);
+    const namespaces = ((e.namespaces as unknown[] | undefined) ?? []).filter(ok);
+    const differences = ((e.differences as Array<{ namespace?: unknown }> | undefined) ?? []).filter((d) => ok(d.namespace));
+    return { ...e, namespaces, differences };
   }
 
   /** Resolves when take() may have something (or the subscription closed). */
@@ -120,13 +159,22 @@ export class Subscription {
     if (this.closed) return;
     this.closed = { code, reason };
     this.queue.length = 0;
+    this.replay = undefined;
     this.bus.remove(this);
     this.notify();
+    for (const w of this.closedWaiters.splice(0)) w();
   }
 
   /** Called by the bus for every published event. */
   offer(e: LoggedEvent): void {
     if (this.closed || !this.accepts(e)) return;
+    if (this.replay && this.queue.length >= this.o.queueSize) {
+      // Still replaying: the log has these events, so the replay takes them over instead of
+      // dropping them as a gap.
+      this.replay.until = e.seq;
+      this.queue.length = 0;
+      return;
+    }
     if (this.queue.length >= this.o.queueSize) {
       this.dropped++;
       if (this.o.onOverflow === 'close') {
@@ -150,11 +198,12 @@ export class Subscription {
     const first = this.bus.log.firstSeq;
     const gapFirst: Gap | undefined = since + 1 < first ? { type: 'gap', from: since + 1, to: Math.min(first - 1, until) } : undefined;
     if (gapFirst) this.gaps++;
-    this.replay = { after: Math.max(since, first - 1), until, gapFirst };
+    this.replay = { after: Math.max(since, first - 1), until, gapFirst, page: [] };
   }
 
-  private accepts(e: LoggedEvent): boolean {
-    return matches(this.filter, e, this.o.visible, this.bus.labelsOf);
+  /** `typesAside`: only whether the namespace passes (for the parts of a resync). */
+  private accepts(e: LoggedEvent, typesAside = false): boolean {
+    return matches(typesAside ? { ...this.filter, types: new Set([e.type as never]) } : this.filter, e, this.o.visible, this.bus.labelsOf);
   }
 
   private notify(): void {

@@ -77,7 +77,8 @@ export function parseFilter(input: FilterInput): EventFilter {
     namespace: input.namespace === undefined ? undefined : globToRegExp(input.namespace),
     link: input.link === undefined ? undefined : globToRegExp(input.link),
     labels: input.labelSelector === undefined ? MATCH_ALL : parseLabelSelector(input.labelSelector),
-    input,
+    // Only the selection itself (a query may also hold a ticket, which is echoed nowhere).
+    input: Object.fromEntries((['types', 'namespace', 'link', 'labelSelector'] as const).filter((k) => input[k] !== undefined).map((k) => [k, input[k]])),
   };
 }
 
@@ -96,8 +97,10 @@ export interface Filterable {
 export function matches(f: EventFilter, e: Filterable, visible: (ns: string) => boolean, labelsOf: (ns: string) => Labels): boolean {
   if (!f.types.has(e.type as EventType)) return false;
   const namespaces = e.type === 'resync' ? (e.namespaces ?? []) : e.namespace === null ? [] : [e.namespace];
+  // A namespace event carries the labels the namespace had (it may be gone, or not labelled yet).
+  const own = e.type.startsWith('namespace.') ? ((e.object as { labels?: Labels } | undefined)?.labels ?? undefined) : undefined;
   const nsOk = (ns: string): boolean =>
-    visible(ns) && (f.namespace === undefined || f.namespace.test(ns)) && (f.labels.requirements.length === 0 || matchesSelector(labelsOf(ns), f.labels));
+    visible(ns) && (f.namespace === undefined || f.namespace.test(ns)) && (f.labels.requirements.length === 0 || matchesSelector(own ?? labelsOf(ns), f.labels));
   if (e.type === 'resync') return namespaces.length === 0 ? f.namespace === undefined && f.labels.requirements.length === 0 : namespaces.some(nsOk);
   if (e.namespace === null || !nsOk(e.namespace)) return false;
   if (f.link !== undefined) {

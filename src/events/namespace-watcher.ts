@@ -53,14 +53,18 @@ export class NamespaceWatcher {
   /** Compares what exists with what was persisted (one resync event for the differences), then watches. */
   async start(): Promise<void> {
     this.seen = this.o.inventory.all<Seen>(KIND);
+    // Watch first, then compare: a change in between is then seen twice at worst, never missed.
+    if (this.o.watchPath !== undefined) {
+      mkdirSync(this.o.watchPath, { recursive: true, mode: 0o755 });
+      this.watcher = watch(this.o.watchPath, { persistent: false }, () => {
+        this.retries = 0; // a new change: the names it makes get their own retries
+        void this.rescan();
+      });
+      this.watcher.on('error', (e) => this.o.log.error({ err: e }, 'watching the namespace directory failed'));
+    }
     const differences = await this.diff();
     if (differences.length > 0) {
       this.o.bus.publish([{ type: 'resync', namespace: null, reason: 'start', namespaces: [...new Set(differences.map((d) => d.namespace as string))].sort(), differences }]);
-    }
-    if (this.o.watchPath !== undefined) {
-      mkdirSync(this.o.watchPath, { recursive: true, mode: 0o755 });
-      this.watcher = watch(this.o.watchPath, { persistent: false }, () => void this.rescan());
-      this.watcher.on('error', (e) => this.o.log.error({ err: e }, 'watching the namespace directory failed'));
     }
   }
 

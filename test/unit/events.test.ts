@@ -87,6 +87,16 @@ describe('event filters', () => {
     expect(matches(byLabel, { type: 'namespace.added', namespace: 'lab-2' }, () => true, () => ({}))).toBe(false);
   });
 
+  it('selects namespace events by the labels they carry (a removed namespace has no record left)', () => {
+    const f = parseFilter({ labelSelector: 'team=x', types: 'namespace.*' });
+    expect(matches(f, { type: 'namespace.removed', namespace: 'gone', object: { labels: { team: 'x' } } }, () => true, () => ({}))).toBe(true);
+    expect(matches(f, { type: 'namespace.removed', namespace: 'gone', object: { labels: {} } }, () => true, () => ({ team: 'x' }))).toBe(false);
+  });
+
+  it('keeps only the selection in a filter\'s input (never a ticket)', () => {
+    expect(parseFilter({ types: 'link.*', ticket: 'secret' } as never).input).toEqual({ types: 'link.*' });
+  });
+
   it('delivers a resync when any namespace it names passes', () => {
     const f = parseFilter({ namespace: 'b' });
     expect(matches(f, { type: 'resync', namespace: null, namespaces: ['a', 'b'] }, () => true, () => ({}))).toBe(true);
@@ -152,6 +162,48 @@ describe('the event bus', () => {
     expect(seqs(drain(s))).toEqual([1]);
   });
 
+  it('replays under a new filter without repeating what was queued', () => {
+    const { bus: b } = bus();
+    const s = sub(b);
+    b.publish([link('a', '1'), link('a', '2'), link('a', '3')]);
+    s.refilter(parseFilter({ types: 'link.*' }), 1);
+    expect(seqs(drain(s))).toEqual([2, 3]);
+  });
+
+  it('drops queued events a new filter does not take when no since is given', () => {
+    const { bus: b } = bus();
+    const s = sub(b);
+    b.publish([link('a', '1'), ev('address.added', 'a', { link: 'x' })]);
+    s.refilter(parseFilter({ types: 'address.*' }));
+    expect(seqs(drain(s))).toEqual([2]);
+  });
+
+  it('sends a gap for events pruned while a subscriber replays them', () => {
+    const { bus: b, log } = bus({ retentionCount: 5, memoryCount: 5 });
+    b.publish(Array.from({ length: 5 }, (_, i) => link('a', `l${i}`)));
+    const s = sub(b, { since: 0 });
+    b.publish(Array.from({ length: 5 }, (_, i) => link('a', `m${i}`)));
+    log.prune(); // 1-5 go before the subscriber read them
+    expect(seqs(drain(s))).toEqual(['gap 1-5', 6, 7, 8, 9, 10]);
+  });
+
+  it('takes live events that overflow the queue during a replay from the log instead of dropping them', () => {
+    const { bus: b } = bus();
+    b.publish([link('a', '1')]);
+    const s = sub(b, { since: 0, queueSize: 2 });
+    b.publish(Array.from({ length: 6 }, (_, i) => link('a', `l${i}`)));
+    expect(seqs(drain(s))).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(s.dropped).toBe(0);
+  });
+
+  it('shows a limited subscriber only its namespaces of a resync', () => {
+    const { bus: b } = bus();
+    const s = sub(b, { visible: (ns) => ns === 'mine' });
+    b.publish([{ type: 'resync', namespace: null, reason: 'start', namespaces: ['mine', 'theirs'], differences: [ev('namespace.added', 'mine'), ev('namespace.added', 'theirs')] }]);
+    const [r] = drain(s) as Array<Record<string, unknown>>;
+    expect(r).toMatchObject({ type: 'resync', namespaces: ['mine'], differences: [expect.objectContaining({ namespace: 'mine' })] });
+  });
+
   it('wakes a waiting reader when an event arrives', async () => {
     const { bus: b } = bus();
     const s = sub(b);
@@ -181,5 +233,31 @@ describe('tickets', () => {
     const b = t.issue(UNIX_PRINCIPAL);
     now += 30_001;
     expect(() => t.redeem(b.ticket)).toThrow(expect.objectContaining({ code: 'AUTH_INVALID' }));
+  });
+});
+
+describe('event endpoints', () => {
+  it('answers 400 to a ticket asked for over the Unix socket, whose trust must not reach TCP', async () => {
+    const { buildTestApp, expectProblem } = await import('../helpers/test-app.js');
+    const t = await buildTestApp();
+    const p = expectProblem(await t.app.inject({ method: 'POST', url: '/v1/events/tickets' }), 'REQUEST_INVALID', 400);
+    expect(p.detail).toMatch(/Unix socket/);
+  });
+
+  it('answers 406 NOT_ACCEPTABLE to a GET without an upgrade or Accept: text/event-stream, and 400 to an unknown type first', async () => {
+    const { buildTestApp, expectProblem } = await import('../helpers/test-app.js');
+    const t = await buildTestApp();
+    expectProblem(await t.app.inject({ url: '/v1/events' }), 'NOT_ACCEPTABLE', 406);
+    expectProblem(await t.app.inject({ url: '/v1/events?types=bogus' }), 'REQUEST_INVALID', 400);
+    expectProblem(await t.app.inject({ url: '/v1/events?since=99' }), 'REQUEST_INVALID', 400);
+    expectProblem(await t.app.inject({ url: '/v1/events?onOverflow=explode' }), 'REQUEST_INVALID', 400);
+  });
+
+  it('shows the retained range and no subscribers in status', async () => {
+    const { buildTestApp } = await import('../helpers/test-app.js');
+    const t = await buildTestApp();
+    const s = (await t.app.inject({ url: '/v1/events/status' })).json();
+    expect(s).toMatchObject({ subscribers: [], monitor: { running: false, restarts: 0 } });
+    expect(s.retained.first).toBeGreaterThanOrEqual(1);
   });
 });
