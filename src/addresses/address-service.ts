@@ -8,7 +8,7 @@
  * kernel makes for it — must not be shorter than /16 (IPv6 /32) nor overlap a subnet of a link
  * netnsd did not create, nor a route of host through one (HOST_ROUTE_CONFLICT).
  */
-import { AppError } from '../errors/app-error.js';
+import { AppError, invalidFields } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
 import { HOST, type AddrAddSpec, type KernelAddress, type KernelLink } from '../executor/ops.js';
 import {
@@ -200,7 +200,7 @@ function toSpec(body: AddressCreate): AddrAddSpec {
   const p = parsePrefix(body.address);
   if (typeof p === 'string') {
     err('address', p);
-    throw invalid(errors);
+    throw invalidFields(errors);
   }
   const v4 = p.family === 4;
   if (p.value === 0n) err('address', 'is the unspecified address');
@@ -231,7 +231,7 @@ function toSpec(body: AddressCreate): AddrAddSpec {
     else if (body.label !== body.link && !body.label.startsWith(`${body.link}:`)) err('label', `must be the link name or start with '${body.link}:'`);
   }
   if (body.nodad !== undefined && v4) err('nodad', 'is for IPv6 addresses only (IPv4 has no duplicate address detection)');
-  if (errors.length > 0) throw invalid(errors);
+  if (errors.length > 0) throw invalidFields(errors);
   return {
     link: body.link,
     family: p.family,
@@ -243,8 +243,4 @@ function toSpec(body: AddressCreate): AddrAddSpec {
     ...(body.label === undefined ? {} : { label: body.label }),
     ...(body.nodad ? { nodad: true } : {}),
   };
-}
-
-function invalid(errors: Array<{ field: string; message: string }>): AppError {
-  return new AppError('REQUEST_INVALID', `The request is not valid: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}`, { meta: { errors } });
 }

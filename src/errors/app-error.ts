@@ -39,3 +39,8 @@ export class AppError extends Error {
 export function isAppError(e: unknown): e is AppError {
   return e instanceof AppError;
 }
+
+/** REQUEST_INVALID listing every field that does not fit (`meta.errors`, as schema failures do). */
+export function invalidFields(errors: ReadonlyArray<{ readonly field: string; readonly message: string }>): AppError {
+  return new AppError('REQUEST_INVALID', `The request is not valid: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}`, { meta: { errors } });
+}

@@ -157,51 +157,25 @@ const NEIGH_RULES: ReadonlyArray<{ readonly match: RegExp; readonly code: (op: N
   { match: /^Error: IPv6 is disabled on this device\.$/m, code: () => 'NEIGHBOR_LINK_UNSUPPORTED', detail: (op) => `${neighOf(op)}: IPv6 is disabled on the link (net.ipv6.conf.LINK.disable_ipv6)` },
 ];
 
+/** Rules whose code may depend on the op (undefined: not this rule, try the next). */
+type OpRule<O extends Op> = { readonly match: RegExp; readonly code: (op: O) => ErrorCode | undefined; readonly detail: (op: O, m: RegExpExecArray) => string };
+
+/** The ops of one area (`link.`, `addr.`, ...) with the rules that read their failures. */
+const AREAS: ReadonlyArray<readonly [string, ReadonlyArray<OpRule<never>>]> = [
+  ['link.', LINK_RULES], ['addr.', ADDR_RULES], ['route.', ROUTE_RULES], ['rule.', RULE_RULES], ['neigh.', NEIGH_RULES],
+];
+
 /**
  * An AppError for a tool that ran and failed: its stderr and exit code (null for a failed line of
  * a batch worker, which has no exit code of its own). Unknown messages are INTERNAL.
  */
 export function classify(stderr: string, exitCode: number | null, op: Op): AppError {
   const cause = stderr.trim();
-  if (op.kind.startsWith('link.')) {
-    const linkOp = op as LinkOp;
-    for (const rule of LINK_RULES) {
-      const m = rule.match.exec(stderr);
-      const code = m ? rule.code(linkOp) : undefined;
-      if (m && code) return new AppError(code, rule.detail(linkOp, m), { cause });
-    }
-  }
-  if (op.kind.startsWith('addr.')) {
-    const addrOp = op as AddrOp;
-    for (const rule of ADDR_RULES) {
-      const m = rule.match.exec(stderr);
-      const code = m ? rule.code(addrOp) : undefined;
-      if (m && code) return new AppError(code, rule.detail(addrOp, m), { cause });
-    }
-  }
-  if (op.kind.startsWith('route.')) {
-    const routeOp = op as RouteOp;
-    for (const rule of ROUTE_RULES) {
-      const m = rule.match.exec(stderr);
-      const code = m ? rule.code(routeOp) : undefined;
-      if (m && code) return new AppError(code, rule.detail(routeOp, m), { cause });
-    }
-  }
-  if (op.kind.startsWith('rule.')) {
-    const ruleOp = op as RuleOp;
-    for (const rule of RULE_RULES) {
-      const m = rule.match.exec(stderr);
-      const code = m ? rule.code(ruleOp) : undefined;
-      if (m && code) return new AppError(code, rule.detail(ruleOp, m), { cause });
-    }
-  }
-  if (op.kind.startsWith('neigh.')) {
-    const neighOp = op as NeighOp;
-    for (const rule of NEIGH_RULES) {
-      const m = rule.match.exec(stderr);
-      const code = m ? rule.code(neighOp) : undefined;
-      if (m && code) return new AppError(code, rule.detail(neighOp, m), { cause });
-    }
+  const area = AREAS.find(([prefix]) => op.kind.startsWith(prefix));
+  for (const rule of (area?.[1] ?? []) as ReadonlyArray<OpRule<Op>>) {
+    const m = rule.match.exec(stderr);
+    const code = m ? rule.code(op) : undefined;
+    if (m && code) return new AppError(code, rule.detail(op, m), { cause });
   }
   for (const rule of RULES) {
     const m = rule.match.exec(stderr);

@@ -10,7 +10,7 @@
  * Host safety: unless `host.allowChanges`, entries in `host` are made, replaced and deleted only
  * on links netnsd created (HOST_PROTECTED otherwise); reading is free.
  */
-import { AppError } from '../errors/app-error.js';
+import { AppError, invalidFields } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
 import { HOST, type KernelLink, type KernelNeighbor, type NeighAddSpec } from '../executor/ops.js';
 import { type Family, formatIp, isMulticast, parseIp, sameIp } from '../ip-address.js';
@@ -137,7 +137,7 @@ export class NeighborService {
     const keep = "it is part of the entry's key (a different one is a different entry: create that one and delete this)";
     if (spec.link !== old.link) errors.push({ field: 'body.link', message: `must stay '${old.link}': ${keep}` });
     if (spec.address !== old.address) errors.push({ field: 'body.address', message: `must stay ${old.address}: ${keep}` });
-    if (errors.length > 0) throw invalid(errors);
+    if (errors.length > 0) throw invalidFields(errors);
     await this.guardLink(ns, spec.link, ctx);
     await this.ex.run({ kind: 'neigh.add', ns, spec, replace: true }, ctx);
     return view(ns, await this.made(ns, spec, { ...ctx, continues: true }));
@@ -220,10 +220,6 @@ function view(ns: string, n: KernelNeighbor): Neighbor {
   };
 }
 
-function invalid(errors: Array<{ field: string; message: string }>): AppError {
-  return new AppError('REQUEST_INVALID', `The request is not valid: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}`, { meta: { errors } });
-}
-
 /** Parses and checks a body (every failing field listed), giving the executor's spec. */
 function toSpec(body: NeighborCreate): NeighAddSpec {
   const errors: Array<{ field: string; message: string }> = [];
@@ -235,7 +231,7 @@ function toSpec(body: NeighborCreate): NeighAddSpec {
   else if (a.family === 4 && sameIp(a, { family: 4, value: 0xffffffffn })) err('address', 'is the limited broadcast address');
   if (/^(00:){5}00$/.test(body.mac)) err('mac', 'is the all-zero MAC address');
   if (body.router === true && a?.family === 4) err('router', 'is for IPv6 neighbours only');
-  if (errors.length > 0 || !a) throw invalid(errors);
+  if (errors.length > 0 || !a) throw invalidFields(errors);
   return {
     link: body.link,
     family: a.family,

@@ -8,7 +8,7 @@
  * default route, shorter than /16 (IPv6 /32), or overlapping a prefix — or with a gateway inside
  * one — that the host reaches through a link netnsd did not create (HOST_ROUTE_CONFLICT).
  */
-import { AppError } from '../errors/app-error.js';
+import { AppError, invalidFields } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
 import { HOST, TABLE_LOCAL, TABLE_MAIN, type KernelAddress, type KernelLink, type KernelRoute, type RouteKey, type RouteSpec } from '../executor/ops.js';
 import { type Family, type IpPrefix, formatIp, formatPrefix, networkOf, overlaps, parseIp, parsePrefix } from '../ip-address.js';
@@ -116,7 +116,7 @@ export class RouteService {
     if ((spec.metric ?? defaultMetric(spec.family)) !== old.metric) errors.push({ field: 'body.metric', message: `must stay ${old.metric}: ${keep}` });
     if (old.family === 6 && old.dev !== null && spec.dev !== old.dev) errors.push({ field: 'body.dev', message: `must stay ${old.dev}: for IPv6 ${keep}` });
     if (old.tos !== null) errors.push({ field: 'body', message: 'the route matches a tos, which netnsd cannot set: it cannot be replaced' });
-    if (errors.length > 0) throw invalid(errors);
+    if (errors.length > 0) throw invalidFields(errors);
     if (ns === HOST && !this.hostAllowChanges) {
       await this.guardHostExisting(old, ctx);
       await this.guardHost(spec, ctx);
@@ -252,10 +252,6 @@ function view(ns: string, r: KernelRoute): Route {
   };
 }
 
-function invalid(errors: Array<{ field: string; message: string }>): AppError {
-  return new AppError('REQUEST_INVALID', `The request is not valid: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}`, { meta: { errors } });
-}
-
 /** Parses and checks a route body (every failing field listed), giving the executor's spec. */
 function toSpec(body: RouteCreate): RouteSpec {
   const errors: Array<{ field: string; message: string }> = [];
@@ -296,7 +292,7 @@ function toSpec(body: RouteCreate): RouteSpec {
   const linkLocal = (v: ReturnType<typeof parseIp>): boolean => v?.family === 6 && v.value >> 118n === 0x3fan;
   if (linkLocal(parsed.get('via')) && body.dev === undefined) err('dev', 'is required with an IPv6 link-local gateway');
   body.nexthops?.forEach((n, i) => linkLocal(parsed.get(`nexthops/${i}/via`)) && n.dev === undefined && err(`nexthops/${i}/dev`, 'is required with an IPv6 link-local gateway'));
-  if (errors.length > 0 || dst === undefined || family === undefined) throw invalid(errors);
+  if (errors.length > 0 || dst === undefined || family === undefined) throw invalidFields(errors);
 
   const canon = (f: string): string => formatIp(parsed.get(f)!);
   const table = body.table === undefined || body.table === 'main' ? TABLE_MAIN : body.table === 'local' ? TABLE_LOCAL : body.table;

@@ -5,7 +5,7 @@
  * no key for a rule but the whole rule, so a rule's id is made from all of its attributes.
  */
 import { createHash } from 'node:crypto';
-import { AppError } from '../errors/app-error.js';
+import { AppError, invalidFields } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
 import { HOST, TABLE_LOCAL, TABLE_MAIN, type KernelRule, type PortRange, type RuleSpec, kernelDeleteMatches, ruleKeyText, ruleOfSpec } from '../executor/ops.js';
 import { type Family, type IpPrefix, formatPrefix, networkOf, parseIp, parsePrefix } from '../ip-address.js';
@@ -74,7 +74,7 @@ export class RuleService {
     const existing = await this.kernelRules(ns, draft.family, ctx);
     const spec: RuleSpec = { ...draft, priority: draft.priority ?? defaultPriority(existing) };
     if (spec.goto !== undefined && spec.goto <= spec.priority) {
-      throw invalid([{ field: 'body.goto', message: `must be after the rule's priority ${spec.priority}${draft.priority === undefined ? ' (the default: give priority)' : ''}` }]);
+      throw invalidFields([{ field: 'body.goto', message: `must be after the rule's priority ${spec.priority}${draft.priority === undefined ? ' (the default: give priority)' : ''}` }]);
     }
     await this.ex.run({ kind: 'rule.add', ns, spec }, ctx);
     const key = ruleKeyText(ruleOfSpec(spec));
@@ -163,10 +163,6 @@ function view(ns: string, r: KernelRule): Rule {
   };
 }
 
-function invalid(errors: Array<{ field: string; message: string }>): AppError {
-  return new AppError('REQUEST_INVALID', `The request is not valid: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}`, { meta: { errors } });
-}
-
 type Draft = Omit<RuleSpec, 'priority'> & { readonly priority?: number };
 
 /** Parses and checks a rule body (every failing field listed); the priority may still be missing. */
@@ -219,7 +215,7 @@ function toSpec(body: RuleCreate): Draft {
   if (action !== 'goto' && body.goto !== undefined) err('goto', `is not taken by a ${action} rule (set action to goto)`);
   if (body.suppressPrefixLength !== undefined && body.suppressPrefixLength > (family === 4 ? 32 : 128)) err('suppressPrefixLength', `must be at most ${family === 4 ? 32 : 128} for IPv${family}`);
   if (body.goto !== undefined && body.priority !== undefined && body.goto <= body.priority) err('goto', `must be after the rule's priority ${body.priority}`);
-  if (errors.length > 0) throw invalid(errors);
+  if (errors.length > 0) throw invalidFields(errors);
 
   return {
     family,
