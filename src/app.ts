@@ -138,8 +138,10 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     inventory: new EventInventory(db),
     view: (name) => namespaces.get(name).catch(() => undefined),
     log: log.child({ component: 'events' }),
+    busy: (name) => namespaces.isCreating(name),
     ...(deps.watchNetns !== undefined ? { watchPath: deps.watchNetns } : deps.dir === undefined ? { watchPath: DEFAULT_NETNS_DIR } : {}),
   });
+  namespaces.onCreateSettled(() => void namespaceWatcher.rescan());
   try {
     await capabilities.probe();
     await namespaces.reconcile();

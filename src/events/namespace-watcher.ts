@@ -33,6 +33,11 @@ export interface NamespaceWatcherOptions {
   readonly log: Logger;
   /** Watch this directory for changes; undefined: do not watch (tests call rescan()). */
   readonly watchPath?: string;
+  /**
+   * Names netnsd is creating right now: left for the rescan after the creation (its record, with
+   * `managed` and labels, is written only at the end), so the event shows the finished namespace.
+   */
+  readonly busy?: (name: string) => boolean;
 }
 
 const KIND = 'namespace';
@@ -114,7 +119,7 @@ export class NamespaceWatcher {
       }
     }
     for (const [name, e] of now) {
-      if (this.seen.has(name)) continue;
+      if (this.seen.has(name) || this.o.busy?.(name)) continue;
       const object = (await this.o.view(name).catch(() => undefined)) ?? { name, id: e.id };
       const s: Seen = { id: e.id, object };
       this.seen.set(name, s);

@@ -172,6 +172,9 @@ export class NamespaceService {
    * Creates a namespace with loopback up and an nsid (the event monitor needs nsids). A failure
    * after the namespace exists removes it again, so a failed request leaves nothing behind.
    */
+  private readonly creatingNames = new Set<string>();
+  private readonly settledListeners: Array<(name: string) => void> = [];
+
   async create(name: string, labels: Labels, ctx: OpContext): Promise<Namespace> {
     if (name === HOST) {
       throw new AppError('NAMESPACE_RESERVED', "'host' is the reserved name of the root namespace");
@@ -181,11 +184,24 @@ export class NamespaceService {
       throw new AppError('NAMESPACE_LIMIT_REACHED', `There are ${count} namespaces; the configured limit is ${this.maxNamespaces}`);
     }
     this.creating++;
+    this.creatingNames.add(name);
     try {
       return await this.serialize(name, () => this.createNow(name, labels, ctx));
     } finally {
       this.creating--;
+      this.creatingNames.delete(name);
+      for (const l of this.settledListeners) l(name);
     }
+  }
+
+  /** Whether netnsd is creating this namespace right now (its record is not written yet). */
+  isCreating(name: string): boolean {
+    return this.creatingNames.has(name);
+  }
+
+  /** Calls `l` with the name whenever a creation ends, made or failed. */
+  onCreateSettled(l: (name: string) => void): void {
+    this.settledListeners.push(l);
   }
 
   private async createNow(name: string, labels: Labels, ctx: OpContext): Promise<Namespace> {

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { openDb } from '../../src/store/db.js';
 import { EventLog, type NewEvent } from '../../src/store/event-log.js';
 import { EventBus, type Delivery, type SubscribeOptions } from '../../src/events/event-bus.js';
@@ -259,5 +259,35 @@ describe('event endpoints', () => {
     const s = (await t.app.inject({ url: '/v1/events/status' })).json();
     expect(s).toMatchObject({ subscribers: [], monitor: { running: false, restarts: 0 } });
     expect(s.retained.first).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('namespace events', () => {
+  it('publish a namespace netnsd creates once it is finished: managed, with its labels', async () => {
+    const { buildTestApp } = await import('../helpers/test-app.js');
+    const t = await buildTestApp();
+    const before = t.services.events.log.lastSeq;
+    const res = await t.app.inject({ method: 'POST', url: '/v1/namespaces', headers: { 'content-type': 'application/json' }, payload: { name: 'lab', labels: { team: 'x' } } });
+    expect(res.statusCode).toBe(201);
+    await t.services.namespaceWatcher.rescan();
+    const added = t.services.events.log.read(before, Number.MAX_SAFE_INTEGER, 10).filter((e) => e.type === 'namespace.added' && e.namespace === 'lab');
+    expect(added).toHaveLength(1);
+    expect(added[0]?.object).toMatchObject({ name: 'lab', managed: true, labels: { team: 'x' } });
+    expect((await t.app.inject({ method: 'DELETE', url: '/v1/namespaces/lab' })).statusCode).toBe(204);
+    await t.services.namespaceWatcher.rescan();
+    expect(t.services.events.log.read(before, Number.MAX_SAFE_INTEGER, 10).map((e) => e.type)).toEqual(['namespace.added', 'namespace.removed']);
+  });
+
+  it('leave a name netnsd is still creating for the rescan after it', async () => {
+    const { buildTestApp } = await import('../helpers/test-app.js');
+    const t = await buildTestApp();
+    t.kernel.addNamespace('busy-one');
+    const before = t.services.events.log.lastSeq;
+    const spy = vi.spyOn(t.services.namespaces, 'isCreating').mockImplementation((n) => n === 'busy-one');
+    await t.services.namespaceWatcher.rescan();
+    expect(t.services.events.log.read(before, Number.MAX_SAFE_INTEGER, 10)).toEqual([]);
+    spy.mockRestore();
+    await t.services.namespaceWatcher.rescan();
+    expect(t.services.events.log.read(before, Number.MAX_SAFE_INTEGER, 10).map((e) => e.namespace)).toEqual(['busy-one']);
   });
 });
