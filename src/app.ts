@@ -157,6 +157,9 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   }
   const expiry = setInterval(() => idempotency.expire(), 3_600_000);
   expiry.unref();
+  // The log prunes as it grows; this keeps `events.retentionAge` on a daemon that is quiet.
+  const eventPrune = setInterval(() => events.log.prune(), 60_000);
+  eventPrune.unref();
   let closed = false;
   return {
     config,
@@ -180,6 +183,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
       if (closed) return;
       closed = true;
       clearInterval(expiry);
+      clearInterval(eventPrune);
       namespaceWatcher.stop();
       events.closeAll(1001, 'netnsd is stopping');
       // Changes still under way (their clients may have hung up) finish before the executor goes.
