@@ -25,7 +25,7 @@ import {
 } from '../ip-address.js';
 import { type Page, paginate } from '../paging.js';
 import type { LinkRecords } from '../store/link-records.js';
-import type { NetnsDirectory } from '../namespaces/netns-dir.js';
+import { existingNamespace, type NetnsDirectory } from '../namespaces/netns-dir.js';
 import type { Address, AddressCreate } from './address-schema.js';
 
 export interface AddressServiceOptions {
@@ -154,7 +154,7 @@ export class AddressService {
   }
 
   private async entry(ns: string): Promise<void> {
-    if (!(await this.dir.stat(ns))) throw new AppError('NAMESPACE_NOT_FOUND', `There is no namespace '${ns}'`);
+    await existingNamespace(this.dir, ns);
   }
 
   private async kernelAddresses(ns: string, link?: string, ctx?: OpContext): Promise<readonly KernelAddress[]> {

@@ -35,7 +35,8 @@ import { BatchWorker, type Logger, silentLogger, TOOL_ENV } from './batch-worker
 import { classify, classifyNative, classifySpawnError } from './classify.js';
 import type { Executor, OpContext } from './executor.js';
 import { NetnsWorkers } from './netns-workers.js';
-import { type NetlinkAddon, NetlinkNamespace } from '../netlink/netlink.js';
+import { type NetlinkAddon, NetlinkNamespace, namespacePath } from '../netlink/netlink.js';
+import { DEFAULT_NETNS_DIR } from '../namespaces/netns-dir.js';
 import { HOST, type Op, type OpResults, type ProbeResult, type ResultOf, type ToolVersions, opNamespace } from './ops.js';
 
 export type { Logger } from './batch-worker.js';
@@ -68,9 +69,6 @@ interface NetnsAddon {
 
 /** `ip route show table N` of a table the kernel has none of (stderr recorded in test/fixtures/stderr/route-table-missing.txt). */
 export const FIB_TABLE_MISSING = /^Error: ipv[46]: FIB table does not exist\.$/m;
-
-/** Where `ip netns` binds named namespaces. */
-const NETNS_DIR = '/run/netns';
 
 /** Stdout/stderr kept from a one-shot spawn. */
 const MAX_OUTPUT = 4 * 1024 * 1024;
@@ -176,17 +174,17 @@ export class Iproute2Executor implements Executor {
         await this.workers.release(op.ns);
         return this.batch(commands, op, argv);
       case 'netns.assignNsid':
-        if (this.native) return { nsid: this.nativeCall(op, (n) => n.assignNsid(nsPath(op.ns))) };
+        if (this.native) return { nsid: this.nativeCall(op, (n) => n.assignNsid(namespacePath(op.ns))) };
         return { nsid: await this.assignNsidSpawned(op, argv) };
       case 'netns.getNsid':
-        if (this.native) return { nsid: this.nativeCall(op, (n) => n.getNsid(nsPath(op.ns))) };
+        if (this.native) return { nsid: this.nativeCall(op, (n) => n.getNsid(namespacePath(op.ns))) };
         return { nsid: await this.getNsidSpawned(op, argv) };
       case 'netns.loopbackUp':
-        if (this.native) return this.nativeCall(op, (n) => n.loopbackUp(nsPath(op.ns)));
+        if (this.native) return this.nativeCall(op, (n) => n.loopbackUp(namespacePath(op.ns)));
         await this.oneShot(only(commands), op, argv);
         return;
       case 'netns.linkNames':
-        if (this.native) return { names: this.nativeCall(op, (n) => n.linkNames(nsPath(op.ns))) };
+        if (this.native) return { names: this.nativeCall(op, (n) => n.linkNames(namespacePath(op.ns))) };
         return { names: parseLinkNames(await this.oneShot(only(commands), op, argv)) };
       case 'netns.pids':
         return { pids: await this.pidsIn(op) };
@@ -217,11 +215,11 @@ export class Iproute2Executor implements Executor {
         return { links: parseLinks(await this.oneShot(only(commands), op, argv)) };
       case 'link.nsids':
         if (this.netlink) {
-          const names = await readdir(NETNS_DIR).catch(() => [] as string[]);
+          const names = await readdir(DEFAULT_NETNS_DIR).catch(() => [] as string[]);
           return { nsids: this.netlinkRead(op, (nl) => names.flatMap((name) => {
             let fd: number | undefined;
             try {
-              fd = openSync(join(NETNS_DIR, name), 'r');
+              fd = openSync(join(DEFAULT_NETNS_DIR, name), 'r');
               const nsid = nl.nsidOf(fd);
               return nsid < 0 ? [] : [{ nsid, name }];
             } catch {
@@ -311,7 +309,7 @@ export class Iproute2Executor implements Executor {
         r = await this.workers.submit(op.ns, cmd.args, names);
       } catch (e) {
         // A worker for a namespace that is gone exits at once ("Cannot open network namespace").
-        if (isAppError(e) && e.code === 'EXECUTOR_UNAVAILABLE' && op.ns !== HOST && !existsSync(nsPath(op.ns))) {
+        if (isAppError(e) && e.code === 'EXECUTOR_UNAVAILABLE' && op.ns !== HOST && !existsSync(namespacePath(op.ns))) {
           throw new AppError('NAMESPACE_NOT_FOUND', `namespace "${op.ns}" does not exist`, { cause: e });
         }
         throw e;
@@ -329,7 +327,7 @@ export class Iproute2Executor implements Executor {
     const addon = this.native;
     if (!addon) throw new AppError('NATIVE_HELPER_REQUIRED', 'Sysctls need the native helper (npm run build:native)');
     try {
-      return call(addon, nsPath(op.ns));
+      return call(addon, namespacePath(op.ns));
     } catch (e) {
       const err = e as NodeJS.ErrnoException & { index?: number };
       if (op.kind === 'sysctl.write' && typeof err.index === 'number' && err.message.includes('sysctl')) {
@@ -348,7 +346,7 @@ export class Iproute2Executor implements Executor {
   private netlinkRead<T>(op: Op, read: (nl: NetlinkNamespace) => T): T {
     let nl: NetlinkNamespace | undefined;
     try {
-      nl = new NetlinkNamespace(nsPath(opNamespace(op)), { addon: this.netlink! });
+      nl = new NetlinkNamespace(namespacePath(opNamespace(op)), { addon: this.netlink! });
       return read(nl);
     } catch (e) {
       throw isAppError(e) ? e : classifyNative(e, op);
@@ -449,7 +447,7 @@ export class Iproute2Executor implements Executor {
 
   private async nsInode(op: Extract<Op, { ns: string }>): Promise<NsInode> {
     try {
-      const s = await stat(nsPath(op.ns));
+      const s = await stat(namespacePath(op.ns));
       return { dev: s.dev, ino: s.ino };
     } catch (e) {
       throw classifyNative(e, op);
@@ -531,9 +529,6 @@ interface NsInode {
   readonly ino: number;
 }
 
-function nsPath(ns: string): string {
-  return ns === HOST ? '/proc/self/ns/net' : `/run/netns/${ns}`;
-}
 
 /**
  * Whether pid's network namespace is `target`. A process that is gone, a zombie (whose ns links

@@ -21,7 +21,7 @@ import {
 import { type LabelSelector, matchesSelector, mergeLabels } from '../labels.js';
 import { type Page, paginate } from '../paging.js';
 import type { LinkRecord, LinkRecords } from '../store/link-records.js';
-import type { NetnsDirectory, NetnsEntry } from '../namespaces/netns-dir.js';
+import { existingNamespace, type NetnsDirectory, type NetnsEntry } from '../namespaces/netns-dir.js';
 import type { Capabilities } from '../capabilities/capabilities-schema.js';
 import type { Link, LinkCreate, LinkPatch } from './link-schema.js';
 
@@ -339,10 +339,8 @@ export class LinkService {
   // Helpers
   // ------------------------------------------------------------------------------------------
 
-  private async entry(name: string): Promise<NetnsEntry> {
-    const entry = await this.dir.stat(name);
-    if (!entry) throw new AppError('NAMESPACE_NOT_FOUND', `There is no namespace '${name}'`);
-    return entry;
+  private entry(name: string): Promise<NetnsEntry> {
+    return existingNamespace(this.dir, name);
   }
 
   private keyOf(entry: NetnsEntry): string {

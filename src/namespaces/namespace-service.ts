@@ -9,7 +9,7 @@ import { HOST } from '../executor/ops.js';
 import { type LabelSelector, type Labels, MAX_LABELS, matchesSelector, mergeLabels } from '../labels.js';
 import { type Page, paginate } from '../paging.js';
 import type { NamespaceRecord, NamespaceRecords } from '../store/namespace-records.js';
-import type { NetnsDirectory, NetnsEntry } from './netns-dir.js';
+import { existingNamespace, type NetnsDirectory, type NetnsEntry } from './netns-dir.js';
 import type { Namespace } from './namespace-schema.js';
 
 /** Kill-and-rescan rounds of a forced delete before it gives up. */
@@ -137,10 +137,8 @@ export class NamespaceService {
     };
   }
 
-  private async entry(name: string): Promise<NetnsEntry> {
-    const entry = await this.dir.stat(name);
-    if (!entry) throw new AppError('NAMESPACE_NOT_FOUND', `There is no namespace '${name}'`);
-    return entry;
+  private entry(name: string): Promise<NetnsEntry> {
+    return existingNamespace(this.dir, name);
   }
 
   /** Every namespace the caller may see, `host` included, ordered by name. */

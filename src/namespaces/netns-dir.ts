@@ -6,6 +6,7 @@
  * while a bind mount holds it (checked on kernel 6.18), so the pair is unique over time.
  */
 import { readdir, stat } from 'node:fs/promises';
+import { AppError } from '../errors/app-error.js';
 import { join } from 'node:path';
 import { isNamespaceName } from '../names.js';
 import { HOST } from '../executor/ops.js';
@@ -27,6 +28,13 @@ export interface NetnsDirectory {
 }
 
 export const DEFAULT_NETNS_DIR = '/run/netns';
+
+/** The namespace of this name (`host` allowed), or NAMESPACE_NOT_FOUND: what every endpoint under /v1/namespaces/{ns} checks first. */
+export async function existingNamespace(dir: NetnsDirectory, name: string): Promise<NetnsEntry> {
+  const entry = await dir.stat(name);
+  if (!entry) throw new AppError('NAMESPACE_NOT_FOUND', `There is no namespace '${name}'`);
+  return entry;
+}
 
 /** The real directory. `hostPath` is the daemon's own namespace. */
 export class KernelNetnsDirectory implements NetnsDirectory {

@@ -17,7 +17,7 @@ import { type Family, formatIp, isMulticast, parseIp, sameIp } from '../ip-addre
 import { isLinkName } from '../names.js';
 import { type Page, paginate } from '../paging.js';
 import type { LinkRecords } from '../store/link-records.js';
-import type { NetnsDirectory } from '../namespaces/netns-dir.js';
+import { existingNamespace, type NetnsDirectory } from '../namespaces/netns-dir.js';
 import type { Neighbor, NeighborCreate, NeighborListQuery } from './neighbor-schema.js';
 
 export interface NeighborServiceOptions {
@@ -198,7 +198,7 @@ export class NeighborService {
   }
 
   private async entry(ns: string): Promise<void> {
-    if (!(await this.dir.stat(ns))) throw new AppError('NAMESPACE_NOT_FOUND', `There is no namespace '${ns}'`);
+    await existingNamespace(this.dir, ns);
   }
 
   private async kernelNeighbors(ns: string, link?: string, ctx?: OpContext): Promise<readonly KernelNeighbor[]> {

@@ -14,7 +14,7 @@ import { HOST, TABLE_LOCAL, TABLE_MAIN, type KernelAddress, type KernelLink, typ
 import { type Family, type IpPrefix, formatIp, formatPrefix, networkOf, overlaps, parseIp, parsePrefix } from '../ip-address.js';
 import { type Page, paginate } from '../paging.js';
 import type { LinkRecords } from '../store/link-records.js';
-import type { NetnsDirectory } from '../namespaces/netns-dir.js';
+import { existingNamespace, type NetnsDirectory } from '../namespaces/netns-dir.js';
 import type { Route, RouteCreate } from './route-schema.js';
 
 export interface RouteServiceOptions {
@@ -151,7 +151,7 @@ export class RouteService {
   }
 
   private async entry(ns: string): Promise<void> {
-    if (!(await this.dir.stat(ns))) throw new AppError('NAMESPACE_NOT_FOUND', `There is no namespace '${ns}'`);
+    await existingNamespace(this.dir, ns);
   }
 
   private async kernelRoutes(ns: string, family: Family, table: number | 'all', ctx?: OpContext): Promise<readonly KernelRoute[]> {

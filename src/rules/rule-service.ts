@@ -9,7 +9,7 @@ import { AppError, invalidFields } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
 import { HOST, TABLE_LOCAL, TABLE_MAIN, type KernelRule, type PortRange, type RuleSpec, kernelDeleteMatches, ruleKeyText, ruleOfSpec } from '../executor/ops.js';
 import { type Family, type IpPrefix, formatPrefix, networkOf, parseIp, parsePrefix } from '../ip-address.js';
-import type { NetnsDirectory } from '../namespaces/netns-dir.js';
+import { existingNamespace, type NetnsDirectory } from '../namespaces/netns-dir.js';
 import { type Page, paginate } from '../paging.js';
 import type { Rule, RuleCreate } from './rule-schema.js';
 
@@ -115,7 +115,7 @@ export class RuleService {
   }
 
   private async entry(ns: string): Promise<void> {
-    if (!(await this.dir.stat(ns))) throw new AppError('NAMESPACE_NOT_FOUND', `There is no namespace '${ns}'`);
+    await existingNamespace(this.dir, ns);
   }
 
   private async kernelRules(ns: string, family: Family, ctx?: OpContext): Promise<readonly KernelRule[]> {

@@ -7,7 +7,7 @@
 import { AppError } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
 import { HOST } from '../executor/ops.js';
-import type { NetnsDirectory } from '../namespaces/netns-dir.js';
+import { existingNamespace, type NetnsDirectory } from '../namespaces/netns-dir.js';
 import { allKeys, type ResolvedKey, resolveSysctl } from './sysctl-allowlist.js';
 
 export type SysctlValues = Record<string, number>;
@@ -20,7 +20,7 @@ export class SysctlService {
   ) {}
 
   private async ensure(ns: string): Promise<void> {
-    if (!(await this.dir.stat(ns))) throw new AppError('NAMESPACE_NOT_FOUND', `There is no namespace '${ns}'`);
+    await existingNamespace(this.dir, ns);
   }
 
   /** The allowed keys of the namespace (or only `keys`), with their values; keys it lacks are left out. */
