@@ -99,3 +99,17 @@ export async function createNamespaces<T extends string[]>(app: RealApp, ...tags
   for (const name of names) expect((await overTcp(app.tcpUrl, 'POST', '/v1/namespaces', { name })).status).toBe(201);
   return names as { [K in keyof T]: string };
 }
+
+/**
+ * Requests as admin over TCP to the app `app()` returns (read when called: the app is made in a
+ * beforeAll), and `ok`: one that must answer `status` (default 201), giving its JSON.
+ */
+export function adminClient(app: () => RealApp) {
+  const api = (method: string, path: string, body?: unknown) => overTcp(app().tcpUrl, method, path, body, ADMIN_TOKEN);
+  async function ok(method: string, path: string, body: unknown, status = 201): Promise<any> {
+    const res = await api(method, path, body);
+    expect(res.status, res.body).toBe(status);
+    return res.json();
+  }
+  return { api, ok };
+}

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ip, nsName, ping, trackHostLink } from '../helpers/kernel.js';
-import { ADMIN_TOKEN, type RealApp, createNamespaces, overTcp, startRealApp } from '../helpers/real-app.js';
+import { adminClient, type RealApp, createNamespaces, startRealApp } from '../helpers/real-app.js';
 import { overlaps, parsePrefix } from '../../src/ip-address.js';
 
 let r: RealApp;
@@ -18,7 +18,7 @@ afterAll(async () => {
 });
 
 
-const api = (method: string, path: string, body?: unknown) => overTcp(r.tcpUrl, method, path, body, ADMIN_TOKEN);
+const { api } = adminClient(() => r);
 
 const namespaces = <T extends string[]>(...tags: T) => createNamespaces(r, ...tags);
 

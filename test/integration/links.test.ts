@@ -8,7 +8,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Iproute2Executor } from '../../src/executor/iproute2-executor.js';
 import { ip, nsName, ping, trackHostLink, until } from '../helpers/kernel.js';
-import { ADMIN_TOKEN, type RealApp, createNamespaces, overTcp, startRealApp } from '../helpers/real-app.js';
+import { adminClient, type RealApp, createNamespaces, startRealApp } from '../helpers/real-app.js';
 
 let r: RealApp;
 beforeAll(async () => {
@@ -26,7 +26,7 @@ function hostLinkName(): string {
   return name;
 }
 
-const api = (method: string, path: string, body?: unknown) => overTcp(r.tcpUrl, method, path, body, ADMIN_TOKEN);
+const { api } = adminClient(() => r);
 
 /** Creates namespaces through the API (one per tag); as many names come back as tags went in. */
 const namespaces = <T extends string[]>(...tags: T) => createNamespaces(r, ...tags);

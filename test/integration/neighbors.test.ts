@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ip, ping, trackHostLink } from '../helpers/kernel.js';
-import { ADMIN_TOKEN, type RealApp, createNamespaces, overTcp, startRealApp } from '../helpers/real-app.js';
+import { adminClient, type RealApp, createNamespaces, startRealApp } from '../helpers/real-app.js';
 
 let r: RealApp;
 beforeAll(async () => {
@@ -16,13 +16,8 @@ afterAll(async () => {
   await r?.close();
 });
 
-const api = (method: string, path: string, body?: unknown) => overTcp(r.tcpUrl, method, path, body, ADMIN_TOKEN);
+const { api, ok } = adminClient(() => r);
 
-async function ok(method: string, path: string, body: unknown, status = 201): Promise<any> {
-  const res = await api(method, path, body);
-  expect(res.status, res.body).toBe(status);
-  return res.json();
-}
 
 /** Retries a ping a few times: a veth just brought up takes a moment (IPv6 especially). */
 function pingSoon(ns: string, addr: string): boolean {

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ip, nsName, ping, trackHostLink } from '../helpers/kernel.js';
-import { ADMIN_TOKEN, type RealApp, createNamespaces, overTcp, startRealApp } from '../helpers/real-app.js';
+import { adminClient, type RealApp, createNamespaces, startRealApp } from '../helpers/real-app.js';
 import { overlaps, parsePrefix } from '../../src/ip-address.js';
 
 let r: RealApp;
@@ -18,15 +18,10 @@ afterAll(async () => {
 });
 
 
-const api = (method: string, path: string, body?: unknown) => overTcp(r.tcpUrl, method, path, body, ADMIN_TOKEN);
+const { api, ok } = adminClient(() => r);
 
 const namespaces = <T extends string[]>(...tags: T) => createNamespaces(r, ...tags);
 
-async function ok(method: string, path: string, body: unknown, status = 201): Promise<any> {
-  const res = await api(method, path, body);
-  expect(res.status, res.body).toBe(status);
-  return res.json();
-}
 
 
 /** a --(203.0.113.0/24)-- router --(198.51.100.0/24)-- b, forwarding on in the router. */

@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ip } from '../helpers/kernel.js';
-import { ADMIN_TOKEN, type RealApp, createNamespaces, overTcp, startRealApp } from '../helpers/real-app.js';
+import { adminClient, type RealApp, createNamespaces, startRealApp } from '../helpers/real-app.js';
 
 let r: RealApp;
 beforeAll(async () => {
@@ -16,13 +16,8 @@ afterAll(async () => {
   await r?.close();
 });
 
-const api = (method: string, path: string, body?: unknown) => overTcp(r.tcpUrl, method, path, body, ADMIN_TOKEN);
+const { api, ok } = adminClient(() => r);
 
-async function ok(method: string, path: string, body: unknown, status = 201): Promise<any> {
-  const res = await api(method, path, body);
-  expect(res.status, res.body).toBe(status);
-  return res.json();
-}
 
 /** Whether one ping from `src` inside the namespace gets an answer within a second. */
 function pingFrom(ns: string, src: string, addr: string): boolean {
