@@ -55,6 +55,14 @@ async function main(): Promise<number> {
       return 1;
     }
   }
+  // Signal handlers come first: a SIGTERM that arrives while we start (a supervisor that gave up,
+  // a test that saw the `listening` line) must stop the daemon cleanly, not kill it outright.
+  let signalled: string | undefined;
+  let onSignal: (signal: string) => void = (signal) => {
+    signalled ??= signal;
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
   const services = await buildServices(config, log);
   const tls = config.tls ? { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } : undefined;
 
@@ -124,8 +132,8 @@ async function main(): Promise<number> {
         resolve(0);
       })();
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    onSignal = stop;
+    if (signalled) stop(signalled);
   });
 }
 
