@@ -49,6 +49,10 @@ import websocket from '@fastify/websocket';
 import { EventLog } from './store/event-log.js';
 import { EventInventory } from './store/event-inventory.js';
 import { EventBus } from './events/event-bus.js';
+import { ChangeGate } from './inventory/change-gate.js';
+import { InventoryReads } from './inventory/inventory-reads.js';
+import { Monitor } from './inventory/monitor.js';
+import { loadNetlinkAddon, type NetlinkAddon } from './netlink/netlink.js';
 import { eventApi } from './events/event-api.js';
 import { NamespaceWatcher } from './events/namespace-watcher.js';
 import { TicketStore } from './events/tickets.js';
@@ -72,6 +76,8 @@ export interface Services {
   readonly events: EventBus;
   readonly tickets: TicketStore;
   readonly namespaceWatcher: NamespaceWatcher;
+  /** The kernel monitor (undefined without the native addon's netlink, or with a fake executor). */
+  readonly monitor: Monitor | undefined;
   /** Drains the executor and closes the store. Call after the servers are closed. */
   close(): Promise<void>;
 }
@@ -84,6 +90,10 @@ export interface ServiceDeps {
   readonly dir?: NetnsDirectory;
   /** The directory whose changes are namespace events; default /run/netns with the real directory, none with a given one. */
   readonly watchNetns?: string;
+  /** Run the kernel monitor (events of links, addresses, ...; reads from the inventory). Default: with the real executor when the addon has netlink. */
+  readonly monitor?: boolean;
+  /** The monitor's socket receive buffer (tests make it tiny to provoke overflows). */
+  readonly monitorRcvbuf?: number;
 }
 
 /** Builds and starts everything behind the endpoints: store, executor pool, probes, reconcile. */
@@ -96,10 +106,14 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     nativeHelper = real.nativeAvailable;
     backend = real;
   }
-  const executor = new ExecutorPool(backend, {
+  const pool = new ExecutorPool(backend, {
     concurrency: config.limits.executorConcurrency,
     queueLimit: config.limits.executorQueue,
   });
+  // Listings of watched namespaces are answered from the monitor's inventory (set below).
+  let monitor: Monitor | undefined;
+  const reads = new InventoryReads(pool, () => monitor);
+  const executor = reads;
   const dir = deps.dir ?? new KernelNetnsDirectory();
   const namespaceRecords = new NamespaceRecords(db);
   const capabilities = new CapabilitiesService(executor, log.child({ component: 'capabilities' }), nativeHelper, dir);
@@ -111,6 +125,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     maxNamespaces: config.limits.namespaces,
   });
   const linkRecords = new LinkRecords(db);
+  const gate = new ChangeGate();
   const sysctls = new SysctlService(executor, dir, config.host.allowChanges);
   const links = new LinkService({
     executor,
@@ -120,6 +135,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     hostAllowChanges: config.host.allowChanges,
     hostKey: hostNamespaceKey(),
     log: log.child({ component: 'links' }),
+    gate,
   });
   const addresses = new AddressService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const routes = new RouteService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
@@ -142,14 +158,35 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     ...(deps.watchNetns !== undefined ? { watchPath: deps.watchNetns } : deps.dir === undefined ? { watchPath: DEFAULT_NETNS_DIR } : {}),
   });
   namespaces.onCreateSettled(() => void namespaceWatcher.rescan());
+  const addon = (deps.monitor ?? deps.executor === undefined) ? netlinkAddon() : undefined;
+  const kernelMonitor = addon
+    ? new Monitor({
+        addon, executor: pool, dir, bus: events, store: new EventInventory(db), links, gate, log: log.child({ component: 'monitor' }),
+        ...(deps.monitorRcvbuf !== undefined ? { rcvbuf: deps.monitorRcvbuf } : {}),
+      })
+    : undefined;
+  // The monitor follows the namespaces the watcher sees come and go.
+  events.onEvent((e) => {
+    if (!kernelMonitor) return;
+    const each = e.type === 'resync' ? ((e.differences as Array<{ type: string; namespace: string }> | undefined) ?? []) : [e as { type: string; namespace: string }];
+    for (const d of each) {
+      if (d.type === 'namespace.added') void kernelMonitor.track(d.namespace);
+      else if (d.type === 'namespace.removed') kernelMonitor.untrack(d.namespace);
+    }
+  });
   try {
     await capabilities.probe();
     await namespaces.reconcile();
     await links.reconcile();
     idempotency.releaseAllPending();
     idempotency.expire();
+    if (kernelMonitor) {
+      await kernelMonitor.start();
+      monitor = kernelMonitor;
+    }
     await namespaceWatcher.start();
   } catch (e) {
+    kernelMonitor?.stop();
     namespaceWatcher.stop();
     await executor.close();
     db.close();
@@ -179,12 +216,14 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     events,
     tickets: new TicketStore(),
     namespaceWatcher,
+    monitor: kernelMonitor,
     async close() {
       if (closed) return;
       closed = true;
       clearInterval(expiry);
       clearInterval(eventPrune);
       namespaceWatcher.stop();
+      kernelMonitor?.stop();
       events.closeAll(1001, 'netnsd is stopping');
       // Changes still under way (their clients may have hung up) finish before the executor goes.
       await namespaces.drain();
@@ -281,9 +320,19 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
       tickets: s.tickets,
       queueSize: s.config.events.subscriberQueue,
       heartbeatMs: parseDuration(s.config.events.heartbeat),
-      monitorStatus: () => ({ running: false, restarts: 0, resyncs: s.events.resyncs }),
+      monitorStatus: () => ({ ...(s.monitor?.status() ?? { running: false, restarts: 0, overflows: 0, namespaces: 0 }), resyncs: s.events.resyncs }),
     }),
   );
   await app.ready();
   return app;
+}
+
+/** The addon's netlink functions, or undefined when the addon is not built (the monitor then does not run). */
+function netlinkAddon(): NetlinkAddon | undefined {
+  try {
+    const a = loadNetlinkAddon();
+    return typeof a.nlRead === 'function' ? a : undefined;
+  } catch {
+    return undefined;
+  }
 }

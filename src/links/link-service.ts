@@ -9,6 +9,7 @@
  */
 import { isIP } from 'node:net';
 import { AppError } from '../errors/app-error.js';
+import { ChangeGate } from '../inventory/change-gate.js';
 import type { Executor, OpContext } from '../executor/executor.js';
 import {
   CREATABLE_LINK_KINDS,
@@ -41,6 +42,8 @@ export interface LinkServiceOptions {
   readonly hostKey: string;
   readonly log: Logger;
   readonly now?: () => Date;
+  /** Marks the namespaces a change is under way in, so their events wait for its records. */
+  readonly gate?: ChangeGate;
 }
 
 export interface LinkListFilter {
@@ -84,8 +87,10 @@ export class LinkService {
   private readonly hostKey: string;
   private readonly log: Logger;
   private readonly now: () => Date;
+  private readonly gate: ChangeGate;
 
   constructor(o: LinkServiceOptions) {
+    this.gate = o.gate ?? new ChangeGate();
     this.ex = o.executor;
     this.records = o.records;
     this.dir = o.dir;
@@ -136,6 +141,10 @@ export class LinkService {
   // ------------------------------------------------------------------------------------------
 
   async create(ns: string, body: LinkCreate, ctx: OpContext): Promise<Link> {
+    return this.gate.around([ns, ...(body.peer?.namespace !== undefined ? [body.peer.namespace] : [])], () => this.createNow(ns, body, ctx));
+  }
+
+  private async createNow(ns: string, body: LinkCreate, ctx: OpContext): Promise<Link> {
     const entry = await this.entry(ns);
     this.checkKind(body);
     checkFields(body);
@@ -220,6 +229,10 @@ export class LinkService {
    * problem says `undone: false`.
    */
   async update(ns: string, name: string, patch: LinkPatch, ctx: OpContext): Promise<Link> {
+    return this.gate.around([ns, ...(patch.namespace !== undefined ? [patch.namespace] : [])], () => this.updateNow(ns, name, patch, ctx));
+  }
+
+  private async updateNow(ns: string, name: string, patch: LinkPatch, ctx: OpContext): Promise<Link> {
     const entry = await this.entry(ns);
     const links = await this.kernelLinks(ns, ctx);
     const link = this.find(ns, links, name);
@@ -322,6 +335,11 @@ export class LinkService {
 
   /** Deletes a link; deleting either end of a veth removes both. */
   async delete(ns: string, name: string, ctx: OpContext): Promise<void> {
+    // The peer's namespace is not known yet: its link.removed then shows the peer as it was.
+    return this.gate.around([ns], () => this.deleteNow(ns, name, ctx));
+  }
+
+  private async deleteNow(ns: string, name: string, ctx: OpContext): Promise<void> {
     const entry = await this.entry(ns);
     const links = await this.kernelLinks(ns, ctx);
     const link = this.find(ns, links, name);
@@ -420,6 +438,14 @@ export class LinkService {
 
   private async resolve(entry: NetnsEntry, links: readonly KernelLink[], link: KernelLink, ctx?: OpContext): Promise<Link['peer']> {
     return new Resolver(this, entry, links, ctx).peer(link);
+  }
+
+  /**
+   * The view of a link the inventory holds (its record read now; peer and parent resolved by
+   * the caller from the inventory), for events.
+   */
+  inventoryView(entry: NetnsEntry, l: KernelLink, peer: Link['peer'], parent: Link['parent']): Link {
+    return this.toView(entry, l, this.recordOf(entry, l), peer, parent);
   }
 
   private toView(entry: NetnsEntry, l: KernelLink, rec: LinkRecord | undefined, peer: Link['peer'], parent: Link['parent']): Link {
