@@ -156,7 +156,10 @@ export class Monitor {
         // Not seen before (or a new namespace of the same name): namespace.added says it.
         continue;
       }
+      // The old views are those of what was persisted, not the baseline seed() just took.
+      this.linkViews.set(entry.name, new Map());
       differences.push(...this.eventsOf(entry.name, diffPersisted(before.objects, stack), 'difference'));
+      this.baseline(entry.name, stack);
     }
     // What was persisted of namespaces that are gone or replaced: namespace.removed says it.
     const live = new Map(entries.map((e) => [e.name, e.id]));
@@ -301,11 +304,17 @@ export class Monitor {
     if (announce) {
       this.persistAll(stack);
       this.enqueue(entry.name, () => this.eventsOf(entry.name, changes, 'event'));
+      this.pump();
     } else {
-      // Seeded silently: the views are the baseline for later changes.
-      for (const l of stack.links()) this.linkView(entry.name, l);
+      this.baseline(entry.name, stack);
     }
     return stack;
+  }
+
+  /** Views of the links that have none yet: what later changes are compared with. */
+  private baseline(ns: string, stack: NamespaceStack): void {
+    const views = this.linkViews.get(ns);
+    for (const l of stack.links()) if (!views?.has(l.index)) this.linkView(ns, l);
   }
 
   private dump(ns: string): StackSnapshot {
@@ -347,6 +356,7 @@ export class Monitor {
     this.resyncs++;
     const namespaces = [...new Set(differences.map((d) => d.namespace as string))].sort();
     this.enqueue(null, () => [{ type: 'resync', namespace: null, reason, namespaces, differences }]);
+    this.pump();
   }
 
   /** Datagrams from the socket (or a catch-up read): apply, queue events, publish what is ready. */
@@ -365,6 +375,7 @@ export class Monitor {
     this.routeRecheck.clear();
     for (const ns of this.ruleRecheck) this.recheck(ns, 'rule');
     this.ruleRecheck.clear();
+    this.pump();
     if (overflow) {
       this.overflows++;
       this.o.log.warn({}, 'the kernel dropped events (netlink overflow); re-reading every namespace');
@@ -416,6 +427,10 @@ export class Monitor {
     if (e.kind === 'link' && (e.action === 'del' || (changes[0]?.before as KernelLink | undefined)?.up === true && !e.link.up)) this.routeRecheck.add(ns);
     if (e.kind === 'address' && e.action === 'del' && e.address.family === 4) this.routeRecheck.add(ns);
     if (e.kind === 'rule' && stack.rules().some((r) => r.action === 'goto')) this.ruleRecheck.add(ns);
+    // A veth's far end was announced before this end existed: its IFLA_LINK is only right now.
+    if (e.kind === 'link' && e.action === 'new' && e.link.kind === 'veth' && e.link.lower?.netnsid != null && changes[0]?.before === undefined) {
+      for (const [name, s] of this.stacks) if (name !== ns && s.link(e.link.lower.index)?.kind === 'veth') this.linkRecheck.add(name);
+    }
     const renamedOrNew = e.kind === 'link' && (e.action === 'del' || (changes[0]?.before as KernelLink | undefined)?.name !== e.link.name);
     if (renamedOrNew && stack.rules().some((r) => r.iif !== null || r.oif !== null)) this.ruleRecheck.add(ns);
     this.enqueue(ns, () => this.eventsOf(ns, changes, 'event'));
@@ -454,9 +469,9 @@ export class Monitor {
 
   // ---- events ----
 
+  /** Queues events; pump() publishes them (ingest pumps once its rechecks are done, so objects show the batch's end). */
   private enqueue(ns: string | null, build: () => NewEvent[]): void {
     this.queue.push({ ns: ns ?? '', build });
-    this.pump();
   }
 
   /** Publishes queued events in order; stops at one whose namespace has a change of netnsd's under way. */
@@ -500,6 +515,7 @@ export class Monitor {
         return Object.keys(changes).length > 0 ? [{ type: 'link.changed', namespace: ns, object: now, changes }] : [];
       }),
     );
+    this.pump();
   }
 
   /** Events (or, for resync, differences) for changes of one namespace. */
@@ -513,9 +529,9 @@ export class Monitor {
           views?.delete(c.before!.index);
           return [{ type: 'link.removed', namespace: ns, object: before }];
         }
-        const old = views?.get(c.after!.index);
+        const old = action === 'changed' ? (views?.get(c.after!.index) ?? this.viewless(ns, c.before!)) : undefined;
         const now = this.linkView(ns, c.after!);
-        if (action === 'added' || !old) return [{ type: 'link.added', namespace: ns, object: now }];
+        if (!old) return [{ type: 'link.added', namespace: ns, object: now }];
         const changes = diffFields(old, now);
         return Object.keys(changes).length > 0 ? [{ type: 'link.changed', namespace: ns, object: now, changes }] : [];
       }
