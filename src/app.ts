@@ -300,6 +300,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(websocket, { options: { maxPayload: 65536 } });
   // Streams end before the server waits for its connections to close.
   app.addHook('preClose', async () => s.events.closeAll(1001, 'netnsd is stopping'));
+  installListSeq(app, s);
   installAuth(app, opts.trust, s.tickets);
   installRateLimit(app, s.config.limits.requestsPerSecond);
   installIdempotency(app, s.idempotency);
@@ -335,4 +336,23 @@ function netlinkAddon(): NetlinkAddon | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Lists of what events describe (their 200 schema has `seq`) carry the seq they reflect, in the
+ * body and the X-Netnsd-Seq header. It is taken before the list is read, after the monitor has
+ * published what it has read: a change after it is in the list or in the events after it, so a
+ * client that lists, then subscribes `since` it, misses nothing (it may see a change twice).
+ */
+function installListSeq(app: FastifyInstance, s: Services): void {
+  app.addHook('preHandler', async (req) => {
+    const ok = (req.routeOptions.schema?.response as Record<string, { properties?: Record<string, unknown> }> | undefined)?.[200];
+    if (req.method !== 'GET' || ok?.properties?.seq === undefined) return;
+    await s.monitor?.settled();
+    (req as { listSeq?: number }).listSeq = s.events.log.lastSeq;
+  });
+  app.addHook('onSend', async (req, reply) => {
+    const seq = (req as { listSeq?: number }).listSeq;
+    if (seq !== undefined && reply.statusCode === 200) reply.header('x-netnsd-seq', String(seq));
+  });
 }
