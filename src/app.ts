@@ -183,6 +183,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     if (kernelMonitor) {
       await kernelMonitor.start();
       monitor = kernelMonitor;
+      links.useInventory(kernelMonitor);
     }
     await namespaceWatcher.start();
   } catch (e) {

@@ -3,7 +3,8 @@
  * and rule listings of a watched namespace from the monitor's stacks — no dump, no process —
  * after catching up with every event the kernel has sent (so a read right after a change sees
  * it: the kernel announces a change before it acknowledges it). Anything else, or a namespace the
- * monitor does not watch (yet), goes to the pool.
+ * monitor does not watch (yet), goes to the pool. Address read-backs of a change re-read the
+ * namespace's addresses into the inventory first (see run()).
  */
 import { AppError } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
@@ -17,7 +18,7 @@ export class InventoryReads implements Executor {
   ) {}
 
   run<O extends Op>(op: O, ctx?: OpContext): Promise<ResultOf<O>> {
-    const answer = this.fromInventory(op);
+    const answer = this.fromInventory(op, ctx);
     if (answer === undefined) return this.inner.run(op, ctx);
     const t0 = performance.now();
     ctx?.record?.({ kind: op.kind, ns: (op as { ns: string }).ns, argv: [], ok: true, durationMs: performance.now() - t0 });
@@ -32,7 +33,7 @@ export class InventoryReads implements Executor {
     return this.inner.close();
   }
 
-  private fromInventory(op: Op): unknown {
+  private fromInventory(op: Op, ctx?: OpContext): unknown {
     const m = this.monitor();
     if (!m) return undefined;
     switch (op.kind) {
@@ -45,7 +46,10 @@ export class InventoryReads implements Executor {
         return undefined;
     }
     if (!m.serves(op.ns)) return undefined;
-    const s = m.stack(op.ns);
+    // A read-back inside a change: IPv6 addresses are announced only once DAD starts (later, from
+    // a kernel work queue), so the namespace's addresses are re-read now; what the dump shows
+    // first is announced from it.
+    const s = op.kind === 'addr.list' && ctx?.continues ? m.reread(op.ns, 'address') : m.stack(op.ns);
     if (!s || !m.serves(op.ns)) return undefined;
     const noLink = (name: string) => new AppError('LINK_NOT_FOUND', `there is no link "${name}" in namespace "${op.ns}"`);
     switch (op.kind) {

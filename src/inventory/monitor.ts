@@ -23,7 +23,7 @@ import { closeSync, openSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Executor } from '../executor/executor.js';
 import { HOST, type KernelLink } from '../executor/ops.js';
-import type { LinkService } from '../links/link-service.js';
+import type { LinkRefs, LinkService } from '../links/link-service.js';
 import type { Link } from '../links/link-schema.js';
 import type { NetnsDirectory, NetnsEntry } from '../namespaces/netns-dir.js';
 import * as M from '../netlink/messages.js';
@@ -86,7 +86,7 @@ interface Pending {
   readonly build: () => NewEvent[];
 }
 
-export class Monitor {
+export class Monitor implements LinkRefs {
   private fd: number | undefined;
   private readonly stacks = new Map<string, NamespaceStack>();
   private readonly byNsid = new Map<number, string>();
@@ -149,7 +149,10 @@ export class Monitor {
     const entries = await this.entries();
     const differences: NewEvent[] = [];
     for (const entry of entries) {
-      const stack = await this.seed(entry, false);
+      const stack = await this.seed(entry, false).catch((e: unknown) => {
+        this.o.log.warn({ err: e, namespace: entry.name }, 'could not watch a namespace (gone meanwhile?)');
+        return undefined;
+      });
       if (!stack) continue;
       const before = persisted.get(entry.name);
       if (!before || before.nsId !== entry.id) {
@@ -212,6 +215,20 @@ export class Monitor {
     } catch (e) {
       this.failed(e as Error);
     }
+  }
+
+  /**
+   * The inventory of a namespace with one kind re-read from the kernel now (for what the kernel
+   * announces late: a new IPv6 address). What differs is published as events. Synchronous from
+   * the catch-up to the dump, so no event can fall between them.
+   */
+  reread(ns: string, kind: 'address'): NamespaceStack | undefined {
+    this.catchUp();
+    const stack = this.stacks.get(ns);
+    if (!stack) return undefined;
+    this.recheck(ns, kind);
+    this.pump();
+    return stack;
   }
 
   /** Waits until every event read so far is published (lists then reflect their seq). */
@@ -445,7 +462,7 @@ export class Monitor {
   }
 
   /** Re-reads a namespace's links, or its IPv4 routes, and publishes what the kernel did not announce. */
-  private recheck(ns: string, what: 'link' | 'route' | 'rule'): void {
+  private recheck(ns: string, what: 'link' | 'route' | 'rule' | 'address'): void {
     const stack = this.stacks.get(ns);
     if (!stack) return;
     let nl;
@@ -456,7 +473,9 @@ export class Monitor {
           ? stack.replaceKind('link', nl.dumpLinks())
           : what === 'rule'
             ? stack.replaceKind('rule', [...nl.dumpRules(4), ...nl.dumpRules(6)])
-            : stack.replaceKind('route', nl.dumpRoutes(4, 'all'), (r) => r.family === 4);
+            : what === 'address'
+              ? stack.replaceKind('address', nl.dumpAddresses())
+              : stack.replaceKind('route', nl.dumpRoutes(4, 'all'), (r) => r.family === 4);
       if (changes.length === 0) return;
       this.persist(ns, changes);
       this.enqueue(ns, () => this.eventsOf(ns, changes, 'event'));
@@ -563,12 +582,14 @@ export class Monitor {
     return this.o.links.inventoryView({ name: ns, id: this.stacks.get(ns)?.id ?? '' }, l, this.peerOf(ns, l), this.parentOf(ns, l));
   }
 
-  private peerOf(ns: string, l: KernelLink): Link['peer'] {
+  /** A link's veth peer, resolved from the inventory (LinkRefs). */
+  peerOf(ns: string, l: KernelLink): Link['peer'] {
     if (l.kind !== 'veth' || !l.lower) return null;
     return this.ref(ns, l, l.lower, true);
   }
 
-  private parentOf(ns: string, l: KernelLink): Link['parent'] {
+  /** A link's parent (lower device), resolved from the inventory (LinkRefs). */
+  parentOf(ns: string, l: KernelLink): Link['parent'] {
     if (l.vxlan) {
       const p = l.vxlan.parent;
       return p === null ? null : { namespace: ns, name: p, index: this.stacks.get(ns)?.links().find((x) => x.name === p)?.index ?? -1 };

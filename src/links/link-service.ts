@@ -31,6 +31,13 @@ export interface Logger {
   warn(obj: object, msg: string): void;
 }
 
+/** Where links point (a veth's peer, a macvlan's parent), from an inventory that watches the namespace. */
+export interface LinkRefs {
+  serves(ns: string): boolean;
+  peerOf(ns: string, l: KernelLink): Link['peer'];
+  parentOf(ns: string, l: KernelLink): Link['parent'];
+}
+
 export interface LinkServiceOptions {
   readonly executor: Executor;
   readonly records: LinkRecords;
@@ -88,6 +95,7 @@ export class LinkService {
   private readonly log: Logger;
   private readonly now: () => Date;
   private readonly gate: ChangeGate;
+  private refs: LinkRefs | undefined;
 
   constructor(o: LinkServiceOptions) {
     this.gate = o.gate ?? new ChangeGate();
@@ -426,18 +434,31 @@ export class LinkService {
     }
   }
 
+  /** Resolve peers and parents from the monitor's inventory when it watches the namespace (no reads). */
+  useInventory(refs: LinkRefs): void {
+    this.refs = refs;
+  }
+
+  private resolverFor(entry: NetnsEntry, links: readonly KernelLink[], ctx?: OpContext): Pick<Resolver, 'peer' | 'parent'> {
+    const refs = this.refs;
+    if (refs?.serves(entry.name)) {
+      return { peer: async (l) => refs.peerOf(entry.name, l), parent: async (l) => refs.parentOf(entry.name, l) };
+    }
+    return new Resolver(this, entry, links, ctx);
+  }
+
   private async views(entry: NetnsEntry, links: readonly KernelLink[], recs: ReadonlyMap<number, LinkRecord>, ctx?: OpContext): Promise<Link[]> {
-    const resolver = new Resolver(this, entry, links, ctx);
+    const resolver = this.resolverFor(entry, links, ctx);
     return Promise.all(links.map(async (l) => this.toView(entry, l, recs.get(l.index), await resolver.peer(l), await resolver.parent(l))));
   }
 
   private async viewOf(entry: NetnsEntry, links: readonly KernelLink[], link: KernelLink, ctx?: OpContext): Promise<Link> {
-    const resolver = new Resolver(this, entry, links, ctx);
+    const resolver = this.resolverFor(entry, links, ctx);
     return this.toView(entry, link, this.recordOf(entry, link), await resolver.peer(link), await resolver.parent(link));
   }
 
   private async resolve(entry: NetnsEntry, links: readonly KernelLink[], link: KernelLink, ctx?: OpContext): Promise<Link['peer']> {
-    return new Resolver(this, entry, links, ctx).peer(link);
+    return this.resolverFor(entry, links, ctx).peer(link);
   }
 
   /**
