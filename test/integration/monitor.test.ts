@@ -243,4 +243,83 @@ describe('the kernel monitor across restarts and overflows', () => {
       await app.close();
     }
   });
+
+  it('answers a since older than what is retained with a gap, then goes on', async () => {
+    const base = await startRealApp({ config: { events: { ...(await import('../helpers/test-app.js')).testConfig().events, retentionCount: 5 } } });
+    try {
+      const a = nsName('mon-ret');
+      expect((await overTcp(base.tcpUrl, 'POST', '/v1/namespaces', { name: a })).status).toBe(201);
+      expect((await overTcp(base.tcpUrl, 'POST', `/v1/namespaces/${a}/links`, { name: 'r0', kind: 'bridge' })).status).toBe(201);
+      for (let i = 0; i < 12; i++) ip('-n', a, 'link', 'set', 'r0', 'mtu', String(1400 + i));
+      await until(() => base.services.events.log.lastSeq >= 12, 5000, 'events');
+      await base.services.monitor!.settled();
+      base.services.events.log.prune();
+      const first = base.services.events.log.firstSeq;
+      expect(first).toBeGreaterThan(2);
+      const c = await connect(base, `?since=1`);
+      await until(() => c.events().length >= 2, 5000, 'gap and events');
+      expect(c.events()[0]).toEqual({ type: 'gap', from: 2, to: first - 1 });
+      expect(c.events()[1]).toMatchObject({ seq: first });
+      c.close();
+    } finally {
+      await base.close();
+    }
+  });
+
+  it('gives a subscriber that does not read gap markers (or closes it with 4008), keeps its queue bounded, and others get everything', async () => {
+    const cfg = (await import('../helpers/test-app.js')).testConfig().events;
+    const app = await startRealApp({ config: { events: { ...cfg, subscriberQueue: 256 } } });
+    try {
+      const a = nsName('mon-slow');
+      expect((await overTcp(app.tcpUrl, 'POST', '/v1/namespaces', { name: a })).status).toBe(201);
+      expect((await overTcp(app.tcpUrl, 'POST', `/v1/namespaces/${a}/links`, { name: 's0', kind: 'bridge' })).status).toBe(201);
+      const url = `${app.tcpUrl.replace('http', 'ws')}/v1/events?types=link.changed&namespace=${a}`;
+      const open = (q = '') =>
+        new Promise<WebSocket>((resolve, reject) => {
+          const ws = new WebSocket(url + q, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+          ws.once('open', () => resolve(ws));
+          ws.once('error', reject);
+        });
+      const slow = await open();
+      const closing = await open('&onOverflow=close');
+      const fast = await connect(app, `?types=link.changed&namespace=${a}`);
+      const slowGot: Msg[] = [];
+      slow.on('message', (d) => slowGot.push(JSON.parse(String(d))));
+      let closeCode = 0;
+      closing.on('close', (code) => (closeCode = code));
+      // Neither reads from its socket: their queues fill once the TCP buffers are full.
+      (slow as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
+      (closing as unknown as { _socket: { pause(): void } })._socket.pause();
+      // Paced, so one read of the monitor's socket (one publish) stays well under the queue size:
+      // a reader that keeps up then never overflows.
+      const N = 12000;
+      for (let done = 0; done < N; done += 100) {
+        const lines = Array.from({ length: 100 }, (_, i) => `link set dev s0 mtu ${1300 + ((done + i) % 2)}`).join('\n');
+        execFileSync('/usr/sbin/ip', ['-n', a, '-batch', '-'], { input: `${lines}\n` });
+        await new Promise((res) => setTimeout(res, 10));
+      }
+      await until(() => fast.events().filter((e) => e.type === 'link.changed').length >= N, 30_000, 'every event at the reading subscriber').catch((e) => {
+        throw new Error(`${(e as Error).message}: got ${fast.events().length}, gaps ${JSON.stringify(fast.events().filter((x) => x.type === 'gap'))}, overflows ${app.services.monitor!.overflows}`);
+      });
+      const st = (await overTcp(app.tcpUrl, 'GET', '/v1/events/status')).json().subscribers as Msg[];
+      // At most the queue size of events, and the one gap marker that stands for what was dropped.
+      for (const s of st) expect(s.queueDepth).toBeLessThanOrEqual(256 + 1);
+      expect(st.some((s) => s.dropped > 0)).toBe(true);
+      (slow as unknown as { _socket: { resume(): void } })._socket.resume();
+      await until(() => slowGot.some((m) => m.type === 'gap'), 10_000, 'a gap at the slow subscriber');
+      const gap = slowGot.find((m) => m.type === 'gap')!;
+      expect(gap.to).toBeGreaterThanOrEqual(gap.from);
+      expect(fast.events().some((e) => e.type === 'gap')).toBe(false);
+      const seqs = fast.events().map((e) => e.seq);
+      expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+      (closing as unknown as { _socket: { resume(): void } })._socket.resume();
+      await until(() => closeCode !== 0, 10_000, 'the closing subscriber closed');
+      expect(closeCode).toBe(4008);
+      slow.close();
+      fast.close();
+    } finally {
+      await app.close();
+    }
+  }, 60_000);
 });
+
