@@ -319,8 +319,10 @@ export class Monitor implements LinkRefs {
     }
     this.linkViews.set(entry.name, new Map());
     if (announce) {
+      for (const l of stack.links()) this.farEnds(entry.name, l);
       this.persistAll(stack);
       this.enqueue(entry.name, () => this.eventsOf(entry.name, changes, 'event'));
+      this.runRechecks();
       this.pump();
     } else {
       this.baseline(entry.name, stack);
@@ -386,12 +388,7 @@ export class Monitor implements LinkRefs {
       for (const m of splitDatagram(datagrams[i]!)) this.message(ns, stack, nsid, m);
     }
     this.settleMoves();
-    for (const ns of this.linkRecheck) this.recheck(ns, 'link');
-    this.linkRecheck.clear();
-    for (const ns of this.routeRecheck) this.recheck(ns, 'route');
-    this.routeRecheck.clear();
-    for (const ns of this.ruleRecheck) this.recheck(ns, 'rule');
-    this.ruleRecheck.clear();
+    this.runRechecks();
     this.pump();
     if (overflow) {
       this.overflows++;
@@ -444,13 +441,29 @@ export class Monitor implements LinkRefs {
     if (e.kind === 'link' && (e.action === 'del' || (changes[0]?.before as KernelLink | undefined)?.up === true && !e.link.up)) this.routeRecheck.add(ns);
     if (e.kind === 'address' && e.action === 'del' && e.address.family === 4) this.routeRecheck.add(ns);
     if (e.kind === 'rule' && stack.rules().some((r) => r.action === 'goto')) this.ruleRecheck.add(ns);
-    // A veth's far end was announced before this end existed: its IFLA_LINK is only right now.
-    if (e.kind === 'link' && e.action === 'new' && e.link.kind === 'veth' && e.link.lower?.netnsid != null && changes[0]?.before === undefined) {
-      for (const [name, s] of this.stacks) if (name !== ns && s.link(e.link.lower.index)?.kind === 'veth') this.linkRecheck.add(name);
-    }
+    if (e.kind === 'link' && e.action === 'new' && changes[0]?.before === undefined) this.farEnds(ns, e.link);
     const renamedOrNew = e.kind === 'link' && (e.action === 'del' || (changes[0]?.before as KernelLink | undefined)?.name !== e.link.name);
     if (renamedOrNew && stack.rules().some((r) => r.iif !== null || r.oif !== null)) this.ruleRecheck.add(ns);
     this.enqueue(ns, () => this.eventsOf(ns, changes, 'event'));
+  }
+
+  /**
+   * A veth's far end in another namespace was announced before this end existed (or before this
+   * namespace was watched): its IFLA_LINK is right only now, so its namespace's links are re-read.
+   */
+  private farEnds(ns: string, l: KernelLink): void {
+    if (l.kind !== 'veth' || l.lower?.netnsid == null) return;
+    for (const [name, s] of this.stacks) if (name !== ns && s.link(l.lower.index)?.kind === 'veth') this.linkRecheck.add(name);
+  }
+
+  /** Re-reads what the rechecks named (see ingest). */
+  private runRechecks(): void {
+    for (const ns of this.linkRecheck) this.recheck(ns, 'link');
+    this.linkRecheck.clear();
+    for (const ns of this.routeRecheck) this.recheck(ns, 'route');
+    this.routeRecheck.clear();
+    for (const ns of this.ruleRecheck) this.recheck(ns, 'rule');
+    this.ruleRecheck.clear();
   }
 
   /** Links that left and did not land in a watched namespace: removed. */
