@@ -53,6 +53,9 @@ import { eventApi } from './events/event-api.js';
 import { NamespaceWatcher } from './events/namespace-watcher.js';
 import { TicketStore } from './events/tickets.js';
 import { DEFAULT_NETNS_DIR } from './namespaces/netns-dir.js';
+import { type CounterSource, TrafficSampler } from './traffic/traffic-sampler.js';
+import { netlinkCounterReader } from './netlink/stats.js';
+import { HOST } from './executor/ops.js';
 
 export interface Services {
   readonly config: Config;
@@ -72,6 +75,7 @@ export interface Services {
   readonly events: EventBus;
   readonly tickets: TicketStore;
   readonly namespaceWatcher: NamespaceWatcher;
+  readonly traffic: TrafficSampler;
   /** Drains the executor and closes the store. Call after the servers are closed. */
   close(): Promise<void>;
 }
@@ -84,6 +88,8 @@ export interface ServiceDeps {
   readonly dir?: NetnsDirectory;
   /** The directory whose changes are namespace events; default /run/netns with the real directory, none with a given one. */
   readonly watchNetns?: string;
+  /** Where traffic counters come from; default: netlink with the real executor, none with a given one. */
+  readonly counters?: CounterSource;
 }
 
 /** Builds and starts everything behind the endpoints: store, executor pool, probes, reconcile. */
@@ -142,6 +148,12 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     ...(deps.watchNetns !== undefined ? { watchPath: deps.watchNetns } : deps.dir === undefined ? { watchPath: DEFAULT_NETNS_DIR } : {}),
   });
   namespaces.onCreateSettled(() => void namespaceWatcher.rescan());
+  const traffic = new TrafficSampler({
+    source: deps.counters ?? (deps.executor ? undefined : netlinkCounterReader()),
+    namespaces: async () => [HOST, ...(await dir.list()).map((e) => e.name)],
+    bus: events,
+    log: log.child({ component: 'traffic' }),
+  });
   try {
     await capabilities.probe();
     await namespaces.reconcile();
@@ -179,6 +191,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     events,
     tickets: new TicketStore(),
     namespaceWatcher,
+    traffic,
     async close() {
       if (closed) return;
       closed = true;
@@ -186,6 +199,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
       clearInterval(eventPrune);
       namespaceWatcher.stop();
       events.closeAll(1001, 'netnsd is stopping');
+      await traffic.close();
       // Changes still under way (their clients may have hung up) finish before the executor goes.
       await namespaces.drain();
       await executor.close();
@@ -282,6 +296,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
       queueSize: s.config.events.subscriberQueue,
       heartbeatMs: parseDuration(s.config.events.heartbeat),
       monitorStatus: () => ({ running: false, restarts: 0, resyncs: s.events.resyncs }),
+      traffic: s.traffic,
     }),
   );
   await app.ready();
