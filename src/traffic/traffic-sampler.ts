@@ -123,15 +123,17 @@ interface Group {
   readonly prev: Map<string, Map<string, Previous>>;
 }
 
-/** Reads per second over the last 10 whole seconds. */
+/** Reads per second over the last 9 whole seconds (fewer, in the first 10 s of reading). */
 class RateMeter {
   private readonly buckets = new Array<number>(10).fill(0);
   private readonly second = new Array<number>(10).fill(-1);
+  private first: number | undefined;
 
   constructor(private readonly now: () => number) {}
 
   add(): void {
     const s = Math.floor(this.now() / 1000);
+    this.first ??= s;
     const i = s % 10;
     if (this.second[i] !== s) {
       this.second[i] = s;
@@ -143,8 +145,11 @@ class RateMeter {
   perSecond(): number {
     const s = Math.floor(this.now() / 1000);
     let sum = 0;
-    for (let i = 0; i < 10; i++) if (this.second[i]! > s - 10 && this.second[i]! < s) sum += this.buckets[i]!;
-    return sum / 10;
+    // Whole seconds only: not the current one, nor the (partial) one of the first read.
+    const from = Math.max(s - 10, this.first ?? s);
+    for (let i = 0; i < 10; i++) if (this.second[i]! > from && this.second[i]! < s) sum += this.buckets[i]!;
+    const span = s - from - 1;
+    return span <= 0 ? 0 : sum / span;
   }
 }
 

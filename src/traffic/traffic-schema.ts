@@ -158,7 +158,7 @@ export const SamplerStatusSchema = Type.Object(
       { description: 'One timer per distinct interval: subscribers of an interval share one counter read per namespace per tick.' },
     ),
     namespacesSampled: Type.Integer({ description: 'Distinct namespaces read at the last tick of each interval.' }),
-    readsPerSecond: Type.Number({ description: 'Namespace counter reads per second, over the last 10 s.' }),
+    readsPerSecond: Type.Number({ description: 'Namespace counter reads per second, over the last 9 whole seconds.' }),
     readErrors: Type.Integer({ description: 'Reads that failed (a namespace that went away, a timeout), since start.' }),
     skippedTicks: Type.Integer({ description: 'Ticks left out because the previous one of the interval had not finished.' }),
   },

@@ -245,6 +245,16 @@ describe('the traffic sampler', () => {
     expect(r.sampler.status()).toMatchObject({ intervals: [{ interval: '500ms', subscribers: 1, namespaces: 1 }, { interval: '1s', subscribers: 2, namespaces: 2 }], namespacesSampled: 2 });
   });
 
+  it('reports the namespace reads per second in status', async () => {
+    const r = rig();
+    r.counters.link('a', 'veth0').link('b', 'veth0');
+    r.subscribe({ types: 'traffic', interval: '500ms' });
+    await r.advance(4000);
+    expect(r.sampler.status().readsPerSecond).toBe(4); // 2 namespaces, twice a second
+    await r.advance(20_000);
+    expect(r.sampler.status().readsPerSecond).toBe(4);
+  });
+
   it('delivers rates over the time actually elapsed between reads, null on the first sample', async () => {
     const r = rig();
     r.counters.link('a', 'veth0');
