@@ -49,6 +49,8 @@ export class Subscription {
   readonly transport: 'websocket' | 'sse';
   readonly connectedAt = new Date().toISOString();
   filter: EventFilter;
+  /** Whether the subscriber's token may see a namespace. */
+  readonly visible: (ns: string) => boolean;
   delivered = 0;
   dropped = 0;
   gaps = 0;
@@ -76,9 +78,6 @@ export class Subscription {
     this.filter = o.filter;
     this.visible = o.visible;
   }
-
-  /** Whether the subscriber's token may see a namespace. */
-  readonly visible: (ns: string) => boolean;
 
   get queueDepth(): number {
     return this.queue.length;
