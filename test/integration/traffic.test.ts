@@ -4,44 +4,20 @@
  * counters over netlink against `ip -s -s -j`; a sampled namespace deleted under the sampler.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
+import { describe, expect, it } from 'vitest';
 import { ip, nsidOf, until } from '../helpers/kernel.js';
-import { ADMIN_TOKEN, adminClient, createNamespaces, type RealApp, startRealApp } from '../helpers/real-app.js';
+import { adminClient, createNamespaces, eventsClient, type Msg, useRealApp } from '../helpers/real-app.js';
 
-let r: RealApp;
-beforeAll(async () => {
-  r = await startRealApp();
-});
-afterAll(async () => {
-  await r?.close();
-});
+const app = useRealApp();
+const { api, ok } = adminClient(app);
 
-const { api, ok } = adminClient(() => r);
-
-type Msg = Record<string, any>;
-
-/** A WebSocket client that keeps every message it got. */
-async function connect(query: string) {
-  const ws = new WebSocket(`${r.tcpUrl.replace('http', 'ws')}/v1/events${query}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-  const got: Msg[] = [];
-  ws.on('message', (d) => got.push({ ...JSON.parse(String(d)), receivedAt: performance.now() }));
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('unexpected-response', (req, res) => {
-      req.destroy();
-      reject(new Error(`HTTP ${res.statusCode}`));
-    });
-    ws.once('error', reject);
-  });
-  return { ws, got, close: () => ws.close() };
-}
+const connect = (query: string) => eventsClient(app(), query);
 
 const q = (o: Record<string, string>) => `?${new URLSearchParams(o)}`;
 
 /** Two namespaces joined by veth0 <-> veth0, up, 198.51.100.1/24 in the first and .2 in the second. */
 async function pair(): Promise<[string, string]> {
-  const [a, b] = await createNamespaces(r, 'tr-a', 'tr-b');
+  const [a, b] = await createNamespaces(app(), 'tr-a', 'tr-b');
   await ok('POST', `/v1/namespaces/${a}/links`, { name: 'veth0', kind: 'veth', peer: { name: 'veth0', namespace: b }, up: true });
   await ok('POST', `/v1/namespaces/${a}/addresses`, { link: 'veth0', address: '198.51.100.1/24' });
   await ok('POST', `/v1/namespaces/${b}/addresses`, { link: 'veth0', address: '198.51.100.2/24' });
@@ -65,7 +41,7 @@ describe('traffic against the real kernel', () => {
     expect(c.got[0]).toMatchObject({ type: 'subscribed', interval: '500ms', alerts: [alert] });
     const startedAt = performance.now();
     const pingEnded = await pingFrom(a, '198.51.100.2', '-c', '20', '-i', '0.2', '-W', '1');
-    const samples = (ns: string) => c.got.filter((m) => m.type === 'traffic' && m.namespace === ns && m.receivedAt > startedAt && m.receivedAt <= pingEnded);
+    const samples = (ns: string) => c.got.filter((m) => m.type === 'traffic' && m.namespace === ns && c.receivedAt(m) > startedAt && c.receivedAt(m) <= pingEnded);
     for (const ns of [a, b]) {
       const busy = samples(ns).filter((m) => m.rxBitsPerSecond > 0 && m.txBitsPerSecond > 0 && m.rxPacketsPerSecond > 0 && m.txPacketsPerSecond > 0);
       expect(busy.length, `samples of ${ns}: ${JSON.stringify(samples(ns))}`).toBeGreaterThan(0);
@@ -78,12 +54,12 @@ describe('traffic against the real kernel', () => {
     const [firing, cleared] = alerts() as [Msg, Msg];
     expect(firing).toMatchObject({ seq: expect.any(Number), namespace: a, object: { link: 'veth0', metric: 'rxPacketsPerSecond', above: 2, for: '1s', state: 'firing' } });
     expect(firing.object.value).toBeGreaterThan(2);
-    expect(firing.receivedAt).toBeLessThan(pingEnded);
+    expect(c.receivedAt(firing)).toBeLessThan(pingEnded);
     expect(cleared).toMatchObject({ seq: expect.any(Number), namespace: a, object: { state: 'cleared', reason: 'recovered', since: firing.object.since } });
     expect(cleared.seq).toBeGreaterThan(firing.seq);
-    expect(cleared.receivedAt).toBeGreaterThan(pingEnded);
+    expect(c.receivedAt(cleared)).toBeGreaterThan(pingEnded);
     // Retained: the log has both, in order.
-    expect(r.services.events.log.read(firing.seq - 1, cleared.seq, 100).filter((e) => e.type === 'traffic.alert').map((e) => e.seq)).toEqual([firing.seq, cleared.seq]);
+    expect(app().services.events.log.read(firing.seq - 1, cleared.seq, 100).filter((e) => e.type === 'traffic.alert').map((e) => e.seq)).toEqual([firing.seq, cleared.seq]);
     c.close();
   });
 
@@ -118,7 +94,7 @@ describe('traffic against the real kernel', () => {
     const deletedAt = performance.now();
     await until(() => c.got.some((m) => m.type === 'traffic.alert' && m.object.state === 'cleared'), 5000, 'the alert to clear');
     expect(c.got.find((m) => m.type === 'traffic.alert' && m.object.state === 'cleared')).toMatchObject({ namespace: b, object: { link: 'lo', reason: 'gone' } });
-    await until(() => c.got.filter((m) => m.type === 'traffic' && m.namespace === a && m.receivedAt > deletedAt).length >= 2, 5000, 'samples of the other namespace');
+    await until(() => c.got.filter((m) => m.type === 'traffic' && m.namespace === a && c.receivedAt(m) > deletedAt).length >= 2, 5000, 'samples of the other namespace');
     // The kernel frees the deleted namespace (its nsid is released): no socket of ours pins it.
     const held = (): boolean => {
       try {
