@@ -61,6 +61,7 @@ struct open_job {
   int groups[NL_MAX_GROUPS];
   int ngroups;
   int rcvbuf;  // bytes; 0 = NL_DEFAULT_RCVBUF
+  int all_nsid;  // NETLINK_LISTEN_ALL_NSID: also every namespace that has an nsid here
   int fd;
   int err;
   const char *what;
@@ -85,6 +86,9 @@ static void *open_thread(void *arg) {
   if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) {
     job->err = errno; job->what = "bind netlink"; close(fd); return NULL;
   }
+  if (job->all_nsid && setsockopt(fd, SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, &one, sizeof one) < 0) {
+    job->err = errno; job->what = "NETLINK_LISTEN_ALL_NSID"; close(fd); return NULL;
+  }
   for (int i = 0; i < job->ngroups; i++) {
     if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &job->groups[i], sizeof job->groups[i]) < 0) {
       job->err = errno; job->what = "NETLINK_ADD_MEMBERSHIP"; close(fd); return NULL;
@@ -94,10 +98,14 @@ static void *open_thread(void *arg) {
   return NULL;
 }
 
-/** nlOpen(nsPath, groups, rcvbuf?): a NETLINK_ROUTE socket inside the namespace; returns the fd. */
+/**
+ * nlOpen(nsPath, groups, rcvbuf?, allNsid?): a NETLINK_ROUTE socket inside the namespace; returns
+ * the fd. allNsid: NETLINK_LISTEN_ALL_NSID, so the socket also gets the events of every namespace
+ * that has an nsid in this one, each datagram tagged with that nsid (see nlWatch / nlRead).
+ */
 static napi_value nl_open(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   char path[NL_MAX_PATH];
   size_t len = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
@@ -123,6 +131,13 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
     if (t == napi_number && (napi_get_value_int32(env, argv[2], &job.rcvbuf) != napi_ok || job.rcvbuf < 0))
       return nl_throw(env, "nlOpen rcvbuf", EINVAL);
   }
+  if (argc >= 4) {
+    bool all = false;
+    napi_valuetype t;
+    napi_typeof(env, argv[3], &t);
+    if (t == napi_boolean) napi_get_value_bool(env, argv[3], &all);
+    job.all_nsid = all ? 1 : 0;
+  }
   pthread_t t;
   int rc = pthread_create(&t, NULL, open_thread, &job);
   if (rc != 0) return nl_throw(env, "pthread_create", rc);
@@ -137,15 +152,26 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
 
 // Receives the next datagram into a new Buffer of exactly its size (MSG_PEEK|MSG_TRUNC tells the
 // size first, so no message is ever cut short). Returns 0, or -errno (-EAGAIN: none pending).
-static int recv_datagram(napi_env env, int fd, napi_value *out, unsigned char **data, size_t *size) {
+// *nsid (when asked): the nsid of the namespace the datagram comes from on a LISTEN_ALL_NSID
+// socket, or -1 for the socket's own namespace.
+static int recv_datagram(napi_env env, int fd, napi_value *out, unsigned char **data, size_t *size, int *nsid) {
   ssize_t n;
   do n = recv(fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT); while (n < 0 && errno == EINTR);
   if (n < 0) return -errno;
   void *mem = NULL;
   if (napi_create_buffer(env, (size_t)n, &mem, out) != napi_ok) return -ENOMEM;
+  struct iovec iov = {.iov_base = mem, .iov_len = (size_t)n};
+  union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
   ssize_t m;
-  do m = recv(fd, mem, (size_t)n, MSG_DONTWAIT); while (m < 0 && errno == EINTR);
+  do m = recvmsg(fd, &msg, MSG_DONTWAIT); while (m < 0 && errno == EINTR);
   if (m < 0) return -errno;
+  if (nsid) {
+    *nsid = -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+      if (c->cmsg_level == SOL_NETLINK && c->cmsg_type == NETLINK_LISTEN_ALL_NSID && c->cmsg_len >= CMSG_LEN(sizeof(int)))
+        memcpy(nsid, CMSG_DATA(c), sizeof(int));
+  }
   *data = mem;
   *size = (size_t)m;
   return 0;
@@ -176,7 +202,7 @@ static int dump_on(napi_env env, int fd, const unsigned char *req, size_t reqlen
     napi_value buf;
     unsigned char *data = NULL;
     size_t size = 0;
-    int rc = recv_datagram(env, fd, &buf, &data, &size);
+    int rc = recv_datagram(env, fd, &buf, &data, &size, NULL);
     if (rc == -EAGAIN || rc == -EWOULDBLOCK) {
       long long left = deadline - now_ms();
       if (left <= 0) return -ETIMEDOUT;
@@ -278,19 +304,41 @@ struct watch {
 
 static struct watch *watches = NULL;  // only touched on the loop thread of their env
 
-static void call_back(struct watch *w, napi_value err, napi_value datagrams, int overflow) {
+static void call_back(struct watch *w, napi_value err, napi_value datagrams, int overflow, napi_value nsids) {
   napi_env env = w->env;
-  napi_value cb, recv, args[3], ret;
+  napi_value cb, recv, args[4], ret;
   napi_get_reference_value(env, w->callback, &cb);
   napi_get_global(env, &recv);  // napi_make_callback wants an object as `this`
   args[0] = err;
   args[1] = datagrams;
   napi_get_boolean(env, overflow, &args[2]);
-  if (napi_make_callback(env, w->ctx, recv, cb, 3, args, &ret) == napi_pending_exception) {
+  args[3] = nsids;
+  if (napi_make_callback(env, w->ctx, recv, cb, 4, args, &ret) == napi_pending_exception) {
     // A throwing listener must not vanish silently: hand it to process 'uncaughtException'.
     napi_value exc;
     if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
   }
+}
+
+// Reads every pending datagram (at most NL_MAX_PER_WAKEUP) into list, with its source nsid at the
+// same index of nsids. ENOBUFS (the receive queue overflowed and the kernel dropped events; the
+// socket goes on working, the caller must resync from dumps) sets *overflow; another error is
+// returned as a positive errno.
+static int read_pending(napi_env env, int fd, napi_value list, napi_value nsids, uint32_t *count, int *overflow) {
+  for (int i = 0; i < NL_MAX_PER_WAKEUP; i++) {
+    napi_value buf, id;
+    unsigned char *data;
+    size_t size;
+    int nsid = -1;
+    int rc = recv_datagram(env, fd, &buf, &data, &size, &nsid);
+    if (rc == -EAGAIN || rc == -EWOULDBLOCK) return 0;
+    if (rc == -ENOBUFS) { *overflow = 1; continue; }
+    if (rc < 0) return -rc;
+    napi_create_int32(env, nsid, &id);
+    napi_set_element(env, nsids, *count, id);
+    napi_set_element(env, list, (*count)++, buf);
+  }
+  return 0;
 }
 
 static void stop_watch(struct watch *w);
@@ -301,9 +349,10 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   napi_env env = w->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value nul, list;
+  napi_value nul, list, nsids;
   napi_get_null(env, &nul);
   napi_create_array(env, &list);
+  napi_create_array(env, &nsids);
   uint32_t count = 0;
   int overflow = 0, fatal = 0;
   if (status < 0) {
@@ -319,28 +368,16 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
       fatal = soerr ? soerr : -status;
     }
   }
-  if (status == 0) {
-    for (int i = 0; i < NL_MAX_PER_WAKEUP; i++) {
-      napi_value buf;
-      unsigned char *data;
-      size_t size;
-      int rc = recv_datagram(env, w->fd, &buf, &data, &size);
-      if (rc == -EAGAIN || rc == -EWOULDBLOCK) break;
-      // ENOBUFS: the receive queue overflowed and the kernel dropped events. The socket goes on
-      // working; the caller must resync from a dump.
-      if (rc == -ENOBUFS) { overflow = 1; continue; }
-      if (rc < 0) { fatal = -rc; break; }
-      napi_set_element(env, list, count++, buf);
-    }
-  }
-  if (count > 0 || overflow) call_back(w, nul, list, overflow);
+  if (status == 0) fatal = read_pending(env, w->fd, list, nsids, &count, &overflow);
+  if (count > 0 || overflow) call_back(w, nul, list, overflow, nsids);
   if (fatal && !w->closing) {
-    napi_value code, message, error, empty;
+    napi_value code, message, error, empty, empty2;
     napi_create_string_utf8(env, strerrorname_np(fatal) ? strerrorname_np(fatal) : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
     napi_create_string_utf8(env, "netlink event socket failed", NAPI_AUTO_LENGTH, &message);
     napi_create_error(env, code, message, &error);
     napi_create_array(env, &empty);
-    call_back(w, error, empty, 0);
+    napi_create_array(env, &empty2);
+    call_back(w, error, empty, 0, empty2);
     stop_watch(w);
   }
   napi_close_handle_scope(env, scope);
@@ -368,9 +405,10 @@ static struct watch *find_watch(napi_env env, int fd) {
 }
 
 /**
- * nlWatch(fd, callback): calls callback(err, datagrams, overflow) from the event loop whenever the
- * socket has datagrams (every pending one, as Buffers) or overflowed (overflow = true: events were
- * lost). After an error (err set) the socket is no longer watched.
+ * nlWatch(fd, callback): calls callback(err, datagrams, overflow, nsids) from the event loop
+ * whenever the socket has datagrams (every pending one, as Buffers) or overflowed (overflow =
+ * true: events were lost). nsids[i]: the nsid datagrams[i] came from (LISTEN_ALL_NSID), -1 for the
+ * socket's own namespace. After an error (err set) the socket is no longer watched.
  */
 static napi_value nl_watch(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -407,6 +445,32 @@ static napi_value nl_watch(napi_env env, napi_callback_info info) {
   return undef;
 }
 
+/**
+ * nlRead(fd): every datagram pending on the socket now, without waiting:
+ * { datagrams: Buffer[], nsids: number[], overflow: boolean } (nsids as in nlWatch). Lets a
+ * watcher catch up synchronously (what the kernel has sent before a change's ACK is then seen).
+ */
+static napi_value nl_read(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
+    return nl_throw(env, "nlRead(fd)", EINVAL);
+  napi_value list, nsids, result, ov;
+  napi_create_array(env, &list);
+  napi_create_array(env, &nsids);
+  uint32_t count = 0;
+  int overflow = 0;
+  int err = read_pending(env, fd, list, nsids, &count, &overflow);
+  if (err) return nl_throw(env, "nlRead", err);
+  napi_create_object(env, &result);
+  napi_set_named_property(env, result, "datagrams", list);
+  napi_set_named_property(env, result, "nsids", nsids);
+  napi_get_boolean(env, overflow, &ov);
+  napi_set_named_property(env, result, "overflow", ov);
+  return result;
+}
+
 /** nlClose(fd): stops watching the socket (when watched) and closes it. */
 static napi_value nl_close(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -439,6 +503,7 @@ napi_value netlink_init(napi_env env, napi_value exports) {
       {"nlOpen", NULL, nl_open, NULL, NULL, NULL, napi_default, NULL},
       {"nlDump", NULL, nl_dump, NULL, NULL, NULL, napi_default, NULL},
       {"nlWatch", NULL, nl_watch, NULL, NULL, NULL, napi_default, NULL},
+      {"nlRead", NULL, nl_read, NULL, NULL, NULL, napi_default, NULL},
       {"nlClose", NULL, nl_close, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

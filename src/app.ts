@@ -49,6 +49,10 @@ import websocket from '@fastify/websocket';
 import { EventLog } from './store/event-log.js';
 import { EventInventory } from './store/event-inventory.js';
 import { EventBus } from './events/event-bus.js';
+import { ChangeGate } from './inventory/change-gate.js';
+import { InventoryReads } from './inventory/inventory-reads.js';
+import { Monitor } from './inventory/monitor.js';
+import { loadNetlinkAddon, type NetlinkAddon } from './netlink/netlink.js';
 import { eventApi } from './events/event-api.js';
 import { NamespaceWatcher } from './events/namespace-watcher.js';
 import { TicketStore } from './events/tickets.js';
@@ -75,6 +79,8 @@ export interface Services {
   readonly events: EventBus;
   readonly tickets: TicketStore;
   readonly namespaceWatcher: NamespaceWatcher;
+  /** The kernel monitor (undefined without the native addon's netlink, or with a fake executor). */
+  readonly monitor: Monitor | undefined;
   readonly traffic: TrafficSampler;
   /** Drains the executor and closes the store. Call after the servers are closed. */
   close(): Promise<void>;
@@ -88,6 +94,10 @@ export interface ServiceDeps {
   readonly dir?: NetnsDirectory;
   /** The directory whose changes are namespace events; default /run/netns with the real directory, none with a given one. */
   readonly watchNetns?: string;
+  /** Run the kernel monitor (events of links, addresses, ...; reads from the inventory). Default: with the real executor when the addon has netlink. */
+  readonly monitor?: boolean;
+  /** The monitor's socket receive buffer (tests make it tiny to provoke overflows). */
+  readonly monitorRcvbuf?: number;
   /** Where traffic counters come from; default: netlink with the real executor, none with a given one. */
   readonly counters?: CounterSource;
 }
@@ -102,10 +112,14 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     nativeHelper = real.nativeAvailable;
     backend = real;
   }
-  const executor = new ExecutorPool(backend, {
+  const pool = new ExecutorPool(backend, {
     concurrency: config.limits.executorConcurrency,
     queueLimit: config.limits.executorQueue,
   });
+  // Listings of watched namespaces are answered from the monitor's inventory (set below).
+  let monitor: Monitor | undefined;
+  const reads = new InventoryReads(pool, () => monitor);
+  const executor = reads;
   const dir = deps.dir ?? new KernelNetnsDirectory();
   const namespaceRecords = new NamespaceRecords(db);
   const capabilities = new CapabilitiesService(executor, log.child({ component: 'capabilities' }), nativeHelper, dir);
@@ -117,6 +131,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     maxNamespaces: config.limits.namespaces,
   });
   const linkRecords = new LinkRecords(db);
+  const gate = new ChangeGate();
   const sysctls = new SysctlService(executor, dir, config.host.allowChanges);
   const links = new LinkService({
     executor,
@@ -126,6 +141,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     hostAllowChanges: config.host.allowChanges,
     hostKey: hostNamespaceKey(),
     log: log.child({ component: 'links' }),
+    gate,
   });
   const addresses = new AddressService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const routes = new RouteService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
@@ -148,6 +164,22 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     ...(deps.watchNetns !== undefined ? { watchPath: deps.watchNetns } : deps.dir === undefined ? { watchPath: DEFAULT_NETNS_DIR } : {}),
   });
   namespaces.onCreateSettled(() => void namespaceWatcher.rescan());
+  const addon = (deps.monitor ?? deps.executor === undefined) ? netlinkAddon() : undefined;
+  const kernelMonitor = addon
+    ? new Monitor({
+        addon, executor: pool, dir, bus: events, store: new EventInventory(db), links, gate, log: log.child({ component: 'monitor' }),
+        ...(deps.monitorRcvbuf !== undefined ? { rcvbuf: deps.monitorRcvbuf } : {}),
+      })
+    : undefined;
+  // The monitor follows the namespaces the watcher sees come and go.
+  events.onEvent((e) => {
+    if (!kernelMonitor) return;
+    const each = e.type === 'resync' ? ((e.differences as Array<{ type: string; namespace: string }> | undefined) ?? []) : [e as { type: string; namespace: string }];
+    for (const d of each) {
+      if (d.type === 'namespace.added') void kernelMonitor.track(d.namespace);
+      else if (d.type === 'namespace.removed') kernelMonitor.untrack(d.namespace);
+    }
+  });
   const traffic = new TrafficSampler({
     source: deps.counters ?? (deps.executor ? undefined : netlinkCounterReader()),
     namespaces: async () => [HOST, ...(await dir.list()).map((e) => e.name)],
@@ -160,8 +192,14 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     await links.reconcile();
     idempotency.releaseAllPending();
     idempotency.expire();
+    if (kernelMonitor) {
+      await kernelMonitor.start();
+      monitor = kernelMonitor;
+      links.useInventory(kernelMonitor);
+    }
     await namespaceWatcher.start();
   } catch (e) {
+    kernelMonitor?.stop();
     namespaceWatcher.stop();
     await executor.close();
     db.close();
@@ -191,6 +229,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     events,
     tickets: new TicketStore(),
     namespaceWatcher,
+    monitor: kernelMonitor,
     traffic,
     async close() {
       if (closed) return;
@@ -198,6 +237,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
       clearInterval(expiry);
       clearInterval(eventPrune);
       namespaceWatcher.stop();
+      kernelMonitor?.stop();
       events.closeAll(1001, 'netnsd is stopping');
       await traffic.close();
       // Changes still under way (their clients may have hung up) finish before the executor goes.
@@ -275,6 +315,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(websocket, { options: { maxPayload: 65536 } });
   // Streams end before the server waits for its connections to close.
   app.addHook('preClose', async () => s.events.closeAll(1001, 'netnsd is stopping'));
+  installListSeq(app, s);
   installAuth(app, opts.trust, s.tickets);
   installRateLimit(app, s.config.limits.requestsPerSecond);
   installIdempotency(app, s.idempotency);
@@ -295,10 +336,39 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
       tickets: s.tickets,
       queueSize: s.config.events.subscriberQueue,
       heartbeatMs: parseDuration(s.config.events.heartbeat),
-      monitorStatus: () => ({ running: false, restarts: 0, resyncs: s.events.resyncs }),
+      monitorStatus: () => ({ ...(s.monitor?.status() ?? { running: false, restarts: 0, overflows: 0, namespaces: 0 }), resyncs: s.events.resyncs }),
       traffic: s.traffic,
     }),
   );
   await app.ready();
   return app;
+}
+
+/** The addon's netlink functions, or undefined when the addon is not built (the monitor then does not run). */
+function netlinkAddon(): NetlinkAddon | undefined {
+  try {
+    const a = loadNetlinkAddon();
+    return typeof a.nlRead === 'function' ? a : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Lists of what events describe (their 200 schema has `seq`) carry the seq they reflect, in the
+ * body and the X-Netnsd-Seq header. It is taken before the list is read, after the monitor has
+ * published what it has read: a change after it is in the list or in the events after it, so a
+ * client that lists, then subscribes `since` it, misses nothing (it may see a change twice).
+ */
+function installListSeq(app: FastifyInstance, s: Services): void {
+  app.addHook('preHandler', async (req) => {
+    const ok = (req.routeOptions.schema?.response as Record<string, { properties?: Record<string, unknown> }> | undefined)?.[200];
+    if (req.method !== 'GET' || ok?.properties?.seq === undefined) return;
+    await s.monitor?.settled();
+    (req as { listSeq?: number }).listSeq = s.events.log.lastSeq;
+  });
+  app.addHook('onSend', async (req, reply) => {
+    const seq = (req as { listSeq?: number }).listSeq;
+    if (seq !== undefined && reply.statusCode === 200) reply.header('x-netnsd-seq', String(seq));
+  });
 }

@@ -23,6 +23,17 @@ export const NextSchema = Type.Optional(
   Type.String({ description: 'Present when there are more items: pass it as `cursor` to get them.' }),
 );
 
+/** On the lists of what events describe: the seq the list reflects (subscribe with `since` = it: no gap). */
+export const SeqSchema = Type.Integer({
+  minimum: 0,
+  description: 'The newest event seq when this list was read (also the `X-Netnsd-Seq` header): `GET /v1/events?since=` it misses nothing that changed after.',
+});
+
+/** A list with the seq the request was given (by the list-seq hook in app.ts, before the list was read). */
+export function withSeq<P extends object>(req: object, page: P): P & { seq: number } {
+  return { ...page, seq: (req as { listSeq?: number }).listSeq ?? 0 };
+}
+
 export type PageKey = string | number;
 
 export function encodeCursor(key: PageKey): string {

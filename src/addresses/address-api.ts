@@ -1,5 +1,6 @@
 /** Endpoints of /v1/namespaces/{ns}/addresses. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { withSeq } from '../paging.js';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { namespaceParam, opContext } from '../http/auth-hooks.js';
@@ -29,7 +30,7 @@ export function addressApi(service: AddressService) {
           response: { 200: AddressListSchema, ...problemResponses(404) },
         },
       },
-      async (req) => service.list(req.params.ns, { link: req.query.link, family: req.query.family, limit: req.query.limit, cursor: req.query.cursor }),
+      async (req) => withSeq(req, await service.list(req.params.ns, { link: req.query.link, family: req.query.family, limit: req.query.limit, cursor: req.query.cursor })),
     );
 
     app.post(

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { LINK_NAME_PATTERN, LinkNameSchema, NamespaceNameSchema } from '../names.js';
-import { NextSchema, PageQuerySchema } from '../paging.js';
+import { NextSchema, PageQuerySchema, SeqSchema } from '../paging.js';
 import { ADDRESS_SCOPES } from '../executor/ops.js';
 
 const FamilySchema = Type.Unsafe<4 | 6>({ type: 'integer', enum: [4, 6], description: 'The IP version: 4 or 6.' });
@@ -37,7 +37,7 @@ export const AddressSchema = Type.Object(
 );
 export type Address = Static<typeof AddressSchema>;
 
-export const AddressListSchema = Type.Object({ items: Type.Array(AddressSchema), next: NextSchema }, { $id: 'AddressList', additionalProperties: false });
+export const AddressListSchema = Type.Object({ items: Type.Array(AddressSchema), next: NextSchema, seq: SeqSchema }, { $id: 'AddressList', additionalProperties: false });
 
 export const AddressListQuerySchema = Type.Object(
   {

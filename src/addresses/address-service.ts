@@ -80,12 +80,12 @@ export class AddressService {
       .map((a) => ({ key: sortKey(a), a }))
       .sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
     const page = paginate(items, (x) => x.key, f.limit, f.cursor);
-    return { ...page, items: page.items.map((x) => view(ns, x.a)) };
+    return { ...page, items: page.items.map((x) => addressView(ns, x.a)) };
   }
 
   async get(ns: string, id: string): Promise<Address> {
     await this.entry(ns);
-    return view(ns, this.find(ns, await this.kernelAddresses(ns), id));
+    return addressView(ns, this.find(ns, await this.kernelAddresses(ns), id));
   }
 
   async create(ns: string, body: AddressCreate, ctx: OpContext): Promise<Address> {
@@ -97,7 +97,7 @@ export class AddressService {
     const after = await this.kernelAddresses(ns, spec.link, { ...ctx, continues: true });
     const made = after.find((a) => a.prefixLength === spec.prefixLength && local !== undefined && sameIp(parseIp(a.local) ?? { family: 4, value: -1n }, local));
     if (!made) throw new AppError('INTERNAL', `the address ${spec.local}/${spec.prefixLength} was added but is not listed`);
-    return view(ns, made);
+    return addressView(ns, made);
   }
 
   async delete(ns: string, id: string, ctx: OpContext): Promise<void> {
@@ -174,7 +174,8 @@ function protectedLink(name: string): AppError {
   });
 }
 
-function view(ns: string, a: KernelAddress): Address {
+/** As the API shows it. */
+export function addressView(ns: string, a: KernelAddress): Address {
   return {
     id: addressId(a),
     namespace: ns,

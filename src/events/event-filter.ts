@@ -15,7 +15,7 @@ export const EVENT_TYPES = [
   'namespace.added', 'namespace.removed',
   'link.added', 'link.changed', 'link.removed',
   'address.added', 'address.removed',
-  'route.added', 'route.removed',
+  'route.added', 'route.changed', 'route.removed',
   'rule.added', 'rule.removed',
   'neighbor.added', 'neighbor.changed', 'neighbor.removed',
   'resync',

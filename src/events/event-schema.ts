@@ -114,6 +114,8 @@ export const EventsStatusSchema = Type.Object(
         running: Type.Boolean({ description: 'Whether the kernel monitor runs.' }),
         restarts: Type.Integer({ description: 'How often the kernel monitor was restarted.' }),
         resyncs: Type.Integer({ description: 'How often netnsd re-read state (start, restart, overflow).' }),
+        overflows: Type.Integer({ description: 'How often the kernel dropped events because the monitor\'s socket queue was full (each one is followed by a resync).' }),
+        namespaces: Type.Integer({ description: 'Namespaces the monitor watches (the host included).' }),
       },
       { additionalProperties: false },
     ),

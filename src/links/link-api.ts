@@ -1,5 +1,6 @@
 /** Endpoints of /v1/namespaces/{ns}/links. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { withSeq } from '../paging.js';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { requireNamespace, requireScope } from '../auth/tokens.js';
@@ -52,14 +53,14 @@ export function linkApi(service: LinkService) {
         },
       },
       async (req) =>
-        service.list(req.params.ns, {
+        withSeq(req, await service.list(req.params.ns, {
           kind: req.query.kind,
           master: req.query.master,
           managed: req.query.managed,
           selector: parseLabelSelector(req.query.labelSelector),
           limit: req.query.limit,
           cursor: req.query.cursor,
-        }),
+        })),
     );
 
     app.post(

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ALIAS_PATTERN, LABEL_PATTERN, LINK_NAME_PATTERN, LabelsSchema, LinkNameSchema, MAC_PATTERN, NAMESPACE_NAME_PATTERN, NamespaceNameSchema } from '../names.js';
-import { NextSchema, PageQuerySchema } from '../paging.js';
+import { NextSchema, PageQuerySchema, SeqSchema } from '../paging.js';
 import { CREATABLE_LINK_KINDS, MACVLAN_MODES } from '../executor/ops.js';
 
 /** A link name field with its own description. */
@@ -82,7 +82,7 @@ export const LinkSchema = Type.Object(
 );
 export type Link = Static<typeof LinkSchema>;
 
-export const LinkListSchema = Type.Object({ items: Type.Array(LinkSchema), next: NextSchema }, { $id: 'LinkList', additionalProperties: false });
+export const LinkListSchema = Type.Object({ items: Type.Array(LinkSchema), next: NextSchema, seq: SeqSchema }, { $id: 'LinkList', additionalProperties: false });
 
 export const LinkListQuerySchema = Type.Object(
   {

@@ -9,6 +9,7 @@
  */
 import { isIP } from 'node:net';
 import { AppError } from '../errors/app-error.js';
+import { ChangeGate } from '../inventory/change-gate.js';
 import type { Executor, OpContext } from '../executor/executor.js';
 import {
   CREATABLE_LINK_KINDS,
@@ -30,6 +31,13 @@ export interface Logger {
   warn(obj: object, msg: string): void;
 }
 
+/** Where links point (a veth's peer, a macvlan's parent), from an inventory that watches the namespace. */
+export interface LinkRefs {
+  serves(ns: string): boolean;
+  peerOf(ns: string, l: KernelLink): Link['peer'];
+  parentOf(ns: string, l: KernelLink): Link['parent'];
+}
+
 export interface LinkServiceOptions {
   readonly executor: Executor;
   readonly records: LinkRecords;
@@ -41,6 +49,8 @@ export interface LinkServiceOptions {
   readonly hostKey: string;
   readonly log: Logger;
   readonly now?: () => Date;
+  /** Marks the namespaces a change is under way in, so their events wait for its records. */
+  readonly gate?: ChangeGate;
 }
 
 export interface LinkListFilter {
@@ -84,8 +94,11 @@ export class LinkService {
   private readonly hostKey: string;
   private readonly log: Logger;
   private readonly now: () => Date;
+  private readonly gate: ChangeGate;
+  private refs: LinkRefs | undefined;
 
   constructor(o: LinkServiceOptions) {
+    this.gate = o.gate ?? new ChangeGate();
     this.ex = o.executor;
     this.records = o.records;
     this.dir = o.dir;
@@ -136,6 +149,10 @@ export class LinkService {
   // ------------------------------------------------------------------------------------------
 
   async create(ns: string, body: LinkCreate, ctx: OpContext): Promise<Link> {
+    return this.gate.around([ns, ...(body.peer?.namespace !== undefined ? [body.peer.namespace] : [])], () => this.createNow(ns, body, ctx));
+  }
+
+  private async createNow(ns: string, body: LinkCreate, ctx: OpContext): Promise<Link> {
     const entry = await this.entry(ns);
     this.checkKind(body);
     checkFields(body);
@@ -220,6 +237,10 @@ export class LinkService {
    * problem says `undone: false`.
    */
   async update(ns: string, name: string, patch: LinkPatch, ctx: OpContext): Promise<Link> {
+    return this.gate.around([ns, ...(patch.namespace !== undefined ? [patch.namespace] : [])], () => this.updateNow(ns, name, patch, ctx));
+  }
+
+  private async updateNow(ns: string, name: string, patch: LinkPatch, ctx: OpContext): Promise<Link> {
     const entry = await this.entry(ns);
     const links = await this.kernelLinks(ns, ctx);
     const link = this.find(ns, links, name);
@@ -322,6 +343,11 @@ export class LinkService {
 
   /** Deletes a link; deleting either end of a veth removes both. */
   async delete(ns: string, name: string, ctx: OpContext): Promise<void> {
+    // The peer's namespace is not known yet: its link.removed then shows the peer as it was.
+    return this.gate.around([ns], () => this.deleteNow(ns, name, ctx));
+  }
+
+  private async deleteNow(ns: string, name: string, ctx: OpContext): Promise<void> {
     const entry = await this.entry(ns);
     const links = await this.kernelLinks(ns, ctx);
     const link = this.find(ns, links, name);
@@ -408,18 +434,39 @@ export class LinkService {
     }
   }
 
+  /** Resolve peers and parents from the monitor's inventory when it watches the namespace (no reads). */
+  useInventory(refs: LinkRefs): void {
+    this.refs = refs;
+  }
+
+  private resolverFor(entry: NetnsEntry, links: readonly KernelLink[], ctx?: OpContext): Pick<Resolver, 'peer' | 'parent'> {
+    const refs = this.refs;
+    if (refs?.serves(entry.name)) {
+      return { peer: async (l) => refs.peerOf(entry.name, l), parent: async (l) => refs.parentOf(entry.name, l) };
+    }
+    return new Resolver(this, entry, links, ctx);
+  }
+
   private async views(entry: NetnsEntry, links: readonly KernelLink[], recs: ReadonlyMap<number, LinkRecord>, ctx?: OpContext): Promise<Link[]> {
-    const resolver = new Resolver(this, entry, links, ctx);
+    const resolver = this.resolverFor(entry, links, ctx);
     return Promise.all(links.map(async (l) => this.toView(entry, l, recs.get(l.index), await resolver.peer(l), await resolver.parent(l))));
   }
 
   private async viewOf(entry: NetnsEntry, links: readonly KernelLink[], link: KernelLink, ctx?: OpContext): Promise<Link> {
-    const resolver = new Resolver(this, entry, links, ctx);
+    const resolver = this.resolverFor(entry, links, ctx);
     return this.toView(entry, link, this.recordOf(entry, link), await resolver.peer(link), await resolver.parent(link));
   }
 
   private async resolve(entry: NetnsEntry, links: readonly KernelLink[], link: KernelLink, ctx?: OpContext): Promise<Link['peer']> {
-    return new Resolver(this, entry, links, ctx).peer(link);
+    return this.resolverFor(entry, links, ctx).peer(link);
+  }
+
+  /**
+   * The view of a link the inventory holds (its record read now; peer and parent resolved by
+   * the caller from the inventory), for events.
+   */
+  inventoryView(entry: NetnsEntry, l: KernelLink, peer: Link['peer'], parent: Link['parent']): Link {
+    return this.toView(entry, l, this.recordOf(entry, l), peer, parent);
   }
 
   private toView(entry: NetnsEntry, l: KernelLink, rec: LinkRecord | undefined, peer: Link['peer'], parent: Link['parent']): Link {

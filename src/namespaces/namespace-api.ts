@@ -1,5 +1,6 @@
 /** Endpoints of /v1/namespaces. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { withSeq } from '../paging.js';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { canUseNamespace, requireScope } from '../auth/tokens.js';
@@ -38,13 +39,13 @@ export function namespaceApi(service: NamespaceService) {
         },
       },
       async (req) =>
-        service.list({
+        withSeq(req, await service.list({
           selector: parseLabelSelector(req.query.labelSelector),
           managed: req.query.managed,
           visible: (name) => canUseNamespace(req.principal, name),
           limit: req.query.limit,
           cursor: req.query.cursor,
-        }),
+        })),
     );
 
     app.post(

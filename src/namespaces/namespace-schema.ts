@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { LabelsSchema, NamespaceNameSchema, LABEL_PATTERN } from '../names.js';
-import { NextSchema, PageQuerySchema } from '../paging.js';
+import { NextSchema, PageQuerySchema, SeqSchema } from '../paging.js';
 import { MAX_LABELS } from '../labels.js';
 
 export const NamespaceSchema = Type.Object(
@@ -26,7 +26,7 @@ export const NamespaceSchema = Type.Object(
 export type Namespace = Static<typeof NamespaceSchema>;
 
 export const NamespaceListSchema = Type.Object(
-  { items: Type.Array(NamespaceSchema), next: NextSchema },
+  { items: Type.Array(NamespaceSchema), next: NextSchema, seq: SeqSchema },
   { $id: 'NamespaceList', additionalProperties: false },
 );
 

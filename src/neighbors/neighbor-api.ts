@@ -1,5 +1,6 @@
 /** Endpoints of /v1/namespaces/{ns}/neighbors. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { withSeq } from '../paging.js';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { namespaceParam, opContext } from '../http/auth-hooks.js';
@@ -34,7 +35,7 @@ export function neighborApi(service: NeighborService) {
         },
       },
       async (req) =>
-        service.list(req.params.ns, { link: req.query.link, family: req.query.family, state: req.query.state, limit: req.query.limit, cursor: req.query.cursor }),
+        withSeq(req, await service.list(req.params.ns, { link: req.query.link, family: req.query.family, state: req.query.state, limit: req.query.limit, cursor: req.query.cursor })),
     );
 
     app.post(

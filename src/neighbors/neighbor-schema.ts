@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { LINK_NAME_PATTERN, LinkNameSchema, MAC_PATTERN, NamespaceNameSchema } from '../names.js';
-import { NextSchema, PageQuerySchema } from '../paging.js';
+import { NextSchema, PageQuerySchema, SeqSchema } from '../paging.js';
 
 const FamilySchema = Type.Unsafe<4 | 6>({ type: 'integer', enum: [4, 6], description: 'The IP version: 4 (ARP) or 6 (neighbour discovery).' });
 
@@ -37,7 +37,7 @@ export const NeighborSchema = Type.Object(
 );
 export type Neighbor = Static<typeof NeighborSchema>;
 
-export const NeighborListSchema = Type.Object({ items: Type.Array(NeighborSchema), next: NextSchema }, { $id: 'NeighborList', additionalProperties: false });
+export const NeighborListSchema = Type.Object({ items: Type.Array(NeighborSchema), next: NextSchema, seq: SeqSchema }, { $id: 'NeighborList', additionalProperties: false });
 
 export const NeighborListQuerySchema = Type.Object(
   {

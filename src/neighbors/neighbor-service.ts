@@ -95,12 +95,12 @@ export class NeighborService {
       .map((n) => ({ key: sortKey(n), n }))
       .sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
     const page = paginate(items, (x) => x.key, f.limit, f.cursor);
-    return { ...page, items: page.items.map((x) => view(ns, x.n)) };
+    return { ...page, items: page.items.map((x) => neighborView(ns, x.n)) };
   }
 
   async get(ns: string, id: string): Promise<Neighbor> {
     await this.entry(ns);
-    return view(ns, await this.find(ns, id));
+    return neighborView(ns, await this.find(ns, id));
   }
 
   /**
@@ -125,7 +125,7 @@ export class NeighborService {
       }
       await this.ex.run({ kind: 'neigh.add', ns, spec, replace: true }, { ...ctx, continues: true });
     }
-    return view(ns, await this.made(ns, spec, { ...ctx, continues: true }));
+    return neighborView(ns, await this.made(ns, spec, { ...ctx, continues: true }));
   }
 
   /** Replaces the entry of this id atomically (`ip neigh replace`) with a permanent one; the body must keep its key. */
@@ -140,7 +140,7 @@ export class NeighborService {
     if (errors.length > 0) throw invalidFields(errors);
     await this.guardLink(ns, spec.link, ctx);
     await this.ex.run({ kind: 'neigh.add', ns, spec, replace: true }, ctx);
-    return view(ns, await this.made(ns, spec, { ...ctx, continues: true }));
+    return neighborView(ns, await this.made(ns, spec, { ...ctx, continues: true }));
   }
 
   async delete(ns: string, id: string, ctx: OpContext): Promise<void> {
@@ -206,7 +206,8 @@ export class NeighborService {
   }
 }
 
-function view(ns: string, n: KernelNeighbor): Neighbor {
+/** As the API shows it. */
+export function neighborView(ns: string, n: KernelNeighbor): Neighbor {
   return {
     id: neighborId(n),
     namespace: ns,

@@ -22,9 +22,13 @@ import {
 
 /** The addon's netlink functions (native/netlink.c). */
 export interface NetlinkAddon {
-  nlOpen(nsPath: string, groups: readonly number[], rcvbuf?: number): number;
+  /** allNsid: NETLINK_LISTEN_ALL_NSID (the events of every namespace with an nsid here, tagged). */
+  nlOpen(nsPath: string, groups: readonly number[], rcvbuf?: number, allNsid?: boolean): number;
   nlDump(fdOrNsPath: number | string, request: Buffer, timeoutMs?: number): { datagrams: Buffer[]; interrupted: boolean };
-  nlWatch(fd: number, callback: (err: (Error & { code?: string }) | null, datagrams: Buffer[], overflow: boolean) => void): void;
+  /** nsids[i]: the nsid datagrams[i] came from (allNsid sockets), -1 for the socket's own namespace. */
+  nlWatch(fd: number, callback: (err: (Error & { code?: string }) | null, datagrams: Buffer[], overflow: boolean, nsids: number[]) => void): void;
+  /** Every datagram pending now, without waiting. */
+  nlRead(fd: number): { datagrams: Buffer[]; nsids: number[]; overflow: boolean };
   nlClose(fd: number): void;
 }
 

@@ -1,5 +1,6 @@
 /** Endpoints of /v1/namespaces/{ns}/routes. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { withSeq } from '../paging.js';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { namespaceParam, opContext } from '../http/auth-hooks.js';
@@ -32,7 +33,7 @@ export function routeApi(service: RouteService) {
           response: { 200: RouteListSchema, ...problemResponses(404) },
         },
       },
-      async (req) => service.list(req.params.ns, { table: req.query.table, family: req.query.family, limit: req.query.limit, cursor: req.query.cursor }),
+      async (req) => withSeq(req, await service.list(req.params.ns, { table: req.query.table, family: req.query.family, limit: req.query.limit, cursor: req.query.cursor })),
     );
 
     app.post(

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { LINK_NAME_PATTERN, NamespaceNameSchema } from '../names.js';
-import { NextSchema, PageQuerySchema } from '../paging.js';
+import { NextSchema, PageQuerySchema, SeqSchema } from '../paging.js';
 import { ROUTE_SCOPES, ROUTE_TYPES } from '../executor/ops.js';
 
 const FamilySchema = Type.Unsafe<4 | 6>({ type: 'integer', enum: [4, 6], description: 'The IP version: 4 or 6.' });
@@ -38,7 +38,7 @@ export const RouteSchema = Type.Object(
 );
 export type Route = Static<typeof RouteSchema>;
 
-export const RouteListSchema = Type.Object({ items: Type.Array(RouteSchema), next: NextSchema }, { $id: 'RouteList', additionalProperties: false });
+export const RouteListSchema = Type.Object({ items: Type.Array(RouteSchema), next: NextSchema, seq: SeqSchema }, { $id: 'RouteList', additionalProperties: false });
 
 export const RouteListQuerySchema = Type.Object(
   {

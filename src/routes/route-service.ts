@@ -42,7 +42,7 @@ export function routeId(k: RouteKey): string {
 }
 
 /** The key of a listed route (its device counts for IPv6 only). */
-function keyOf(r: KernelRoute): RouteKey {
+export function routeKeyOf(r: KernelRoute): RouteKey {
   return { family: r.family, table: r.table, dst: r.dst, metric: r.metric, tos: r.tos, ...(r.family === 6 && r.dev !== null ? { dev: r.dev } : {}) };
 }
 
@@ -87,12 +87,12 @@ export class RouteService {
     const all = (await Promise.all(families.map((family) => this.kernelRoutes(ns, family, table)))).flat();
     const items = all.map((r) => ({ key: sortKey(r), r })).sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
     const page = paginate(items, (x) => x.key, f.limit, f.cursor);
-    return { ...page, items: page.items.map((x) => view(ns, x.r)) };
+    return { ...page, items: page.items.map((x) => routeView(ns, x.r)) };
   }
 
   async get(ns: string, id: string): Promise<Route> {
     await this.entry(ns);
-    return view(ns, await this.find(ns, id));
+    return routeView(ns, await this.find(ns, id));
   }
 
   async create(ns: string, body: RouteCreate, ctx: OpContext): Promise<Route> {
@@ -100,7 +100,7 @@ export class RouteService {
     const spec = toSpec(body);
     if (ns === HOST && !this.hostAllowChanges) await this.guardHost(spec, ctx);
     await this.ex.run({ kind: 'route.add', ns, spec }, ctx);
-    return view(ns, await this.made(ns, spec, { ...ctx, continues: true }));
+    return routeView(ns, await this.made(ns, spec, { ...ctx, continues: true }));
   }
 
   /** Replaces the route of this id atomically (`ip route replace`); the body must keep its key. */
@@ -122,14 +122,14 @@ export class RouteService {
       await this.guardHost(spec, ctx);
     }
     await this.ex.run({ kind: 'route.add', ns, spec: { ...spec, metric: old.metric }, replace: true }, ctx);
-    return view(ns, await this.made(ns, spec, { ...ctx, continues: true }));
+    return routeView(ns, await this.made(ns, spec, { ...ctx, continues: true }));
   }
 
   async delete(ns: string, id: string, ctx: OpContext): Promise<void> {
     await this.entry(ns);
     const r = await this.find(ns, id, ctx);
     if (ns === HOST && !this.hostAllowChanges) await this.guardHostExisting(r, ctx);
-    await this.ex.run({ kind: 'route.delete', ns, key: keyOf(r) }, ctx);
+    await this.ex.run({ kind: 'route.delete', ns, key: routeKeyOf(r) }, ctx);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ export class RouteService {
 
   private async find(ns: string, id: string, ctx?: OpContext): Promise<KernelRoute> {
     const key = decodeId(id);
-    const r = key && (await this.kernelRoutes(ns, key.family, key.table, ctx)).find((x) => routeId(keyOf(x)) === id);
+    const r = key && (await this.kernelRoutes(ns, key.family, key.table, ctx)).find((x) => routeId(routeKeyOf(x)) === id);
     if (!r) throw new AppError('ROUTE_NOT_FOUND', `There is no route '${id}' in namespace '${ns}'`);
     return r;
   }
@@ -231,9 +231,10 @@ function conflict(what: string, r: KernelRoute): AppError {
 
 const viewDst = (r: { dst: string }): string => (r.dst.endsWith('/0') ? 'default' : r.dst);
 
-function view(ns: string, r: KernelRoute): Route {
+/** A route as the API shows it. */
+export function routeView(ns: string, r: KernelRoute): Route {
   return {
-    id: routeId(keyOf(r)),
+    id: routeId(routeKeyOf(r)),
     namespace: ns,
     family: r.family,
     dst: viewDst(r),

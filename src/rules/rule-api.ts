@@ -1,5 +1,6 @@
 /** Endpoints of /v1/namespaces/{ns}/rules. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { withSeq } from '../paging.js';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { namespaceParam, opContext } from '../http/auth-hooks.js';
@@ -31,7 +32,7 @@ export function ruleApi(service: RuleService) {
           response: { 200: RuleListSchema, ...problemResponses(404) },
         },
       },
-      async (req) => service.list(req.params.ns, { family: req.query.family, table: req.query.table, limit: req.query.limit, cursor: req.query.cursor }),
+      async (req) => withSeq(req, await service.list(req.params.ns, { family: req.query.family, table: req.query.table, limit: req.query.limit, cursor: req.query.cursor })),
     );
 
     app.post(

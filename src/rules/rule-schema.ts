@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { LINK_NAME_PATTERN, NamespaceNameSchema } from '../names.js';
-import { NextSchema, PageQuerySchema } from '../paging.js';
+import { NextSchema, PageQuerySchema, SeqSchema } from '../paging.js';
 import { RULE_ACTIONS, RULE_IPPROTOS } from '../executor/ops.js';
 
 const FamilySchema = Type.Unsafe<4 | 6>({ type: 'integer', enum: [4, 6], description: 'The IP version: 4 or 6.' });
@@ -51,7 +51,7 @@ export const RuleSchema = Type.Object(
 );
 export type Rule = Static<typeof RuleSchema>;
 
-export const RuleListSchema = Type.Object({ items: Type.Array(RuleSchema), next: NextSchema }, { $id: 'RuleList', additionalProperties: false });
+export const RuleListSchema = Type.Object({ items: Type.Array(RuleSchema), next: NextSchema, seq: SeqSchema }, { $id: 'RuleList', additionalProperties: false });
 
 export const RuleListQuerySchema = Type.Object(
   {

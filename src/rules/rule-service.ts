@@ -59,12 +59,12 @@ export class RuleService {
       .flatMap((rules) => rules.map((r, i) => ({ key: sortKey(r, rules.slice(0, i).filter((x) => x.priority === r.priority).length), r })))
       .filter((x) => table === undefined || (x.r.action === 'lookup' && x.r.table === table));
     const page = paginate(items, (x) => x.key, f.limit, f.cursor);
-    return { ...page, items: page.items.map((x) => view(ns, x.r)) };
+    return { ...page, items: page.items.map((x) => ruleView(ns, x.r)) };
   }
 
   async get(ns: string, id: string): Promise<Rule> {
     await this.entry(ns);
-    return view(ns, await this.find(ns, id));
+    return ruleView(ns, await this.find(ns, id));
   }
 
   async create(ns: string, body: RuleCreate, ctx: OpContext): Promise<Rule> {
@@ -80,7 +80,7 @@ export class RuleService {
     const key = ruleKeyText(ruleOfSpec(spec));
     const made = (await this.kernelRules(ns, spec.family, { ...ctx, continues: true })).find((r) => ruleKeyText(r) === key);
     if (!made) throw new AppError('INTERNAL', `the rule at priority ${spec.priority} was added but is not listed`);
-    return view(ns, made);
+    return ruleView(ns, made);
   }
 
   async delete(ns: string, id: string, ctx: OpContext): Promise<void> {
@@ -132,7 +132,8 @@ function defaultPriority(rules: readonly KernelRule[]): number {
 /** Family, priority, then the rule's place among rules of that priority (the kernel's order). */
 const sortKey = (r: KernelRule, nth: number): string => `${r.family}|${String(r.priority).padStart(10, '0')}|${String(nth).padStart(6, '0')}`;
 
-function view(ns: string, r: KernelRule): Rule {
+/** As the API shows it. */
+export function ruleView(ns: string, r: KernelRule): Rule {
   const range = (p: PortRange | null) => (p === null ? null : { start: p.start, end: p.end });
   return {
     id: ruleId(r),

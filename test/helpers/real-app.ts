@@ -9,11 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { buildServer, buildServices, type Services } from '../../src/app.js';
+import { buildServer, buildServices, type ServiceDeps, type Services } from '../../src/app.js';
 import { TokenStore } from '../../src/auth/tokens.js';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { nsName } from './kernel.js';
 import { testConfig } from './test-app.js';
+import type { Config } from '../../src/config.js';
 
 export const ADMIN_TOKEN = 'it-admin-token-0123456789';
 export const READ_TOKEN = 'it-read-token-0123456789';
@@ -34,7 +35,7 @@ export interface HttpAnswer {
 }
 
 /** `dir`: use (and keep) this directory, to start again on the same store (a restart). */
-export async function startRealApp(o: { readonly dir?: string } = {}): Promise<RealApp> {
+export async function startRealApp(o: { readonly dir?: string; readonly deps?: ServiceDeps; readonly config?: Partial<Config> } = {}): Promise<RealApp> {
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'netnsd-it-'));
   const tokensFile = join(dir, 'tokens.json');
   writeFileSync(
@@ -42,7 +43,7 @@ export async function startRealApp(o: { readonly dir?: string } = {}): Promise<R
     JSON.stringify({ tokens: [{ name: 'admin', token: ADMIN_TOKEN, scopes: ['admin'] }, { name: 'reader', token: READ_TOKEN, scopes: ['read'] }] }),
     { mode: 0o600 },
   );
-  const services = await buildServices(testConfig({ dataDir: join(dir, 'data') }), pino({ level: process.env.NETNSD_TEST_LOG ?? 'silent' }));
+  const services = await buildServices(testConfig({ dataDir: join(dir, 'data'), ...o.config }), pino({ level: process.env.NETNSD_TEST_LOG ?? 'silent' }), o.deps);
   const tokens = new TokenStore(tokensFile);
   const tcp: FastifyInstance = await buildServer(services, { trust: { kind: 'tokens', tokens: () => tokens } });
   const unix: FastifyInstance = await buildServer(services, { trust: { kind: 'unix' } });

@@ -160,7 +160,7 @@ describe('links against the real kernel', () => {
     expect(va.peer).toMatchObject({ namespace: 'host', name: h });
     expect(linkJson(null, h).flags).toContain('UP');
     const hv = (await api('GET', `/v1/namespaces/host/links/${h}`)).json();
-    expect(hv).toMatchObject({ managed: true, peer: { namespace: a, name: 'va' } });
+    expect(hv, JSON.stringify(hv)).toMatchObject({ managed: true, peer: { namespace: a, name: "va" } });
     expect((await api('PATCH', `/v1/namespaces/host/links/${h}`, { mtu: 1400 })).json().mtu).toBe(1400);
     expect((await api('DELETE', `/v1/namespaces/host/links/${h}`)).status).toBe(204);
     expect(() => ip('link', 'show', 'dev', h)).toThrow();

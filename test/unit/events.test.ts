@@ -291,3 +291,22 @@ describe('namespace events', () => {
     expect(t.services.events.log.read(before, Number.MAX_SAFE_INTEGER, 10).map((e) => e.namespace)).toEqual(['busy-one']);
   });
 });
+
+describe('lists and the event log', () => {
+  it('gives every list the seq it reflects, in the body and the X-Netnsd-Seq header', async () => {
+    const { buildTestApp } = await import('../helpers/test-app.js');
+    const t = await buildTestApp();
+    t.services.events.publish([link('x', 'a'), link('x', 'b')]);
+    const last = t.services.events.log.lastSeq;
+    for (const url of ['/v1/namespaces', '/v1/namespaces/host/links', '/v1/namespaces/host/addresses', '/v1/namespaces/host/routes', '/v1/namespaces/host/rules', '/v1/namespaces/host/neighbors']) {
+      const res = await t.app.inject({ method: 'GET', url });
+      expect(res.statusCode, url).toBe(200);
+      expect(res.json().seq, url).toBe(last);
+      expect(res.headers['x-netnsd-seq'], url).toBe(String(last));
+    }
+    // Not on a single object.
+    const one = await t.app.inject({ method: 'GET', url: '/v1/namespaces/host' });
+    expect(one.headers['x-netnsd-seq']).toBeUndefined();
+    expect(one.json().seq).toBeUndefined();
+  });
+});
