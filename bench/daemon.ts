@@ -103,6 +103,11 @@ export class Daemon {
     this.exited = exited.then((x) => (this.exitInfo = x));
   }
 
+  /** The daemon's process id (to read its CPU time from /proc). */
+  get pid(): number {
+    return this.child.pid!;
+  }
+
   /** Whether the daemon has exited (it should not, until stop()). */
   get exit(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
     return this.exitInfo;

@@ -4,6 +4,7 @@
  *
  *   npm run bench -- namespaces [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
  *   npm run bench -- units [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
+ *   npm run bench -- events-traffic [--n 200] [--seconds 20] [--interval 1s] [--json]
  *
  * Progress goes to stderr; the Markdown table (or, with --json, the JSON report) to stdout.
  * Exit status: 0 all methods passed, 1 a method failed, 2 bad usage, 130 interrupted.
@@ -11,12 +12,14 @@
  * every `nnb-<pid>-*` namespace this run made.
  */
 import { parseArgs } from 'node:util';
+import { parseDuration } from '../src/duration.js';
 import { METHOD_IDS, type MethodId } from './harness.js';
+import * as eventsTraffic from './events-traffic.js';
 import * as namespaces from './namespaces.js';
 import { runPrefix, sweep } from './netns.js';
 import * as units from './units.js';
 
-const USAGE = `Usage: npm run bench -- namespaces|units [options]
+const USAGE = `Usage: npm run bench -- namespaces|units|events-traffic [options]
 
 Does the same work four ways and prints the times:
   (a) a bash script, one ip process per step   (b) one ip -batch file
@@ -26,15 +29,26 @@ Does the same work four ways and prints the times:
   units       makes N units: a namespace (loopback up, nsid set), a veth pair into it from one
               shared hub namespace, an address on each end (198.18.0.0/15), a route inside
 
+  events-traffic  the daemon's CPU while one WebSocket receives traffic samples of N namespaces
+              x 2 links (lo and a veth end; veth pairs join them two by two), against idle
+
 Options:
-  --n N            namespaces or units per method (default 200)
+  --n N            namespaces or units per method (default 200; even for events-traffic)
   --clients C      concurrent HTTP clients of (c) (default 16)
   --methods LIST   which methods to run, e.g. a,b (default a,b,c,d)
+  --seconds S      events-traffic: how long each phase is measured (default 20)
+  --interval I     events-traffic: the subscription's interval (default 1s)
   --json           print the report as JSON instead of Markdown
   -h, --help       this text
 `;
 
 class UsageError extends Error {}
+
+function interval(v: string | undefined): string {
+  if (v === undefined) return '1s';
+  if (!/^[0-9]+(ms|s|m)$/.test(v) || parseDuration(v) < 500) throw new UsageError(`--interval must be a duration of at least 500ms (500ms, 1s, 5m), not '${v}'`);
+  return v;
+}
 
 function positiveInt(name: string, v: string | undefined, dflt: number, max: number): number {
   if (v === undefined) return dflt;
@@ -50,13 +64,17 @@ function parse(argv: string[]) {
       n: { type: 'string' },
       clients: { type: 'string' },
       methods: { type: 'string' },
+      seconds: { type: 'string' },
+      interval: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) return { help: true as const };
   const [bench, ...rest] = positionals;
-  if (bench !== 'namespaces' && bench !== 'units') throw new UsageError(bench ? `unknown benchmark '${bench}'` : 'name a benchmark: namespaces or units');
+  if (bench !== 'namespaces' && bench !== 'units' && bench !== 'events-traffic') {
+    throw new UsageError(bench ? `unknown benchmark '${bench}'` : 'name a benchmark: namespaces, units or events-traffic');
+  }
   if (rest.length) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`);
   const ids: readonly string[] = METHOD_IDS;
   const methods = (values.methods ?? ids.join(',')).split(',').map((m) => m.trim());
@@ -66,7 +84,9 @@ function parse(argv: string[]) {
     help: false as const,
     bench,
     // Names are `nnb-<pid>-<method><index>`: well under the daemon's 64-character limit.
-    n: positiveInt('n', values.n, 200, bench === 'units' ? units.MAX_UNITS : 100_000),
+    n: positiveInt('n', values.n, 200, bench === 'units' ? units.MAX_UNITS : bench === 'events-traffic' ? eventsTraffic.MAX_NAMESPACES : 100_000),
+    seconds: positiveInt('seconds', values.seconds, 20, 3600),
+    interval: interval(values.interval),
     clients: positiveInt('clients', values.clients, 16, 1024),
     methods: [...new Set(methods)] as MethodId[],
     json: values.json,
@@ -119,7 +139,9 @@ async function main(): Promise<number> {
     const [report, markdown] =
       args.bench === 'units'
         ? await units.benchUnits(o).then((r) => [r, units.toMarkdown(r)] as const)
-        : await namespaces.benchNamespaces(o).then((r) => [r, namespaces.toMarkdown(r)] as const);
+        : args.bench === 'events-traffic'
+          ? await eventsTraffic.benchTraffic({ ...o, seconds: args.seconds, interval: args.interval }).then((r) => [r, eventsTraffic.toMarkdown(r)] as const)
+          : await namespaces.benchNamespaces(o).then((r) => [r, namespaces.toMarkdown(r)] as const);
     process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : markdown);
     code = report.aborted ? 130 : report.results.every((r) => r.ok) ? 0 : 1;
   } catch (e) {

@@ -11,6 +11,7 @@ import { loadConfig } from '../src/config.js';
 import { FakeExecutor } from '../src/executor/fake-executor.js';
 import { FakeKernelDirectory } from '../src/namespaces/netns-dir.js';
 import { EventSchema, GapSchema, SubscribeMessageSchema } from '../src/events/event-schema.js';
+import { TrafficAlertEventSchema, TrafficAlertSchema, TrafficSampleSchema } from '../src/traffic/traffic-schema.js';
 
 /** The JSON Schema of the messages on GET /v1/events, serialized the way the committed file is. */
 export function renderEventsSchema(): string {
@@ -20,8 +21,15 @@ export function renderEventsSchema(): string {
     $id: 'https://netnsd.dev/schemas/events.json',
     title: 'netnsd event stream messages',
     description: 'What GET /v1/events sends (as WebSocket text messages, or as SSE data lines), and what a WebSocket client may send.',
-    oneOf: [{ $ref: '#/$defs/Event' }, { $ref: '#/$defs/Gap' }],
-    $defs: { Event: strip(EventSchema), Gap: strip(GapSchema), SubscribeMessage: strip(SubscribeMessageSchema) },
+    oneOf: [{ $ref: '#/$defs/Event' }, { $ref: '#/$defs/Gap' }, { $ref: '#/$defs/TrafficSample' }],
+    $defs: {
+      Event: strip(EventSchema),
+      Gap: strip(GapSchema),
+      TrafficSample: strip(TrafficSampleSchema),
+      TrafficAlertEvent: strip(TrafficAlertEventSchema),
+      SubscribeMessage: strip(SubscribeMessageSchema),
+      TrafficAlert: strip(TrafficAlertSchema),
+    },
   };
   return `${JSON.stringify(doc, null, 2)}\n`;
 }

@@ -57,6 +57,9 @@ import { eventApi } from './events/event-api.js';
 import { NamespaceWatcher } from './events/namespace-watcher.js';
 import { TicketStore } from './events/tickets.js';
 import { DEFAULT_NETNS_DIR } from './namespaces/netns-dir.js';
+import { type CounterSource, TrafficSampler } from './traffic/traffic-sampler.js';
+import { netlinkCounterReader } from './netlink/stats.js';
+import { HOST } from './executor/ops.js';
 
 export interface Services {
   readonly config: Config;
@@ -78,6 +81,7 @@ export interface Services {
   readonly namespaceWatcher: NamespaceWatcher;
   /** The kernel monitor (undefined without the native addon's netlink, or with a fake executor). */
   readonly monitor: Monitor | undefined;
+  readonly traffic: TrafficSampler;
   /** Drains the executor and closes the store. Call after the servers are closed. */
   close(): Promise<void>;
 }
@@ -94,6 +98,8 @@ export interface ServiceDeps {
   readonly monitor?: boolean;
   /** The monitor's socket receive buffer (tests make it tiny to provoke overflows). */
   readonly monitorRcvbuf?: number;
+  /** Where traffic counters come from; default: netlink with the real executor, none with a given one. */
+  readonly counters?: CounterSource;
 }
 
 /** Builds and starts everything behind the endpoints: store, executor pool, probes, reconcile. */
@@ -174,6 +180,12 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
       else if (d.type === 'namespace.removed') kernelMonitor.untrack(d.namespace);
     }
   });
+  const traffic = new TrafficSampler({
+    source: deps.counters ?? (deps.executor ? undefined : netlinkCounterReader()),
+    namespaces: async () => [HOST, ...(await dir.list()).map((e) => e.name)],
+    bus: events,
+    log: log.child({ component: 'traffic' }),
+  });
   try {
     await capabilities.probe();
     await namespaces.reconcile();
@@ -218,6 +230,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     tickets: new TicketStore(),
     namespaceWatcher,
     monitor: kernelMonitor,
+    traffic,
     async close() {
       if (closed) return;
       closed = true;
@@ -226,6 +239,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
       namespaceWatcher.stop();
       kernelMonitor?.stop();
       events.closeAll(1001, 'netnsd is stopping');
+      await traffic.close();
       // Changes still under way (their clients may have hung up) finish before the executor goes.
       await namespaces.drain();
       await executor.close();
@@ -323,6 +337,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
       queueSize: s.config.events.subscriberQueue,
       heartbeatMs: parseDuration(s.config.events.heartbeat),
       monitorStatus: () => ({ ...(s.monitor?.status() ?? { running: false, restarts: 0, overflows: 0, namespaces: 0 }), resyncs: s.events.resyncs }),
+      traffic: s.traffic,
     }),
   );
   await app.ready();

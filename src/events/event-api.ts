@@ -7,17 +7,24 @@
  * room (WebSocket: fewer than MAX_INFLIGHT sends not yet flushed; SSE: `write` did not return
  * false), so a client that does not read makes its own queue overflow (gap or close), never
  * netnsd's memory grow.
+ *
+ * Traffic: `types=traffic`, `interval` and `alerts` are checked with the rest; the subscription is
+ * then handed to the shared TrafficSampler, whose samples reach it through the same queue.
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
+import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { canUseNamespace, type Principal } from '../auth/tokens.js';
 import { AppError } from '../errors/app-error.js';
 import { problemResponses } from '../http/problem.js';
 import type { LoggedEvent } from '../store/event-log.js';
+import type { TrafficSampler } from '../traffic/traffic-sampler.js';
+import { alertsFromQuery, parseTrafficSpec, type TrafficSpec } from '../traffic/traffic-spec.js';
+import { TRAFFIC_ALERT } from '../traffic/traffic-alerts.js';
 import type { Delivery, EventBus, Subscription } from './event-bus.js';
-import { parseFilter } from './event-filter.js';
+import { type EventFilter, type FilterInput, parseFilter, TRAFFIC, withTypes } from './event-filter.js';
 import { EventsQuerySchema, type EventsQuery, EventsStatusSchema, type EventsStatus, SubscribeMessageSchema, TicketSchema } from './event-schema.js';
 import type { TicketStore } from './tickets.js';
 
@@ -27,14 +34,18 @@ export interface EventApiDeps {
   readonly queueSize: number;
   readonly heartbeatMs: number;
   readonly monitorStatus: () => EventsStatus['monitor'];
+  readonly traffic: TrafficSampler;
 }
 
 /** Sends not yet flushed to the kernel, per WebSocket, before the stream stops taking events. */
 const MAX_INFLIGHT = 64;
 
-/** The wire form of a delivery (the log's fields in the documented order). */
+/** The subscribe message as checked before its alerts, which parseTrafficSpec checks field by field. */
+const SubscribeEnvelopeSchema = Type.Object({ ...SubscribeMessageSchema.properties, alerts: Type.Optional(Type.Unknown()) }, { additionalProperties: false });
+
+/** The wire form of a delivery (the log's fields in the documented order; samples are made in it). */
 export function wire(d: Delivery): Record<string, unknown> {
-  if (d.type === 'gap') return { ...d };
+  if (d.type === 'gap' || d.type === TRAFFIC) return { ...d };
   const { seq, time, type, namespace, ...rest } = d as LoggedEvent;
   return { seq, time, type, namespace, ...rest };
 }
@@ -51,9 +62,28 @@ export function eventApi(d: EventApiDeps) {
     const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
     const tags = ['events'];
 
+    /**
+     * The filter and traffic selection of a query or a subscribe message (`prefix` goes before
+     * field names). Alerts add `traffic.alert` to the types: whoever sets an alert wants to hear it.
+     */
+    const selection = (input: FilterInput & { interval?: string | undefined }, alerts: unknown, prefix: string): { filter: EventFilter; traffic: TrafficSpec | undefined } => {
+      const parsed = parseFilter(input);
+      const traffic = parseTrafficSpec({ samples: parsed.types.has(TRAFFIC), interval: input.interval, alerts }, prefix);
+      if (traffic && !d.traffic.available) throw new AppError('NATIVE_HELPER_REQUIRED', 'Traffic sampling reads counters over netlink, which needs the native helper (npm run build:native)');
+      return { filter: traffic && traffic.alerts.length > 0 ? withTypes(parsed, TRAFFIC_ALERT) : parsed, traffic };
+    };
+    /** What `subscribed` echoes: the selection as given (never a ticket), the interval in effect. */
+    const echo = (filter: EventFilter, traffic: TrafficSpec | undefined, since: number | undefined) => ({
+      type: 'subscribed',
+      ...filter.input,
+      ...(traffic ? { interval: traffic.interval, ...(traffic.alerts.length > 0 ? { alerts: traffic.alerts.map((a) => a.input) } : {}) } : {}),
+      ...(since === undefined ? {} : { since }),
+      seq: d.bus.log.lastSeq,
+    });
+
     /** Checks everything a subscription needs; throws the 4xx a client gets before any upgrade. */
     const prepare = (req: FastifyRequest, q: EventsQuery) => {
-      const filter = parseFilter(q);
+      const { filter, traffic } = selection(q, alertsFromQuery(q.alerts), 'querystring.');
       const since = sinceOf(req, q);
       if (since !== undefined && since > d.bus.log.lastSeq) {
         throw new AppError('REQUEST_INVALID', `since ${since} is after the newest event (${d.bus.log.lastSeq})`, {
@@ -61,16 +91,18 @@ export function eventApi(d: EventApiDeps) {
         });
       }
       if (d.bus.full) throw new AppError('EVENT_SUBSCRIBERS_LIMIT', 'The configured number of event subscribers is reached (events.maxSubscribers)');
-      return { filter, since, onOverflow: q.onOverflow ?? 'gap' };
+      return { filter, traffic, since, onOverflow: q.onOverflow ?? 'gap' };
     };
     const subscribe = (req: FastifyRequest, p: ReturnType<typeof prepare>, transport: 'websocket' | 'sse'): Subscription => {
       const principal: Principal = req.principal;
       // Checked again: connections accepted at the same time all passed prepare().
       if (d.bus.full) throw new AppError('EVENT_SUBSCRIBERS_LIMIT', 'The configured number of event subscribers is reached (events.maxSubscribers)');
-      return d.bus.subscribe({
+      const sub = d.bus.subscribe({
         filter: p.filter, since: p.since, onOverflow: p.onOverflow, queueSize: d.queueSize, actor: principal.name, transport,
         visible: (ns) => canUseNamespace(principal, ns),
       });
+      d.traffic.attach(sub, p.traffic);
+      return sub;
     };
 
     app.route({
@@ -188,23 +220,26 @@ export function eventApi(d: EventApiDeps) {
             send({ type: 'error', code: 'REQUEST_INVALID', detail: 'a message must be JSON: {"op":"subscribe", ...}' });
             return;
           }
-          if (!Value.Check(SubscribeMessageSchema, msg)) {
-            const first = [...Value.Errors(SubscribeMessageSchema, msg)][0];
-            send({ type: 'error', code: 'REQUEST_INVALID', detail: `a message must be {"op":"subscribe", types?, namespace?, link?, labelSelector?, since?}${first ? `: ${first.path || '/'} ${first.message}` : ''}` });
+          if (!Value.Check(SubscribeEnvelopeSchema, msg)) {
+            const first = [...Value.Errors(SubscribeEnvelopeSchema, msg)][0];
+            send({ type: 'error', code: 'REQUEST_INVALID', detail: `a message must be {"op":"subscribe", types?, namespace?, link?, labelSelector?, since?, interval?, alerts?}${first ? `: ${first.path || '/'} ${first.message}` : ''}` });
             return;
           }
           try {
-            const { op: _op, since, ...fields } = msg;
-            const filter = parseFilter(fields);
+            const { op: _op, since, alerts, ...fields } = msg;
+            // Everything is checked before anything changes: a refused message leaves the old selection.
+            const { filter, traffic } = selection(fields, alerts, '');
             if (since !== undefined && since > d.bus.log.lastSeq) throw new AppError('REQUEST_INVALID', `since ${since} is after the newest event (${d.bus.log.lastSeq})`);
             sub.refilter(filter, since);
-            send({ type: 'subscribed', ...fields, ...(since === undefined ? {} : { since }), seq: d.bus.log.lastSeq });
+            d.traffic.attach(sub, traffic);
+            send(echo(filter, traffic, since));
           } catch (e) {
-            send({ type: 'error', code: e instanceof AppError ? e.code : 'INTERNAL', detail: e instanceof Error ? e.message : String(e) });
+            const errors = e instanceof AppError ? e.meta?.errors : undefined;
+            send({ type: 'error', code: e instanceof AppError ? e.code : 'INTERNAL', detail: e instanceof AppError ? e.detail : e instanceof Error ? e.message : String(e), ...(errors ? { errors } : {}) });
           }
         });
         void (async () => {
-          send({ type: 'subscribed', ...p.filter.input, ...(p.since === undefined ? {} : { since: p.since }), seq: d.bus.log.lastSeq });
+          send(echo(p.filter, p.traffic, p.since));
           while (socket.readyState === socket.OPEN) {
             if (inflight >= MAX_INFLIGHT) {
               // Room, or the subscription closed meanwhile (overflow, shutdown): whichever first.
@@ -252,15 +287,16 @@ export function eventApi(d: EventApiDeps) {
       '/v1/events/status',
       {
         config: { auth: 'admin' },
-        schema: { tags, summary: 'Event subscribers, the retained range, the monitor', response: { 200: EventsStatusSchema, ...problemResponses() } },
+        schema: { tags, summary: 'Event subscribers, the retained range, the monitor, traffic sampling', response: { 200: EventsStatusSchema, ...problemResponses() } },
       },
       async () => ({
         retained: { first: d.bus.log.firstSeq, last: d.bus.log.lastSeq },
         subscribers: d.bus.subscribers.map((s) => ({
           id: s.id, actor: s.actor, transport: s.transport, connectedAt: s.connectedAt, filter: { ...s.filter.input }, queueDepth: s.queueDepth,
-          delivered: s.delivered, dropped: s.dropped, gaps: s.gaps, replaying: s.replaying,
+          delivered: s.delivered, dropped: s.dropped, gaps: s.gaps, replaying: s.replaying, traffic: d.traffic.subscriberStatus(s),
         })),
         monitor: d.monitorStatus(),
+        traffic: d.traffic.status(),
       }),
     );
   };

@@ -4,12 +4,17 @@
  * naming the seqs it lost (or, with onOverflow=close, is closed), so memory stays bounded and
  * nobody else waits for it.
  *
+ * Traffic samples (unsequenced, not logged) share the queue: a sample that finds it full is
+ * dropped and counted, never a gap, and an event that finds it full takes the place of the oldest
+ * queued sample before it would become a gap, so samples never cost a subscriber events.
+ *
  * Resume without loss or duplicates: subscribing with `since` takes the log's last seq L at that
  * moment (publishing is synchronous, so no event can slip in between); events after L reach the
  * queue live, events in (since, L] are read from the log as the subscriber drains, page by page.
  */
 import type { Labels } from '../labels.js';
 import type { EventLog, LoggedEvent, NewEvent } from '../store/event-log.js';
+import type { TrafficSample } from '../traffic/traffic-schema.js';
 import { type EventFilter, matches } from './event-filter.js';
 
 export interface Gap {
@@ -18,7 +23,9 @@ export interface Gap {
   readonly to: number;
 }
 
-export type Delivery = LoggedEvent | Gap;
+export type Delivery = LoggedEvent | Gap | TrafficSample;
+
+const isSample = (d: Delivery): d is TrafficSample => d.type === 'traffic';
 
 export type OverflowPolicy = 'gap' | 'close';
 
@@ -42,16 +49,23 @@ export class Subscription {
   readonly transport: 'websocket' | 'sse';
   readonly connectedAt = new Date().toISOString();
   filter: EventFilter;
+  /** Whether the subscriber's token may see a namespace. */
+  readonly visible: (ns: string) => boolean;
   delivered = 0;
   dropped = 0;
   gaps = 0;
+  /** Traffic samples sent, and dropped because the queue was full. */
+  samplesDelivered = 0;
+  samplesDropped = 0;
   /** Set when closed: why (for the transport's close frame). */
   closed: { readonly code: number; readonly reason: string } | undefined;
   private readonly queue: Delivery[] = [];
+  /** How many of the queued deliveries are samples. */
+  private queuedSamples = 0;
   /** Replay state: seqs in (after, until] are still to be read from the log; `page` holds read ones. */
   private replay: { after: number; until: number; gapFirst: Gap | undefined; page: LoggedEvent[] } | undefined;
   private wake: (() => void) | undefined;
-  private closedWaiters: Array<() => void> = [];
+  private closeListeners: Array<() => void> = [];
 
   constructor(
     id: number,
@@ -62,6 +76,7 @@ export class Subscription {
     this.actor = o.actor;
     this.transport = o.transport;
     this.filter = o.filter;
+    this.visible = o.visible;
   }
 
   get queueDepth(): number {
@@ -75,15 +90,17 @@ export class Subscription {
   /**
    * Changes what the subscriber receives from now on. With `since`, everything after it is
    * replayed under the new filter (what was queued is dropped: the replay covers it); without,
-   * queued events the new filter does not take are dropped.
+   * queued events the new filter does not take are dropped. Queued samples are dropped either
+   * way (they were taken under the old selection).
    */
   refilter(filter: EventFilter, since?: number): void {
     this.filter = filter;
+    this.queuedSamples = 0;
     if (since !== undefined) {
       this.queue.length = 0;
       this.startReplay(since);
     } else {
-      const kept = this.queue.filter((d) => d.type === 'gap' || this.accepts(d as LoggedEvent));
+      const kept = this.queue.filter((d) => d.type === 'gap' || (!isSample(d) && this.accepts(d as LoggedEvent)));
       this.queue.splice(0, this.queue.length, ...kept);
     }
     this.notify();
@@ -92,7 +109,13 @@ export class Subscription {
   /** Resolves once the subscription is closed. */
   whenClosed(): Promise<void> {
     if (this.closed) return Promise.resolve();
-    return new Promise((resolve) => this.closedWaiters.push(resolve));
+    return new Promise((resolve) => this.onClose(resolve));
+  }
+
+  /** Calls fn (synchronously, once) when the subscription closes. */
+  onClose(fn: () => void): void {
+    if (this.closed) fn();
+    else this.closeListeners.push(fn);
   }
 
   /** The next delivery, or undefined when there is none yet (then `ready` resolves when there is). */
@@ -131,8 +154,14 @@ export class Subscription {
       this.replay = undefined;
     }
     const next = this.queue.shift();
-    if (next !== undefined) this.delivered++;
-    return next === undefined || next.type === 'gap' ? next : this.shape(next as LoggedEvent);
+    if (next === undefined) return undefined;
+    if (isSample(next)) {
+      this.queuedSamples--;
+      this.samplesDelivered++;
+      return next;
+    }
+    this.delivered++;
+    return next.type === 'gap' ? next : this.shape(next as LoggedEvent);
   }
 
   /**
@@ -159,10 +188,26 @@ export class Subscription {
     if (this.closed) return;
     this.closed = { code, reason };
     this.queue.length = 0;
+    this.queuedSamples = 0;
     this.replay = undefined;
     this.bus.remove(this);
     this.notify();
-    for (const w of this.closedWaiters.splice(0)) w();
+    for (const l of this.closeListeners.splice(0)) l();
+  }
+
+  /**
+   * A traffic sample for this subscriber (the sampler has checked that it selects the link).
+   * Dropped and counted when the queue is full: samples are not retained, so there is no gap.
+   */
+  offerSample(s: TrafficSample): void {
+    if (this.closed) return;
+    if (this.queue.length >= this.o.queueSize) {
+      this.samplesDropped++;
+      return;
+    }
+    this.queue.push(s);
+    this.queuedSamples++;
+    this.notify();
   }
 
   /** Called by the bus for every published event. */
@@ -173,7 +218,15 @@ export class Subscription {
       // dropping them as a gap.
       this.replay.until = e.seq;
       this.queue.length = 0;
+      this.samplesDropped += this.queuedSamples;
+      this.queuedSamples = 0;
       return;
+    }
+    if (this.queue.length >= this.o.queueSize && this.queuedSamples > 0) {
+      // An event outranks a sample: the oldest queued sample makes room.
+      this.queue.splice(this.queue.findIndex(isSample), 1);
+      this.queuedSamples--;
+      this.samplesDropped++;
     }
     if (this.queue.length >= this.o.queueSize) {
       this.dropped++;

@@ -6,8 +6,10 @@ import { AppError } from '../errors/app-error.js';
 import { type LabelSelector, type Labels, MATCH_ALL, matchesSelector, parseLabelSelector } from '../labels.js';
 
 /**
- * Every event type a subscriber may ask for (`gap` is always delivered). Traffic samples and
- * alerts (`traffic`, `traffic.alert`) are not built yet: asking for them is a 400 until they are.
+ * Every event type a subscriber may ask for (`gap` is always delivered). `traffic` is the
+ * unsequenced sample stream: it costs a counter read per namespace per tick, so only a pattern
+ * that is exactly `traffic` selects it (`*` and `traffic.*` do not); `traffic.alert` is an event
+ * like the others.
  */
 export const EVENT_TYPES = [
   'namespace.added', 'namespace.removed',
@@ -17,7 +19,10 @@ export const EVENT_TYPES = [
   'rule.added', 'rule.removed',
   'neighbor.added', 'neighbor.changed', 'neighbor.removed',
   'resync',
+  'traffic', 'traffic.alert',
 ] as const;
+/** The unsequenced type: samples, never logged. */
+export const TRAFFIC = 'traffic';
 export type EventType = (typeof EVENT_TYPES)[number];
 
 /** The selection fields, as query parameters or a WebSocket `subscribe` message give them. */
@@ -64,7 +69,7 @@ export function parseFilter(input: FilterInput): EventFilter {
   for (const t of list) {
     if (!/^[a-z*.]{1,40}$/.test(t)) throw bad('types', `'${t}' is not an event type (known: ${EVENT_TYPES.join(', ')})`);
     const re = globToRegExp(t);
-    const hit = EVENT_TYPES.filter((k) => re.test(k) || (t.endsWith('.*') && k === t.slice(0, -2)));
+    const hit = EVENT_TYPES.filter((k) => (k === TRAFFIC ? t === TRAFFIC : re.test(k) || (t.endsWith('.*') && k === t.slice(0, -2))));
     if (hit.length === 0) throw bad('types', `'${t}' matches no event type (known: ${EVENT_TYPES.join(', ')})`);
     for (const k of hit) types.add(k);
   }
@@ -82,12 +87,25 @@ export function parseFilter(input: FilterInput): EventFilter {
   };
 }
 
+/** The same filter taking these types too. */
+export function withTypes(f: EventFilter, ...types: EventType[]): EventFilter {
+  return { ...f, types: new Set([...f.types, ...types]) };
+}
+
 export interface Filterable {
   readonly type: string;
   readonly namespace: string | null;
   readonly namespaces?: readonly string[];
   readonly object?: unknown;
   readonly link?: unknown;
+}
+
+/**
+ * Whether the filter's namespace part takes `ns`: the token may see it, its name matches, and its
+ * labels (`own`, else its record's) match the selector.
+ */
+export function namespacePasses(f: EventFilter, ns: string, visible: (ns: string) => boolean, labelsOf: (ns: string) => Labels, own?: Labels): boolean {
+  return visible(ns) && (f.namespace === undefined || f.namespace.test(ns)) && (f.labels.requirements.length === 0 || matchesSelector(own ?? labelsOf(ns), f.labels));
 }
 
 /**
@@ -99,8 +117,7 @@ export function matches(f: EventFilter, e: Filterable, visible: (ns: string) => 
   const namespaces = e.type === 'resync' ? (e.namespaces ?? []) : e.namespace === null ? [] : [e.namespace];
   // A namespace event carries the labels the namespace had (it may be gone, or not labelled yet).
   const own = e.type.startsWith('namespace.') ? ((e.object as { labels?: Labels } | undefined)?.labels ?? undefined) : undefined;
-  const nsOk = (ns: string): boolean =>
-    visible(ns) && (f.namespace === undefined || f.namespace.test(ns)) && (f.labels.requirements.length === 0 || matchesSelector(own ?? labelsOf(ns), f.labels));
+  const nsOk = (ns: string): boolean => namespacePasses(f, ns, visible, labelsOf, own);
   if (e.type === 'resync') return namespaces.length === 0 ? f.namespace === undefined && f.labels.requirements.length === 0 : namespaces.some(nsOk);
   if (e.namespace === null || !nsOk(e.namespace)) return false;
   if (f.link !== undefined) {

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { IntervalSchema, MAX_ALERTS, SamplerStatusSchema, SubscriberTrafficStatusSchema, TrafficAlertSchema } from '../traffic/traffic-schema.js';
 import { EVENT_TYPES } from './event-filter.js';
 
 const Glob = (description: string) => Type.String({ pattern: '^[A-Za-z0-9_.*?-]{1,64}$', description });
@@ -8,7 +9,7 @@ export const EventsQuerySchema = Type.Object(
     types: Type.Optional(
       Type.String({
         maxLength: 1024,
-        description: `Comma list of event types, \`*\` wildcards allowed (\`link.*\`, \`address.added\`); default every type. Known: ${EVENT_TYPES.join(', ')}. An unknown type is a 400.`,
+        description: `Comma list of event types, \`*\` wildcards allowed (\`link.*\`, \`address.added\`); default every type but \`traffic\`. Known: ${EVENT_TYPES.join(', ')}. \`traffic\` (samples) is selected only by its own name, never by a wildcard. An unknown type is a 400.`,
         examples: ['link.*,address.*'],
       }),
     ),
@@ -24,6 +25,13 @@ export const EventsQuerySchema = Type.Object(
       }),
     ),
     ticket: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{16,64}$', description: 'A single-use ticket from POST /v1/events/tickets, instead of the Authorization header.' })),
+    interval: Type.Optional(IntervalSchema),
+    alerts: Type.Optional(
+      Type.String({
+        maxLength: 16384,
+        description: `Traffic alerts: a JSON array of up to ${MAX_ALERTS} TrafficAlert objects (\`[{"link":"veth0","metric":"rxBitsPerSecond","above":1000,"for":"1s"}]\`). Their links are sampled at \`interval\` even without \`traffic\` in \`types\`, and \`traffic.alert\` is added to \`types\`.`,
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -38,8 +46,10 @@ export const SubscribeMessageSchema = Type.Object(
     link: EventsQuerySchema.properties.link,
     labelSelector: EventsQuerySchema.properties.labelSelector,
     since: EventsQuerySchema.properties.since,
+    interval: EventsQuerySchema.properties.interval,
+    alerts: Type.Optional(Type.Array(TrafficAlertSchema, { maxItems: MAX_ALERTS, description: 'Traffic alerts, as in the query parameter but as an array.' })),
   },
-  { $id: 'SubscribeMessage', additionalProperties: false, description: 'Sent by a WebSocket client: replaces its selection (and replays from `since` when given).' },
+  { $id: 'SubscribeMessage', additionalProperties: false, description: 'Sent by a WebSocket client: replaces its selection, traffic sampling and alerts included (and replays from `since` when given).' },
 );
 export type SubscribeMessage = Static<typeof SubscribeMessageSchema>;
 
@@ -49,7 +59,7 @@ export const EventSchema = Type.Object(
     time: Type.String({ format: 'date-time' }),
     type: Type.String({ description: EVENT_TYPES.join(', ') }),
     namespace: Type.Union([Type.String(), Type.Null()], { description: 'The namespace it happened in (null for resync).' }),
-    object: Type.Optional(Type.Unknown({ description: 'The object as the REST API shows it (a namespace, link, address, route, rule, neighbour); for `*.removed` as it was.' })),
+    object: Type.Optional(Type.Unknown({ description: 'The object as the REST API shows it (a namespace, link, address, route, rule, neighbour); for `*.removed` as it was. `traffic.alert`: a TrafficAlertEvent.' })),
     changes: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: '`*.changed`: the previous values of the fields that changed.' })),
     namespaces: Type.Optional(Type.Array(Type.String(), { description: 'resync: the namespaces that were re-read.' })),
     differences: Type.Optional(Type.Array(Type.Unknown(), { description: 'resync: what differed from what netnsd knew, as events without seq.' })),
@@ -94,6 +104,7 @@ export const EventsStatusSchema = Type.Object(
           dropped: Type.Integer({ description: 'Events lost to overflow.' }),
           gaps: Type.Integer({ description: 'Gap markers sent.' }),
           replaying: Type.Boolean(),
+          traffic: SubscriberTrafficStatusSchema,
         },
         { additionalProperties: false },
       ),
@@ -108,6 +119,7 @@ export const EventsStatusSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
+    traffic: SamplerStatusSchema,
   },
   { $id: 'EventsStatus', additionalProperties: false },
 );

@@ -19,7 +19,9 @@
  * - link.list, addr.list, route.list, rule.list: netlink dumps through the native addon
  *   (src/netlink), in-process; without it, one-shot `ip -j` spawns.
  * - link.nsids: RTM_GETNSID per named namespace, over netlink from inside the namespace asked about.
- * - link.stats, neigh.list: one-shot `ip -j` spawns.
+ * - link.stats: a netlink link dump with counters (src/netlink/stats.ts) through a socket made
+ *   inside the namespace for that read and closed after it; without the addon, `ip -s -s -j`.
+ * - neigh.list: one-shot `ip -j` spawns.
  *
  * Only this file and batch-worker.ts start processes (netns-workers.ts owns BatchWorkers).
  */
@@ -36,6 +38,7 @@ import { classify, classifyNative, classifySpawnError } from './classify.js';
 import type { Executor, OpContext } from './executor.js';
 import { NetnsWorkers } from './netns-workers.js';
 import { type NetlinkAddon, NetlinkNamespace, namespacePath } from '../netlink/netlink.js';
+import { readLinkCounters } from '../netlink/stats.js';
 import { DEFAULT_NETNS_DIR } from '../namespaces/netns-dir.js';
 import { HOST, type Op, type OpResults, type ProbeResult, type ResultOf, type ToolVersions, opNamespace } from './ops.js';
 
@@ -231,6 +234,10 @@ export class Iproute2Executor implements Executor {
         }
         return { nsids: parseNsids(await this.oneShot(only(commands), op, argv)) };
       case 'link.stats':
+        if (this.netlink) {
+          const links = this.nativeCall(op, () => readLinkCounters(this.netlink!, namespacePath(op.ns)));
+          return this.named(op, links.find((l) => l.name === op.name), op.name).counters;
+        }
         return parseLinkStats(await this.oneShot(only(commands), op, argv));
       case 'addr.list':
         if (this.netlink) {

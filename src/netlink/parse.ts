@@ -191,7 +191,8 @@ export function dumpMessages(datagrams: readonly Buffer[]): NlMessage[] {
 
 // ---- value formatting, as iproute2 prints values ----
 
-function cString(b: Buffer): string {
+/** A NUL-terminated string attribute as text. */
+export function cString(b: Buffer): string {
   const z = b.indexOf(0);
   return b.toString('utf8', 0, z < 0 ? b.length : z);
 }

@@ -4,13 +4,14 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import WebSocket from 'ws';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, buildServices, type ServiceDeps, type Services } from '../../src/app.js';
 import { TokenStore } from '../../src/auth/tokens.js';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { nsName } from './kernel.js';
 import { testConfig } from './test-app.js';
 import type { Config } from '../../src/config.js';
@@ -59,6 +60,21 @@ export async function startRealApp(o: { readonly dir?: string; readonly deps?: S
       await services.close();
       if (o.dir === undefined) rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** One real app for the test file: started before its tests, closed after them; the getter gives it. */
+export function useRealApp(): () => RealApp {
+  let app: RealApp | undefined;
+  beforeAll(async () => {
+    app = await startRealApp();
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+  return () => {
+    if (!app) throw new Error('the real app is not started (use it inside tests)');
+    return app;
   };
 }
 
@@ -113,4 +129,32 @@ export function adminClient(app: () => RealApp) {
     return res.json();
   }
   return { api, ok };
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Msg = Record<string, any>;
+
+/**
+ * A WebSocket client of GET /v1/events (`query` starts with `?`) that keeps every message it got
+ * and when it got it (performance.now()); rejects with the HTTP status of a refused upgrade.
+ */
+export async function eventsClient(app: RealApp, query: string, headers: Record<string, string> = { authorization: `Bearer ${ADMIN_TOKEN}` }) {
+  const ws = new WebSocket(`${app.tcpUrl.replace('http', 'ws')}/v1/events${query}`, { headers });
+  const got: Msg[] = [];
+  const at = new WeakMap<Msg, number>();
+  ws.on('message', (d) => {
+    const m = JSON.parse(String(d)) as Msg;
+    at.set(m, performance.now());
+    got.push(m);
+  });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('unexpected-response', (req, res) => {
+      req.destroy();
+      reject(new Error(`HTTP ${res.statusCode}`));
+    });
+    ws.once('error', reject);
+  });
+  const events = (type?: string) => got.filter((m) => (type ? m.type === type : m.type !== 'subscribed'));
+  return { ws, got, events, receivedAt: (m: Msg): number => at.get(m) ?? Number.NaN, close: () => ws.close() };
 }

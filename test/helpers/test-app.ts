@@ -12,6 +12,8 @@ import type { ErrorCode } from '../../src/errors/codes.js';
 import { FakeExecutor, type FakeKernel } from '../../src/executor/fake-executor.js';
 import { FakeKernelDirectory } from '../../src/namespaces/netns-dir.js';
 import type { Trust } from '../../src/http/auth-hooks.js';
+import { isAppError } from '../../src/errors/app-error.js';
+import type { CounterSource } from '../../src/traffic/traffic-sampler.js';
 
 export function testConfig(over: Partial<Config> = {}): Config {
   const loaded = loadConfig({ argv: [], env: {} });
@@ -36,6 +38,24 @@ export interface TestAppOptions {
   /** `unix` (default: trusted) or a tokens file path (TCP semantics). */
   readonly tokensFile?: string;
   readonly kernel?: FakeKernel;
+  /** Traffic counters (default: the fake kernel's, see fakeCounters); null: none (like a daemon without the native helper). */
+  readonly counters?: CounterSource | null;
+}
+
+/**
+ * The fake kernel's link counters as a traffic counter source: tests change them through
+ * `kernel.link(ns, name).counters`. A namespace that is gone fails with ENOENT, as the netlink read does.
+ */
+export function fakeCounters(kernel: FakeKernel): CounterSource {
+  return async (ns) => {
+    try {
+      const { links } = await kernel.run({ kind: 'link.list', ns });
+      return links.map((l) => ({ index: l.index, name: l.name, counters: { ...kernel.link(ns, l.name)!.counters } }));
+    } catch (e) {
+      if (isAppError(e) && e.code === 'NAMESPACE_NOT_FOUND') throw Object.assign(new Error(e.detail), { code: 'ENOENT' });
+      throw e;
+    }
+  };
 }
 
 export async function buildTestApp(o: TestAppOptions = {}): Promise<TestApp> {
@@ -45,6 +65,7 @@ export async function buildTestApp(o: TestAppOptions = {}): Promise<TestApp> {
     executor: kernel,
     nativeHelper: true,
     dir: new FakeKernelDirectory(kernel),
+    ...(o.counters === null ? {} : { counters: o.counters ?? fakeCounters(kernel) }),
   });
   let trust: Trust = { kind: 'unix' };
   if (o.tokensFile) {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ip, nsName, until } from '../helpers/kernel.js';
-import { ADMIN_TOKEN, READ_TOKEN, type RealApp, overTcp, startRealApp } from '../helpers/real-app.js';
+import { ADMIN_TOKEN, READ_TOKEN, type Msg, type RealApp, eventsClient, overTcp, startRealApp } from '../helpers/real-app.js';
 
 let r: RealApp;
 beforeAll(async () => {
@@ -19,24 +19,7 @@ afterAll(async () => {
   await r?.close();
 });
 
-type Msg = Record<string, any>;
-
-/** A WebSocket client that keeps every message it got. */
-async function connect(app: RealApp, query: string, headers: Record<string, string> = { authorization: `Bearer ${ADMIN_TOKEN}` }) {
-  const ws = new WebSocket(`${app.tcpUrl.replace('http', 'ws')}/v1/events${query}`, { headers });
-  const got: Msg[] = [];
-  ws.on('message', (d) => got.push(JSON.parse(String(d))));
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('unexpected-response', (req, res) => {
-      req.destroy();
-      reject(new Error(`HTTP ${res.statusCode}`));
-    });
-    ws.once('error', reject);
-  });
-  const events = (type?: string) => got.filter((m) => (type ? m.type === type : m.type !== 'subscribed'));
-  return { ws, got, events, close: () => ws.close() };
-}
+const connect = eventsClient;
 
 /** Opens an upgrade and answers the HTTP status it was refused with (or 101). */
 function upgradeStatus(app: RealApp, query: string, headers: Record<string, string> = { authorization: `Bearer ${ADMIN_TOKEN}` }): Promise<{ status: number; body: string }> {
