@@ -10,7 +10,7 @@ import { buildServer, buildServices } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { FakeExecutor } from '../src/executor/fake-executor.js';
 import { FakeKernelDirectory } from '../src/namespaces/netns-dir.js';
-import { EventSchema, GapSchema, SubscribeMessageSchema } from '../src/events/event-schema.js';
+import { EventSchema, GapSchema, StreamErrorSchema, SubscribedSchema, SubscribeMessageSchema } from '../src/events/event-schema.js';
 import { TrafficAlertEventSchema, TrafficAlertSchema, TrafficSampleSchema } from '../src/traffic/traffic-schema.js';
 
 /** The JSON Schema of the messages on GET /v1/events, serialized the way the committed file is. */
@@ -21,12 +21,14 @@ export function renderEventsSchema(): string {
     $id: 'https://netnsd.dev/schemas/events.json',
     title: 'netnsd event stream messages',
     description: 'What GET /v1/events sends (as WebSocket text messages, or as SSE data lines), and what a WebSocket client may send.',
-    oneOf: [{ $ref: '#/$defs/Event' }, { $ref: '#/$defs/Gap' }, { $ref: '#/$defs/TrafficSample' }],
+    oneOf: [{ $ref: '#/$defs/Event' }, { $ref: '#/$defs/Gap' }, { $ref: '#/$defs/TrafficSample' }, { $ref: '#/$defs/Subscribed' }, { $ref: '#/$defs/StreamError' }],
     $defs: {
       Event: strip(EventSchema),
       Gap: strip(GapSchema),
       TrafficSample: strip(TrafficSampleSchema),
       TrafficAlertEvent: strip(TrafficAlertEventSchema),
+      Subscribed: strip(SubscribedSchema),
+      StreamError: strip(StreamErrorSchema),
       SubscribeMessage: strip(SubscribeMessageSchema),
       TrafficAlert: strip(TrafficAlertSchema),
     },

@@ -77,6 +77,29 @@ export const GapSchema = Type.Object(
   { $id: 'Gap', additionalProperties: false, description: 'Events this subscriber will not get (lost to overflow, or older than retained): re-list to catch up.' },
 );
 
+export const SubscribedSchema = Type.Object(
+  {
+    type: Type.Literal('subscribed'),
+    types: Type.Optional(Type.String()),
+    namespace: Type.Optional(Type.String()),
+    link: Type.Optional(Type.String()),
+    labelSelector: Type.Optional(Type.String()),
+    since: Type.Optional(Type.Integer()),
+    seq: Type.Integer({ description: 'The newest seq when the selection took effect.' }),
+  },
+  { $id: 'Subscribed', description: 'WebSocket only: the selection in effect, first after connecting and after each `subscribe` message. Further fields echo the selection (traffic `interval`, `alerts`).' },
+);
+
+export const StreamErrorSchema = Type.Object(
+  {
+    type: Type.Literal('error'),
+    code: Type.String({ description: 'A stable code of the error table (REQUEST_INVALID, ...).' }),
+    detail: Type.String(),
+    errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }), { description: 'Each bad field, as in a 400 problem.' })),
+  },
+  { $id: 'StreamError', additionalProperties: false, description: 'WebSocket only: a `subscribe` message was refused; the selection before it stays.' },
+);
+
 export const TicketSchema = Type.Object(
   {
     ticket: Type.String({ description: 'Pass as `?ticket=` to GET /v1/events. Valid once, for 30 s.' }),

@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { Value } from '@sinclair/typebox/value';
+import { StreamErrorSchema, SubscribedSchema } from '../../src/events/event-schema.js';
 import { ip, nsName, until } from '../helpers/kernel.js';
 import { ADMIN_TOKEN, READ_TOKEN, type Msg, type RealApp, eventsClient, overTcp, startRealApp } from '../helpers/real-app.js';
 
@@ -125,6 +127,9 @@ describe('events against the real kernel', () => {
     c.ws.send('{"op":"subscribe","types":"nope"}');
     await until(() => c.got.some((m) => m.type === 'error'), 5000, 'an error message');
     expect(c.got.find((m) => m.type === 'error')).toMatchObject({ code: 'REQUEST_INVALID' });
+    // Both frames are as openapi/events.schema.json describes them.
+    expect(Value.Check(StreamErrorSchema, c.got.find((m) => m.type === 'error'))).toBe(true);
+    for (const m of c.got.filter((x) => x.type === 'subscribed')) expect(Value.Check(SubscribedSchema, m), JSON.stringify(m)).toBe(true);
     const status = (await overTcp(r.tcpUrl, 'GET', '/v1/events/status')).json();
     expect(status.subscribers.some((s: Msg) => s.transport === 'websocket' && s.filter.types === 'namespace.added')).toBe(true);
     // Other namespaces on the machine may change meanwhile: the newest seq only grows.
