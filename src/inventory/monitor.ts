@@ -110,7 +110,9 @@ export class Monitor implements LinkRefs {
   private restartDelay = RESTART_MIN_MS;
   private stopped = false;
   private readonly offGate: () => void;
-  private tracking = new Map<string, Promise<void>>();
+  private readonly tracking = new Map<string, Promise<void>>();
+  private resyncing: Promise<void> | undefined;
+  private resyncAgain: string | undefined;
   restarts = 0;
   overflows = 0;
   resyncs = 0;
@@ -161,12 +163,18 @@ export class Monitor implements LinkRefs {
       }
       // The old views are those of what was persisted, not the baseline seed() just took.
       this.linkViews.set(entry.name, new Map());
-      differences.push(...this.eventsOf(entry.name, diffPersisted(before.objects, stack), 'difference'));
+      differences.push(...this.eventsOf(entry.name, diffPersisted(before.objects, stack)));
       this.baseline(entry.name, stack);
     }
-    // What was persisted of namespaces that are gone or replaced: namespace.removed says it.
-    const live = new Map(entries.map((e) => [e.name, e.id]));
-    const stale = [...persisted].filter(([name, p]) => live.get(name) !== p.nsId).flatMap(([name, p]) => p.keys.map((k) => `${name}|${k}`));
+    // Persisted now: what each stack holds, and nothing else (objects gone, namespaces gone or
+    // replaced — namespace.removed says those).
+    const stale: string[] = [];
+    for (const [name, p] of persisted) {
+      const now = new Set<string>();
+      const stack = this.stacks.get(name);
+      if (stack && stack.id === p.nsId) for (const c of stack.entries()) now.add(`${c.kind}|${c.key}`);
+      for (const k of p.keys) if (!now.has(k)) stale.push(`${name}|${k}`);
+    }
     this.o.store.apply(PERSIST_KIND, [], stale);
     for (const s of this.stacks.values()) this.persistAll(s);
     if (differences.length > 0) this.publishResync('start', differences);
@@ -321,7 +329,7 @@ export class Monitor implements LinkRefs {
     if (announce) {
       for (const l of stack.links()) this.farEnds(entry.name, l);
       this.persistAll(stack);
-      this.enqueue(entry.name, () => this.eventsOf(entry.name, changes, 'event'));
+      this.enqueue(entry.name, () => this.eventsOf(entry.name, changes));
       this.runRechecks();
       this.pump();
     } else {
@@ -351,8 +359,28 @@ export class Monitor implements LinkRefs {
     }
   }
 
-  /** Re-reads every namespace and publishes what differed as one `resync`. */
-  private async resyncAll(reason: string): Promise<void> {
+  /** Re-reads every namespace and publishes what differed as one `resync`; calls made while one runs make one more. */
+  private resyncAll(reason: string): Promise<void> {
+    if (this.resyncing) {
+      this.resyncAgain = reason;
+      return this.resyncing;
+    }
+    this.resyncing = (async () => {
+      try {
+        let next: string | undefined = reason;
+        while (next !== undefined && !this.stopped) {
+          this.resyncAgain = undefined;
+          await this.resyncOnce(next);
+          next = this.resyncAgain;
+        }
+      } finally {
+        this.resyncing = undefined;
+      }
+    })();
+    return this.resyncing;
+  }
+
+  private async resyncOnce(reason: string): Promise<void> {
     const differences: NewEvent[] = [];
     for (const [name, stack] of [...this.stacks]) {
       let snapshot: StackSnapshot;
@@ -363,7 +391,7 @@ export class Monitor implements LinkRefs {
       }
       const changes = stack.replace(snapshot);
       this.persist(name, changes);
-      differences.push(...this.eventsOf(name, changes, 'difference'));
+      differences.push(...this.eventsOf(name, changes));
     }
     this.catchUp();
     // Namespaces that appeared while the socket was down.
@@ -393,7 +421,7 @@ export class Monitor implements LinkRefs {
     if (overflow) {
       this.overflows++;
       this.o.log.warn({}, 'the kernel dropped events (netlink overflow); re-reading every namespace');
-      void this.resyncAll('overflow');
+      this.resyncAll('overflow').catch((e: unknown) => this.o.log.error({ err: e }, 're-reading after an overflow failed'));
     }
   }
 
@@ -444,7 +472,7 @@ export class Monitor implements LinkRefs {
     if (e.kind === 'link' && e.action === 'new' && changes[0]?.before === undefined) this.farEnds(ns, e.link);
     const renamedOrNew = e.kind === 'link' && (e.action === 'del' || (changes[0]?.before as KernelLink | undefined)?.name !== e.link.name);
     if (renamedOrNew && stack.rules().some((r) => r.iif !== null || r.oif !== null)) this.ruleRecheck.add(ns);
-    this.enqueue(ns, () => this.eventsOf(ns, changes, 'event'));
+    this.enqueue(ns, () => this.eventsOf(ns, changes));
   }
 
   /**
@@ -491,7 +519,7 @@ export class Monitor implements LinkRefs {
               : stack.replaceKind('route', nl.dumpRoutes(4, 'all'), (r) => r.family === 4);
       if (changes.length === 0) return;
       this.persist(ns, changes);
-      this.enqueue(ns, () => this.eventsOf(ns, changes, 'event'));
+      this.enqueue(ns, () => this.eventsOf(ns, changes));
     } catch {
       // the namespace is going away
     } finally {
@@ -551,7 +579,7 @@ export class Monitor implements LinkRefs {
   }
 
   /** Events (or, for resync, differences) for changes of one namespace. */
-  private eventsOf(ns: string, changes: readonly StackChange[], _as: 'event' | 'difference'): NewEvent[] {
+  private eventsOf(ns: string, changes: readonly StackChange[]): NewEvent[] {
     return changes.flatMap((c): NewEvent[] => {
       const action = c.before === undefined ? 'added' : c.after === undefined ? 'removed' : 'changed';
       if (c.kind === 'link') {
