@@ -119,6 +119,16 @@ export function subscribe(
   });
 }
 
+/**
+ * The daemon's newest seq (GET /v1/events/status): the difference over a run is every event it
+ * published, including those of other namespaces on the machine (it watches all of them).
+ */
+export async function lastSeq(ep: Endpoint): Promise<number> {
+  const res = await fetch(`${ep.url.replace(/^tcp:/, 'http:')}/v1/events/status`, { headers: { authorization: `Bearer ${ep.token}` } });
+  if (res.status !== 200) throw new Error(`GET /v1/events/status: HTTP ${res.status}`);
+  return ((await res.json()) as { retained: { last: number } }).retained.last;
+}
+
 /** Closes a WebSocket and resolves once it is closed (terminated after 2 s). */
 export function closeWs(ws: WebSocket): Promise<void> {
   if (ws.readyState === WebSocket.CLOSED) return Promise.resolve();

@@ -13,11 +13,11 @@
  */
 import { Daemon } from './daemon.js';
 import { checkNoClash, errorText } from './harness.js';
-import { clockTicks, eventsEnvironment, type EventsEnvironment, closeWs, cpuMs, type Endpoint, IpMonitor, memoryKb, mib, ms2, mtuOfMonitorLine, nowMs, profilesIn, profileSummary, type Stats, stats, subscribe, watchedBridge } from './event-stream.js';
+import { clockTicks, eventsEnvironment, type EventsEnvironment, closeWs, cpuMs, type Endpoint, IpMonitor, memoryKb, mib, ms2, mtuOfMonitorLine, nowMs, profilesIn, profileSummary, type Stats, stats, lastSeq, subscribe, watchedBridge } from './event-stream.js';
 import { runPrefix, sweep } from './netns.js';
 import { IP } from './proc.js';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -35,6 +35,8 @@ export interface LatencyOptions {
   readonly pauseMs: number;
   /** Run the daemon with node's --cpu-prof and summarize the profile. */
   readonly profile: boolean;
+  /** Write every measured change's times (CSV, ms on the monotonic clock) to this file. */
+  readonly raw?: string | undefined;
   /** How the WebSocket clients reach the daemon: its TCP listener (with the token) or a Unix socket. */
   readonly transport: 'tcp' | 'unix';
   readonly signal: AbortSignal;
@@ -120,11 +122,13 @@ export async function benchEventsLatency(o: LatencyOptions): Promise<LatencyRepo
     stray = { ws: 0, mon: 0 };
 
     o.progress(`events-latency: ${o.warmup} warm-up changes, then ${o.n} measured, one \`ip link set dev ${BRIDGE} mtu M\` each`);
+    let seq0 = 0;
     let cpu0 = 0;
     let t0 = 0;
     for (let i = 0; i < total; i++) {
       if (o.signal.aborted) throw new Error('aborted');
       if (i === o.warmup) {
+        seq0 = await lastSeq(ep);
         cpu0 = cpuMs(daemon.pid);
         t0 = nowMs();
       }
@@ -142,6 +146,8 @@ export async function benchEventsLatency(o: LatencyOptions): Promise<LatencyRepo
     window = { fromMs: t0, toMs: t0 + wallMs };
     const daemonCpu = cpuMs(daemon.pid) - cpu0;
     const mem = memoryKb(daemon.pid);
+    const published = (await lastSeq(ep)) - seq0;
+    if (published > o.n) notes.push(`the daemon published ${published} events during the measured changes, ${published - o.n} of them not ours (other namespaces on the machine: it watches all of them)`);
 
     const measured = changes.slice(o.warmup);
     const both = measured.filter((c) => c.wsAt !== undefined && c.monAt !== undefined);
@@ -153,6 +159,11 @@ export async function benchEventsLatency(o: LatencyOptions): Promise<LatencyRepo
       missing: { netnsd: measured.filter((c) => c.wsAt === undefined).length, ipMonitor: measured.filter((c) => c.monAt === undefined).length },
       daemon: { cpuMs: daemonCpu, wallMs, rssKb: mem.rss, hwmKb: mem.hwm },
     };
+    if (o.raw) {
+      const csv = ['index,mtu,spawn,exit,websocket,ip_monitor', ...measured.map((c, k) => [k, c.mtu, c.spawnAt, c.exitAt, c.wsAt, c.monAt].map((v) => (v === undefined ? '' : typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(3) : String(v))).join(','))];
+      await writeFile(o.raw, `${csv.join('\n')}\n`);
+      notes.push(`every change's times written to ${o.raw}`);
+    }
     if (stray.ws || stray.mon) notes.push(`messages that matched no change: ${stray.ws} on the WebSocket, ${stray.mon} from ip monitor`);
     if (result.missing!.netnsd || result.missing!.ipMonitor) {
       error = `not every change was received within ${RECEIVE_TIMEOUT_MS} ms: netnsd missed ${result.missing!.netnsd}, ip monitor ${result.missing!.ipMonitor}`;

@@ -4,7 +4,7 @@
  *
  *   npm run bench -- namespaces [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
  *   npm run bench -- units [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
- *   npm run bench -- events-latency [--n 1000] [--warmup 100] [--pause 10] [--transport tcp|unix] [--cpu-prof] [--json]
+ *   npm run bench -- events-latency [--n 1000] [--warmup 100] [--pause 10] [--raw FILE] [--transport tcp|unix] [--cpu-prof] [--json]
  *   npm run bench -- events-fanout [--subscribers 500] [--rate 100] [--seconds 10] [--workers 1] [--transport tcp|unix] [--cpu-prof] [--json]
  *
  * Progress goes to stderr; the Markdown table (or, with --json, the JSON report) to stdout.
@@ -46,6 +46,7 @@ events-latency options:
   --n N            measured changes (default 1000)
   --warmup W       changes before them, not counted (default 100)
   --pause MS       idle time between changes (default 10)
+  --raw FILE       write every measured change's times to FILE (CSV)
 events-fanout options:
   --subscribers S  WebSocket subscribers (default 500)
   --rate R         changes a second (default 100)
@@ -79,6 +80,7 @@ function parse(argv: string[]) {
       seconds: { type: 'string' },
       workers: { type: 'string' },
       transport: { type: 'string' },
+      raw: { type: 'string' },
       'cpu-prof': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -101,6 +103,7 @@ function parse(argv: string[]) {
       workers: positiveInt('workers', values.workers, 1, 64),
       profile: values['cpu-prof'],
       transport: (values.transport ?? 'tcp') as 'tcp' | 'unix',
+      raw: values.raw,
     };
     if (events.transport !== 'tcp' && events.transport !== 'unix') throw new UsageError(`--transport is tcp or unix, not '${values.transport}'`);
     if (events.rate * (events.seconds + 1) > eventsFanout.MAX_CHANGES) throw new UsageError(`--rate × (--seconds + 1) must be at most ${eventsFanout.MAX_CHANGES} (one MTU per change)`);
