@@ -345,7 +345,8 @@ export async function benchEventsFanout(o: FanoutOptions): Promise<FanoutReport>
       if (s.died) error ??= `the daemon died (${s.signal ?? s.code}); log: ${daemon.logFile}`;
       else if (s.code !== 0) error ??= `the daemon exited with ${s.signal ?? s.code} after SIGTERM; log: ${daemon.logFile}`;
       if (daemon.warnings.length) notes.push(`daemon logged ${daemon.warnings.length} warning/error lines, e.g. ${daemon.warnings[0]!.raw.slice(0, 300)}`);
-      if (error === undefined && daemon.warnings.length === 0) await rm(daemon.dir, { recursive: true, force: true });
+      // Kept when something went wrong (not for an interrupt: the daemon got the Ctrl-C too).
+      if ((error === undefined || o.signal.aborted) && daemon.warnings.length === 0) await rm(daemon.dir, { recursive: true, force: true });
       else {
         await rm(join(daemon.dir, 'tokens.json'), { force: true });
         notes.push(`daemon log and store kept in ${daemon.dir}`);
@@ -405,7 +406,7 @@ export function toMarkdown(r: FanoutReport): string {
         ]
       : []),
     ...(r.bench ? [`- bench process (driver + ${r.workers} subscriber thread(s)) CPU in the same window: ${d ? ((100 * r.bench.cpuMs) / d.wallMs).toFixed(0) : '—'}% of one CPU; connecting the subscribers took ${(r.bench.connectMs / 1000).toFixed(1)} s`] : []),
-    ...(r.error ? [`- **FAILED**: ${r.error}`] : []),
+    ...(r.error ? [r.aborted ? '- **Interrupted**: the namespaces of this run were removed.' : `- **FAILED**: ${r.error}`] : []),
     ...(r.notes.length ? ['', 'Notes:', ...r.notes.map((n) => (n.startsWith('  ') ? n : `- ${n}`))] : []),
     '',
   ];

@@ -178,7 +178,8 @@ export async function benchEventsLatency(o: LatencyOptions): Promise<LatencyRepo
       if (s.died) error ??= `the daemon died (${s.signal ?? s.code}); log: ${daemon.logFile}`;
       else if (s.code !== 0) error ??= `the daemon exited with ${s.signal ?? s.code} after SIGTERM; log: ${daemon.logFile}`;
       if (daemon.warnings.length) notes.push(`daemon logged ${daemon.warnings.length} warning/error lines, e.g. ${daemon.warnings[0]!.raw.slice(0, 300)}`);
-      if (error === undefined && daemon.warnings.length === 0) await rm(daemon.dir, { recursive: true, force: true });
+      // Kept when something went wrong (not for an interrupt: the daemon got the Ctrl-C too).
+      if ((error === undefined || o.signal.aborted) && daemon.warnings.length === 0) await rm(daemon.dir, { recursive: true, force: true });
       else {
         await rm(join(daemon.dir, 'tokens.json'), { force: true });
         notes.push(`daemon log and store kept in ${daemon.dir}`);
@@ -252,7 +253,7 @@ export function toMarkdown(r: LatencyReport): string {
     `- p99 of netnsd − p99 of ip monitor: **${ms2(p99gap)} ms** (target: within 2 ms): ${Number.isFinite(p99gap) ? (p99gap <= 2 ? '**met**' : '**missed**') : '—'}`,
     ...(r.ipProcess ? [`- the changing \`ip\` process, spawn to exit: p50 ${ms2(r.ipProcess.p50)} ms, p99 ${ms2(r.ipProcess.p99)} ms`] : []),
     ...(d ? [`- daemon during the measured changes: ${((100 * d.cpuMs) / d.wallMs).toFixed(1)}% of one CPU (${d.cpuMs.toFixed(0)} ms in ${(d.wallMs / 1000).toFixed(1)} s); RSS ${mib(d.rssKb)} MiB, peak (VmHWM) ${mib(d.hwmKb)} MiB`] : []),
-    ...(r.error ? [`- **FAILED**: ${r.error}`] : []),
+    ...(r.error ? [r.aborted ? '- **Interrupted**: the namespaces of this run were removed.' : `- **FAILED**: ${r.error}`] : []),
     ...(r.notes.length ? ['', 'Notes:', ...r.notes.map((n) => (n.startsWith('  ') ? n : `- ${n}`))] : []),
     '',
   ];
