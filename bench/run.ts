@@ -4,8 +4,7 @@
  *
  *   npm run bench -- namespaces [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
  *   npm run bench -- units [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
- *   npm run bench -- events-latency [--n 1000] [--warmup 100] [--pause 10] [--raw FILE] [--transport tcp|unix] [--cpu-prof] [--json]
- *   npm run bench -- events-fanout [--subscribers 500] [--rate 100] [--seconds 10] [--workers 1] [--transport tcp|unix] [--cpu-prof] [--json]
+ *   npm run bench -- events-latency|events-fanout [options]   (bench/events-cli.ts)
  *
  * Progress goes to stderr; the Markdown table (or, with --json, the JSON report) to stdout.
  * Exit status: 0 all methods passed, 1 a method failed, 2 bad usage, 130 interrupted.
@@ -13,14 +12,13 @@
  * every `nnb-<pid>-*` namespace this run made.
  */
 import { parseArgs } from 'node:util';
-import * as eventsFanout from './events-fanout.js';
-import * as eventsLatency from './events-latency.js';
+import { eventsMain, isEventsBench } from './events-cli.js';
 import { METHOD_IDS, type MethodId } from './harness.js';
 import * as namespaces from './namespaces.js';
 import { runPrefix, sweep } from './netns.js';
 import * as units from './units.js';
 
-const USAGE = `Usage: npm run bench -- namespaces|units|events-latency|events-fanout [options]
+const USAGE = `Usage: npm run bench -- namespaces|units [options]
 
 Does the same work four ways and prints the times:
   (a) a bash script, one ip process per step   (b) one ip -batch file
@@ -30,10 +28,8 @@ Does the same work four ways and prints the times:
   units       makes N units: a namespace (loopback up, nsid set), a veth pair into it from one
               shared hub namespace, an address on each end (198.18.0.0/15), a route inside
 
-  events-latency  N link changes (one ip process each) in a namespace of the run: latency from
-                  the ip exiting to the event at a WebSocket client, next to ip monitor's
-  events-fanout   --subscribers WebSocket clients, --rate changes a second for --seconds: every
-                  subscriber gets every event? delivery latency, the daemon's memory and CPU
+  events-latency, events-fanout: the event stream's latency next to ip monitor's, and many
+              subscribers at a steady rate of changes; options: npm run bench -- events-latency -h
 
 Options:
   --n N            namespaces or units per method (default 200)
@@ -41,20 +37,6 @@ Options:
   --methods LIST   which methods to run, e.g. a,b (default a,b,c,d)
   --json           print the report as JSON instead of Markdown
   -h, --help       this text
-
-events-latency options:
-  --n N            measured changes (default 1000)
-  --warmup W       changes before them, not counted (default 100)
-  --pause MS       idle time between changes (default 10)
-  --raw FILE       write every measured change's times to FILE (CSV)
-events-fanout options:
-  --subscribers S  WebSocket subscribers (default 500)
-  --rate R         changes a second (default 100)
-  --seconds T      for this long (default 10)
-  --workers K      threads of the bench process the subscribers run in (default 1)
-both:
-  --transport T    tcp (default: 127.0.0.1 with a bearer token) or unix (the daemon's Unix socket)
-  --cpu-prof       run the daemon with node's --cpu-prof and summarize the profile in the notes
 `;
 
 class UsageError extends Error {}
@@ -73,51 +55,21 @@ function parse(argv: string[]) {
       n: { type: 'string' },
       clients: { type: 'string' },
       methods: { type: 'string' },
-      warmup: { type: 'string' },
-      pause: { type: 'string' },
-      subscribers: { type: 'string' },
-      rate: { type: 'string' },
-      seconds: { type: 'string' },
-      workers: { type: 'string' },
-      transport: { type: 'string' },
-      raw: { type: 'string' },
-      'cpu-prof': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) return { help: true as const };
   const [bench, ...rest] = positionals;
-  if (bench !== 'namespaces' && bench !== 'units' && bench !== 'events-latency' && bench !== 'events-fanout') {
-    throw new UsageError(bench ? `unknown benchmark '${bench}'` : 'name a benchmark: namespaces, units, events-latency or events-fanout');
-  }
+  if (bench !== 'namespaces' && bench !== 'units') throw new UsageError(bench ? `unknown benchmark '${bench}'` : 'name a benchmark: namespaces or units');
   if (rest.length) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`);
-  if (bench === 'events-latency' || bench === 'events-fanout') {
-    const events = {
-      n: positiveInt('n', values.n, 1000, eventsLatency.MAX_CHANGES),
-      warmup: values.warmup === '0' ? 0 : positiveInt('warmup', values.warmup, 100, 10_000),
-      pauseMs: values.pause === '0' ? 0 : positiveInt('pause', values.pause, 10, 10_000),
-      subscribers: positiveInt('subscribers', values.subscribers, 500, 20_000),
-      rate: positiveInt('rate', values.rate, 100, 1000),
-      seconds: positiveInt('seconds', values.seconds, 10, 3600),
-      workers: positiveInt('workers', values.workers, 1, 64),
-      profile: values['cpu-prof'],
-      transport: (values.transport ?? 'tcp') as 'tcp' | 'unix',
-      raw: values.raw,
-    };
-    if (events.transport !== 'tcp' && events.transport !== 'unix') throw new UsageError(`--transport is tcp or unix, not '${values.transport}'`);
-    if (events.rate * (events.seconds + 1) > eventsFanout.MAX_CHANGES) throw new UsageError(`--rate × (--seconds + 1) must be at most ${eventsFanout.MAX_CHANGES} (one MTU per change)`);
-    if (events.n + events.warmup > eventsLatency.MAX_CHANGES) throw new UsageError(`--n + --warmup must be at most ${eventsLatency.MAX_CHANGES} (one MTU per change)`);
-    return { help: false as const, kind: 'events' as const, bench: bench as 'events-latency' | 'events-fanout', events, json: values.json };
-  }
   const ids: readonly string[] = METHOD_IDS;
   const methods = (values.methods ?? ids.join(',')).split(',').map((m) => m.trim());
   const bad = methods.filter((m) => !ids.includes(m));
   if (bad.length || methods.length === 0) throw new UsageError(`--methods takes a comma-separated subset of ${ids.join(',')}`);
   return {
     help: false as const,
-    kind: 'methods' as const,
-    bench: bench as 'namespaces' | 'units',
+    bench,
     // Names are `nnb-<pid>-<method><index>`: well under the daemon's 64-character limit.
     n: positiveInt('n', values.n, 200, bench === 'units' ? units.MAX_UNITS : 100_000),
     clients: positiveInt('clients', values.clients, 16, 1024),
@@ -127,6 +79,8 @@ function parse(argv: string[]) {
 }
 
 async function main(): Promise<number> {
+  // The event benchmarks take options of their own.
+  if (isEventsBench(process.argv.slice(2))) return eventsMain(process.argv.slice(2));
   let args;
   try {
     args = parse(process.argv.slice(2));
@@ -162,15 +116,6 @@ async function main(): Promise<number> {
 
   let code: number;
   try {
-    if (args.kind === 'events') {
-      const o = { ...args.events, signal: ac.signal, progress: (line: string) => process.stderr.write(`bench: ${line}\n`) };
-      const [report, markdown] =
-        args.bench === 'events-latency'
-          ? await eventsLatency.benchEventsLatency(o).then((r) => [r, eventsLatency.toMarkdown(r)] as const)
-          : await eventsFanout.benchEventsFanout(o).then((r) => [r, eventsFanout.toMarkdown(r)] as const);
-      process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : markdown);
-      return await finish(report.aborted ? 130 : report.ok ? 0 : 1);
-    }
     const o = {
       n: args.n,
       clients: args.clients,
@@ -188,11 +133,7 @@ async function main(): Promise<number> {
     process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`);
     code = ac.signal.aborted ? 130 : 1;
   }
-  return finish(code);
-}
-
-/** Whatever happened, nothing of this run stays behind: the sweep's failure fails the run. */
-async function finish(code: number): Promise<number> {
+  // Whatever happened above, nothing of this run stays behind.
   const s = await sweep(runPrefix());
   if (s.removed.length) process.stderr.write(`bench: removed ${s.removed.length} namespaces of this run\n`);
   if (s.failed.length) {
