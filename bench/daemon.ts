@@ -103,6 +103,11 @@ export class Daemon {
     this.exited = exited.then((x) => (this.exitInfo = x));
   }
 
+  /** The daemon's process id (to read its CPU time from /proc). */
+  get pid(): number {
+    return this.child.pid!;
+  }
+
   /** Whether the daemon has exited (it should not, until stop()). */
   get exit(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
     return this.exitInfo;
@@ -138,11 +143,6 @@ export class Daemon {
 
   /** With `unixSocket`: the path of the daemon's second listener, a Unix socket (no token needed). */
   socketPath: string | undefined;
-
-  /** The daemon's process id (for /proc/<pid>/status and /proc/<pid>/stat). */
-  get pid(): number {
-    return this.child.pid!;
-  }
 
   /**
    * Starts the daemon and resolves once it listens; rejects with its output if it does not.
