@@ -43,11 +43,12 @@ export function wire(d: Delivery): Record<string, unknown> {
  * The wire form as JSON text, and as its UTF-8 bytes. An event goes to every subscriber in turn
  * right after it is published, so the last event's text and bytes are kept and reused: one
  * JSON.stringify and one encoding per event instead of one per subscriber. Gaps and resyncs are
- * shaped per subscriber and not kept.
+ * shaped per subscriber, and traffic samples (branch traffic) made per subscriber: not kept, so
+ * they do not push out the event the other subscribers are being sent.
  */
 let lastWire: { readonly event: Delivery; readonly text: string; bytes?: Buffer } | undefined;
 function wireCached(d: Delivery): { readonly text: string; bytes?: Buffer } {
-  if (d.type === 'gap' || d.type === 'resync') return { text: JSON.stringify(wire(d)) };
+  if (d.type === 'gap' || d.type === 'resync' || d.type === 'traffic') return { text: JSON.stringify(wire(d)) };
   if (lastWire?.event !== d) lastWire = { event: d, text: JSON.stringify(wire(d)) };
   return lastWire;
 }
