@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync, statSync, type WriteStream } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -238,6 +238,8 @@ export class Daemon {
       child.kill('SIGTERM');
       await exited;
       log.end();
+      // The log stays for a look; the admin token of a daemon that is gone does not.
+      await rm(tokensFile, { force: true });
       throw e;
     } finally {
       clearTimeout(timer);
