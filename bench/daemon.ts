@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync, statSync, type WriteStream } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -141,12 +141,28 @@ export class Daemon {
     return this.lines.filter((l) => l.requestId === requestId).map((l) => l.raw);
   }
 
-  /** Starts the daemon and resolves once it listens; rejects with its output if it does not. */
-  static async start(opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Daemon> {
+  /** With `unixSocket`: the path of the daemon's second listener, a Unix socket (no token needed). */
+  socketPath: string | undefined;
+
+  /**
+   * Starts the daemon and resolves once it listens; rejects with its output if it does not.
+   * `config` is written as the daemon's config file (`--config`), for settings without a flag;
+   * `nodeArgs` go to node before the entry (e.g. `--cpu-prof`); `unixSocket` adds a second
+   * listener on a Unix socket in the daemon's directory.
+   */
+  static async start(opts: { signal?: AbortSignal; timeoutMs?: number; config?: Record<string, unknown>; nodeArgs?: readonly string[]; unixSocket?: boolean } = {}): Promise<Daemon> {
     const dir = await mkdtemp(join(tmpdir(), 'netnsd-bench-'));
     const token = randomBytes(16).toString('hex');
     const tokensFile = join(dir, 'tokens.json');
     await writeFile(tokensFile, JSON.stringify({ tokens: [{ name: 'bench', token, scopes: ['admin'] }] }), { mode: 0o600 });
+    const configArgs: string[] = [];
+    if (opts.config) {
+      const configFile = join(dir, 'config.json');
+      await writeFile(configFile, JSON.stringify(opts.config));
+      configArgs.push('--config', configFile);
+    }
+    const socketPath = opts.unixSocket ? join(dir, 'netnsd.sock') : undefined;
+    if (socketPath) configArgs.push('--listen', `unix://${socketPath}`);
     const dataDir = join(dir, 'data');
     const logFile = join(dir, 'daemon.log');
     const log = createWriteStream(logFile);
@@ -155,7 +171,7 @@ export class Daemon {
     const t0 = performance.now();
     const child = spawn(
       process.execPath,
-      [...entry.args, '--listen', 'tcp://127.0.0.1:0', '--tokens', tokensFile, '--data-dir', dataDir, '--log-level', 'info'],
+      [...(opts.nodeArgs ?? []), ...entry.args, ...configArgs, '--listen', 'tcp://127.0.0.1:0', '--tokens', tokensFile, '--data-dir', dataDir, '--log-level', 'info'],
       { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
     );
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
@@ -215,11 +231,15 @@ export class Daemon {
         opts.signal?.addEventListener('abort', onAbort, { once: true });
       });
       // The line reader keeps appending to `all` and `warnings`, which the instance holds.
-      return new Daemon(child, all, warnings, log, url, token, dir, logFile, performance.now() - t0, entry.label, exited);
+      const d = new Daemon(child, all, warnings, log, url, token, dir, logFile, performance.now() - t0, entry.label, exited);
+      d.socketPath = socketPath;
+      return d;
     } catch (e) {
       child.kill('SIGTERM');
       await exited;
       log.end();
+      // The log stays for a look; the admin token of a daemon that is gone does not.
+      await rm(tokensFile, { force: true });
       throw e;
     } finally {
       clearTimeout(timer);

@@ -5,6 +5,7 @@
  *   npm run bench -- namespaces [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
  *   npm run bench -- units [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
  *   npm run bench -- events-traffic [--n 200] [--seconds 20] [--interval 1s] [--json]
+ *   npm run bench -- events-latency|events-fanout [options]   (bench/events-cli.ts)
  *
  * Progress goes to stderr; the Markdown table (or, with --json, the JSON report) to stdout.
  * Exit status: 0 all methods passed, 1 a method failed, 2 bad usage, 130 interrupted.
@@ -13,13 +14,14 @@
  */
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/duration.js';
+import { eventsMain, isEventsBench } from './events-cli.js';
 import { METHOD_IDS, type MethodId } from './harness.js';
 import * as eventsTraffic from './events-traffic.js';
 import * as namespaces from './namespaces.js';
 import { runPrefix, sweep } from './netns.js';
 import * as units from './units.js';
 
-const USAGE = `Usage: npm run bench -- namespaces|units|events-traffic [options]
+const USAGE = `Usage: npm run bench -- namespaces|units|events-traffic|events-latency|events-fanout [options]
 
 Does the same work four ways and prints the times:
   (a) a bash script, one ip process per step   (b) one ip -batch file
@@ -31,6 +33,8 @@ Does the same work four ways and prints the times:
 
   events-traffic  the daemon's CPU while one WebSocket receives traffic samples of N namespaces
               x 2 links (lo and a veth end; veth pairs join them two by two), against idle
+  events-latency, events-fanout: the event stream's latency next to ip monitor's, and many
+              subscribers at a steady rate of changes; options: npm run bench -- events-latency -h
 
 Options:
   --n N            namespaces or units per method (default 200; even for events-traffic)
@@ -94,6 +98,8 @@ function parse(argv: string[]) {
 }
 
 async function main(): Promise<number> {
+  // The event benchmarks take options of their own.
+  if (isEventsBench(process.argv.slice(2))) return eventsMain(process.argv.slice(2));
   let args;
   try {
     args = parse(process.argv.slice(2));

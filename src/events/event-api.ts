@@ -50,6 +50,30 @@ export function wire(d: Delivery): Record<string, unknown> {
   return { seq, time, type, namespace, ...rest };
 }
 
+/**
+ * The wire form as JSON text, and as its UTF-8 bytes. An event goes to every subscriber in turn
+ * right after it is published, so the last event's text and bytes are kept and reused: one
+ * JSON.stringify and one encoding per event instead of one per subscriber. Gaps and resyncs are
+ * shaped per subscriber, and traffic samples (branch traffic) made per subscriber: not kept, so
+ * they do not push out the event the other subscribers are being sent.
+ */
+let lastWire: { readonly event: Delivery; readonly text: string; bytes?: Buffer } | undefined;
+function wireCached(d: Delivery): { readonly text: string; bytes?: Buffer } {
+  if (d.type === 'gap' || d.type === 'resync' || d.type === 'traffic') return { text: JSON.stringify(wire(d)) };
+  if (lastWire?.event !== d) lastWire = { event: d, text: JSON.stringify(wire(d)) };
+  return lastWire;
+}
+
+export function wireText(d: Delivery): string {
+  return wireCached(d).text;
+}
+
+/** What a WebSocket text frame of the delivery carries (ws sends a Buffer as it is, uncopied). */
+export function wireBytes(d: Delivery): Buffer {
+  const w = wireCached(d);
+  return (w.bytes ??= Buffer.from(w.text, 'utf8'));
+}
+
 function sinceOf(req: FastifyRequest, q: EventsQuery): number | undefined {
   if (q.since !== undefined) return q.since;
   const h = req.headers['last-event-id'];
@@ -161,7 +185,7 @@ export function eventApi(d: EventApiDeps) {
               await sub.ready();
               continue;
             }
-            const frame = `${'seq' in next ? `id: ${next.seq}\n` : ''}event: ${next.type}\ndata: ${JSON.stringify(wire(next))}\n\n`;
+            const frame = `${'seq' in next ? `id: ${next.seq}\n` : ''}event: ${next.type}\ndata: ${wireText(next)}\n\n`;
             if (!raw.write(frame)) {
               await new Promise<void>((resolve) => {
                 const done = (): void => {
@@ -192,10 +216,11 @@ export function eventApi(d: EventApiDeps) {
           roomWaiter = undefined;
           w?.();
         };
-        const send = (msg: Record<string, unknown>): void => {
+        const sendFrame = (data: string | Buffer): void => {
           inflight++;
-          socket.send(JSON.stringify(msg), room);
+          socket.send(data, { binary: false }, room);
         };
+        const send = (msg: Record<string, unknown>): void => sendFrame(JSON.stringify(msg));
         const beat = setInterval(() => {
           if (!alive) {
             socket.terminate();
@@ -259,7 +284,7 @@ export function eventApi(d: EventApiDeps) {
               await sub.ready();
               continue;
             }
-            send(wire(next));
+            sendFrame(wireBytes(next));
           }
         })();
       },

@@ -1,0 +1,155 @@
+/**
+ * The command line of the event benchmarks (issue 4), which run.ts hands over to when the first
+ * argument names one of them. They take options of their own (the four-method benchmarks'
+ * --clients and --methods mean nothing here), so run.ts keeps its parser as it is.
+ *
+ *   npm run bench -- events-latency [--n 1000] [--warmup 100] [--pause 10] [--raw FILE] [--transport tcp|unix] [--cpu-prof] [--json]
+ *   npm run bench -- events-fanout [--subscribers 500] [--rate 100] [--seconds 10] [--workers 1] [--transport tcp|unix] [--cpu-prof] [--json]
+ *
+ * As run.ts: progress on stderr, the Markdown report (or --json) on stdout; exit status 0 passed,
+ * 1 failed, 2 bad usage, 130 interrupted; the first SIGINT/SIGTERM stops the run and every
+ * `nnb-<pid>-*` namespace is removed whatever happened.
+ */
+import { parseArgs } from 'node:util';
+import * as eventsFanout from './events-fanout.js';
+import * as eventsLatency from './events-latency.js';
+import { runPrefix, sweep } from './netns.js';
+
+export const EVENTS_BENCHES = ['events-latency', 'events-fanout'] as const;
+
+export const EVENTS_USAGE = `Usage: npm run bench -- events-latency|events-fanout [options]
+
+  events-latency  N link changes (one ip process each) in a namespace of the run: latency from
+                  the ip exiting to the event at a WebSocket client, next to ip monitor's
+  events-fanout   --subscribers WebSocket clients, --rate changes a second for --seconds: every
+                  subscriber gets every event? delivery latency, the daemon's memory and CPU
+
+events-latency options:
+  --n N            measured changes (default 1000)
+  --warmup W       changes before them, not counted (default 100; 0 for none)
+  --pause MS       idle time between changes (default 10; 0 for none)
+  --raw FILE       write every measured change's times to FILE (CSV)
+events-fanout options:
+  --subscribers S  WebSocket subscribers (default 500)
+  --rate R         changes a second (default 100)
+  --seconds T      for this long (default 10)
+  --workers K      threads of the bench process the subscribers run in (default 1)
+both:
+  --transport T    tcp (default: 127.0.0.1 with a bearer token) or unix (the daemon's Unix socket)
+  --cpu-prof       run the daemon with node's --cpu-prof and summarize the profile in the notes
+  --json           print the report as JSON instead of Markdown
+  -h, --help       this text
+`;
+
+class UsageError extends Error {}
+
+/** Whether argv (without node and the script) asks for an event benchmark. */
+export function isEventsBench(argv: readonly string[]): boolean {
+  const first = argv.find((a) => !a.startsWith('-'));
+  return (EVENTS_BENCHES as readonly string[]).includes(first ?? '');
+}
+
+function count(name: string, v: string | undefined, dflt: number, min: 0 | 1, max: number): number {
+  if (v === undefined) return dflt;
+  if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name} must be an integer ${min}-${max}, not '${v}'`);
+  return Number(v);
+}
+
+function parse(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      n: { type: 'string' },
+      warmup: { type: 'string' },
+      pause: { type: 'string' },
+      raw: { type: 'string' },
+      subscribers: { type: 'string' },
+      rate: { type: 'string' },
+      seconds: { type: 'string' },
+      workers: { type: 'string' },
+      transport: { type: 'string' },
+      'cpu-prof': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) return { help: true as const };
+  const [bench, ...rest] = positionals;
+  if (bench !== 'events-latency' && bench !== 'events-fanout') throw new UsageError(`unknown benchmark '${bench}'`);
+  if (rest.length) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`);
+  const transport = values.transport ?? 'tcp';
+  if (transport !== 'tcp' && transport !== 'unix') throw new UsageError(`--transport is tcp or unix, not '${transport}'`);
+  const o = {
+    n: count('n', values.n, 1000, 1, eventsLatency.MAX_CHANGES),
+    warmup: count('warmup', values.warmup, 100, 0, 10_000),
+    pauseMs: count('pause', values.pause, 10, 0, 10_000),
+    raw: values.raw,
+    subscribers: count('subscribers', values.subscribers, 500, 1, 20_000),
+    rate: count('rate', values.rate, 100, 1, 1000),
+    seconds: count('seconds', values.seconds, 10, 1, 3600),
+    workers: count('workers', values.workers, 1, 1, 64),
+    transport: transport as 'tcp' | 'unix',
+    profile: values['cpu-prof'],
+  };
+  // One MTU per change (a bridge takes up to 65535).
+  if (bench === 'events-latency' && o.n + o.warmup > eventsLatency.MAX_CHANGES) throw new UsageError(`--n + --warmup must be at most ${eventsLatency.MAX_CHANGES}`);
+  if (bench === 'events-fanout' && o.rate * (o.seconds + 1) > eventsFanout.MAX_CHANGES) throw new UsageError(`--rate × (--seconds + 1) must be at most ${eventsFanout.MAX_CHANGES}`);
+  return { help: false as const, bench, o, json: values.json };
+}
+
+/** Runs the event benchmark argv names; resolves with the exit status. */
+export async function eventsMain(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parse(argv);
+  } catch (e) {
+    process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n\n${EVENTS_USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(EVENTS_USAGE);
+    return 0;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: needs root (it creates network namespaces)\n');
+    return 2;
+  }
+
+  // As in run.ts: the first signal stops the run cleanly, later ones do not cut the sweep short.
+  const ac = new AbortController();
+  let firstSignalAt = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (ac.signal.aborted) {
+      if (Date.now() - firstSignalAt > 500) process.stderr.write(`bench: ${sig} again; still cleaning up\n`);
+      return;
+    }
+    firstSignalAt = Date.now();
+    process.stderr.write(`bench: ${sig}: stopping and removing this run's namespaces\n`);
+    ac.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let code: number;
+  try {
+    const o = { ...args.o, signal: ac.signal, progress: (line: string) => process.stderr.write(`bench: ${line}\n`) };
+    const [report, markdown] =
+      args.bench === 'events-latency'
+        ? await eventsLatency.benchEventsLatency(o).then((r) => [r, eventsLatency.toMarkdown(r)] as const)
+        : await eventsFanout.benchEventsFanout(o).then((r) => [r, eventsFanout.toMarkdown(r)] as const);
+    process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : markdown);
+    code = report.aborted ? 130 : report.ok ? 0 : 1;
+  } catch (e) {
+    process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`);
+    code = ac.signal.aborted ? 130 : 1;
+  }
+  // Whatever happened above, nothing of this run stays behind.
+  const s = await sweep(runPrefix());
+  if (s.removed.length) process.stderr.write(`bench: removed ${s.removed.length} namespaces of this run\n`);
+  if (s.failed.length) {
+    process.stderr.write(`bench: could not remove: ${s.failed.join('; ')}\n`);
+    return code === 0 ? 1 : code;
+  }
+  return code;
+}
