@@ -49,6 +49,7 @@ import websocket from '@fastify/websocket';
 import { EventLog } from './store/event-log.js';
 import { EventInventory } from './store/event-inventory.js';
 import { EventBus } from './events/event-bus.js';
+import { startCheckpointer } from './store/checkpointer.js';
 import { ChangeGate } from './inventory/change-gate.js';
 import { InventoryReads } from './inventory/inventory-reads.js';
 import { Monitor } from './inventory/monitor.js';
@@ -105,6 +106,7 @@ export interface ServiceDeps {
 /** Builds and starts everything behind the endpoints: store, executor pool, probes, reconcile. */
 export async function buildServices(config: Config, log: Logger, deps: ServiceDeps = {}): Promise<Services> {
   const db = openDb(config.dataDir);
+  const checkpointer = startCheckpointer(db);
   let backend = deps.executor;
   let nativeHelper = deps.nativeHelper ?? false;
   if (!backend) {
@@ -202,6 +204,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     kernelMonitor?.stop();
     namespaceWatcher.stop();
     await executor.close();
+    await checkpointer.stop();
     db.close();
     throw e;
   }
@@ -243,6 +246,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
       // Changes still under way (their clients may have hung up) finish before the executor goes.
       await namespaces.drain();
       await executor.close();
+      await checkpointer.stop();
       db.close();
     },
   };

@@ -49,6 +49,7 @@ const GATE_WAIT_MS = 2000;
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5000;
 const PERSIST_KIND = 'stack';
+const PERSIST_EVERY_MS = 200;
 
 export interface MonitorOptions {
   readonly addon: NetlinkAddon;
@@ -111,6 +112,9 @@ export class Monitor implements LinkRefs {
   private stopped = false;
   private readonly offGate: () => void;
   private readonly tracking = new Map<string, Promise<void>>();
+  /** Inventory rows to write (null: delete), by key; see save(). */
+  private readonly unsaved = new Map<string, Persisted | null>();
+  private saveTimer: NodeJS.Timeout | undefined;
   private resyncing: Promise<void> | undefined;
   private resyncAgain: string | undefined;
   restarts = 0;
@@ -175,8 +179,9 @@ export class Monitor implements LinkRefs {
       if (stack && stack.id === p.nsId) for (const c of stack.entries()) now.add(`${c.kind}|${c.key}`);
       for (const k of p.keys) if (!now.has(k)) stale.push(`${name}|${k}`);
     }
-    this.o.store.apply(PERSIST_KIND, [], stale);
+    for (const k of stale) this.unsaved.set(k, null);
     for (const s of this.stacks.values()) this.persistAll(s);
+    this.save();
     if (differences.length > 0) this.publishResync('start', differences);
   }
 
@@ -211,7 +216,8 @@ export class Monitor implements LinkRefs {
     const nsid = this.nsidOf.get(name);
     if (nsid !== undefined) this.byNsid.delete(nsid);
     this.nsidOf.delete(name);
-    this.o.store.apply(PERSIST_KIND, [], [...stack.entries()].map((c) => `${name}|${c.kind}|${c.key}`));
+    for (const c of stack.entries()) this.unsaved.set(`${name}|${c.kind}|${c.key}`, null);
+    this.saveSoon();
   }
 
   /** Reads every event pending on the socket now (so a read after a change sees it). */
@@ -262,6 +268,7 @@ export class Monitor implements LinkRefs {
     clearTimeout(this.restartTimer);
     this.offGate();
     this.close();
+    this.save();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -678,26 +685,50 @@ export class Monitor implements LinkRefs {
 
   // ---- persistence ----
 
+  /**
+   * Persisting is deferred and batched (PERSIST_EVERY_MS): it is only read at the next start, and
+   * an event must not wait for it. stop() writes what is pending.
+   */
   private persist(ns: string, changes: readonly StackChange[]): void {
     const stack = this.stacks.get(ns);
     if (!stack || changes.length === 0) return;
-    const puts: Array<[string, Persisted]> = [];
-    const deletes: string[] = [];
     for (const c of changes) {
-      if (c.before !== undefined) deletes.push(`${ns}|${c.kind}|${c.key}`);
+      if (c.before !== undefined) this.unsaved.set(`${ns}|${c.kind}|${c.key}`, null);
       if (c.after !== undefined) {
         // A rename re-keys IPv6 routes and neighbours: the key is the object's own.
         const key = keyOfObject[c.kind](c.after as never);
-        puts.push([`${ns}|${c.kind}|${key}`, { nsId: stack.id, kind: c.kind, key, obj: c.after }]);
+        this.unsaved.set(`${ns}|${c.kind}|${key}`, { nsId: stack.id, kind: c.kind, key, obj: c.after });
       }
     }
-    this.o.store.apply(PERSIST_KIND, puts, deletes.filter((d) => !puts.some(([k]) => k === d)));
+    this.saveSoon();
   }
 
   private persistAll(stack: NamespaceStack): void {
+    for (const c of stack.entries()) this.unsaved.set(`${stack.name}|${c.kind}|${c.key}`, { nsId: stack.id, kind: c.kind, key: c.key, obj: c.after });
+    this.saveSoon();
+  }
+
+  private saveSoon(): void {
+    this.saveTimer ??= setTimeout(() => this.save(), PERSIST_EVERY_MS);
+  }
+
+  /** Writes what is pending, in one transaction. */
+  private save(): void {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    if (this.unsaved.size === 0) return;
     const puts: Array<[string, Persisted]> = [];
-    for (const c of stack.entries()) puts.push([`${stack.name}|${c.kind}|${c.key}`, { nsId: stack.id, kind: c.kind, key: c.key, obj: c.after }]);
-    this.o.store.apply(PERSIST_KIND, puts, []);
+    const deletes: string[] = [];
+    for (const [k, v] of this.unsaved) {
+      if (v === null) deletes.push(k);
+      else puts.push([k, v]);
+    }
+    this.unsaved.clear();
+    try {
+      this.o.store.apply(PERSIST_KIND, puts, deletes);
+    } catch (e) {
+      this.o.log.error({ err: e }, 'could not persist the inventory (the next start may report differences that were not)');
+    }
   }
 
   private loadPersisted(): Map<string, { nsId: string; objects: Persisted[]; keys: string[] }> {
