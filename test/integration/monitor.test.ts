@@ -8,33 +8,22 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { NetlinkNamespace, namespacePath } from '../../src/netlink/netlink.js';
 import { ip, nsName, until } from '../helpers/kernel.js';
-import { ADMIN_TOKEN, type RealApp, adminClient, createNamespaces, overTcp, startRealApp } from '../helpers/real-app.js';
+import { ADMIN_TOKEN, type Msg, type RealApp, adminClient, createNamespaces, eventsClient, overTcp, startRealApp, useRealApp } from '../helpers/real-app.js';
 
+const app = useRealApp();
+const { api, ok } = adminClient(app);
+/** The file's app, once started (its name reads like the helpers' other apps). */
 let r: RealApp;
-beforeAll(async () => {
-  r = await startRealApp();
+beforeAll(() => {
+  r = app();
 });
-afterAll(async () => {
-  await r?.close();
-});
-const { api, ok } = adminClient(() => r);
 
-type Msg = Record<string, any>;
-
-async function connect(app: RealApp, query: string) {
-  const ws = new WebSocket(`${app.tcpUrl.replace('http', 'ws')}/v1/events${query}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
-  const got: Msg[] = [];
-  ws.on('message', (d) => got.push(JSON.parse(String(d))));
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-  return { got, events: () => got.filter((m) => m.type !== 'subscribed'), close: () => ws.close() };
-}
+/** A WebSocket client of `a` keeping every message (events() leaves out the `subscribed` frames). */
+const connect = (a: RealApp, query: string) => eventsClient(a, query);
 
 const find = (m: Msg[], pred: (e: Msg) => boolean) => m.find(pred);
 async function waitFor(m: Msg[], pred: (e: Msg) => boolean, what: string): Promise<Msg> {
