@@ -10,10 +10,10 @@
  * 1 failed, 2 bad usage, 130 interrupted; the first SIGINT/SIGTERM stops the run and every
  * `nnb-<pid>-*` namespace is removed whatever happened.
  */
+import { runBench } from './cli-run.js';
 import { parseArgs } from 'node:util';
 import * as eventsFanout from './events-fanout.js';
 import * as eventsLatency from './events-latency.js';
-import { runPrefix, sweep } from './netns.js';
 
 export const EVENTS_BENCHES = ['events-latency', 'events-fanout'] as const;
 
@@ -111,45 +111,12 @@ export async function eventsMain(argv: string[]): Promise<number> {
     process.stdout.write(EVENTS_USAGE);
     return 0;
   }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('bench: needs root (it creates network namespaces)\n');
-    return 2;
-  }
-
-  // As in run.ts: the first signal stops the run cleanly, later ones do not cut the sweep short.
-  const ac = new AbortController();
-  let firstSignalAt = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (ac.signal.aborted) {
-      if (Date.now() - firstSignalAt > 500) process.stderr.write(`bench: ${sig} again; still cleaning up\n`);
-      return;
-    }
-    firstSignalAt = Date.now();
-    process.stderr.write(`bench: ${sig}: stopping and removing this run's namespaces\n`);
-    ac.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
-  let code: number;
-  try {
-    const o = { ...args.o, signal: ac.signal, progress: (line: string) => process.stderr.write(`bench: ${line}\n`) };
+  return runBench(args.json, async (signal, progress) => {
+    const o = { ...args.o, signal, progress };
     const [report, markdown] =
       args.bench === 'events-latency'
         ? await eventsLatency.benchEventsLatency(o).then((r) => [r, eventsLatency.toMarkdown(r)] as const)
         : await eventsFanout.benchEventsFanout(o).then((r) => [r, eventsFanout.toMarkdown(r)] as const);
-    process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : markdown);
-    code = report.aborted ? 130 : report.ok ? 0 : 1;
-  } catch (e) {
-    process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`);
-    code = ac.signal.aborted ? 130 : 1;
-  }
-  // Whatever happened above, nothing of this run stays behind.
-  const s = await sweep(runPrefix());
-  if (s.removed.length) process.stderr.write(`bench: removed ${s.removed.length} namespaces of this run\n`);
-  if (s.failed.length) {
-    process.stderr.write(`bench: could not remove: ${s.failed.join('; ')}\n`);
-    return code === 0 ? 1 : code;
-  }
-  return code;
+    return { report, markdown, ok: report.ok };
+  });
 }

@@ -12,13 +12,13 @@
  * Ctrl-C (or SIGTERM) stops the running method, waits for its processes to exit, and removes
  * every `nnb-<pid>-*` namespace this run made.
  */
+import { runBench } from './cli-run.js';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/duration.js';
 import { eventsMain, isEventsBench } from './events-cli.js';
 import { METHOD_IDS, type MethodId } from './harness.js';
 import * as eventsTraffic from './events-traffic.js';
 import * as namespaces from './namespaces.js';
-import { runPrefix, sweep } from './netns.js';
 import * as units from './units.js';
 
 const USAGE = `Usage: npm run bench -- namespaces|units|events-traffic|events-latency|events-fanout [options]
@@ -111,36 +111,13 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('bench: needs root (it creates network namespaces)\n');
-    return 2;
-  }
-
-  // The first signal stops the run cleanly (children are stopped and waited for, then the sweep
-  // runs); further ones are ignored, so the sweep itself is not cut short.
-  const ac = new AbortController();
-  let firstSignalAt = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (ac.signal.aborted) {
-      // Ctrl-C reaches us twice at once under tsx (from the terminal and relayed by tsx): quiet.
-      if (Date.now() - firstSignalAt > 500) process.stderr.write(`bench: ${sig} again; still cleaning up\n`);
-      return;
-    }
-    firstSignalAt = Date.now();
-    process.stderr.write(`bench: ${sig}: stopping and removing this run's namespaces\n`);
-    ac.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
-  let code: number;
-  try {
+  return runBench(args.json, async (signal, progress) => {
     const o = {
       n: args.n,
       clients: args.clients,
       methods: args.methods,
-      signal: ac.signal,
-      progress: (line: string) => process.stderr.write(`bench: ${line}\n`),
+      signal,
+      progress,
     };
     const [report, markdown] =
       args.bench === 'units'
@@ -148,20 +125,8 @@ async function main(): Promise<number> {
         : args.bench === 'events-traffic'
           ? await eventsTraffic.benchTraffic({ ...o, seconds: args.seconds, interval: args.interval }).then((r) => [r, eventsTraffic.toMarkdown(r)] as const)
           : await namespaces.benchNamespaces(o).then((r) => [r, namespaces.toMarkdown(r)] as const);
-    process.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : markdown);
-    code = report.aborted ? 130 : report.results.every((r) => r.ok) ? 0 : 1;
-  } catch (e) {
-    process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`);
-    code = ac.signal.aborted ? 130 : 1;
-  }
-  // Whatever happened above, nothing of this run stays behind.
-  const s = await sweep(runPrefix());
-  if (s.removed.length) process.stderr.write(`bench: removed ${s.removed.length} namespaces of this run\n`);
-  if (s.failed.length) {
-    process.stderr.write(`bench: could not remove: ${s.failed.join('; ')}\n`);
-    return code === 0 ? 1 : code;
-  }
-  return code;
+    return { report, markdown, ok: report.results.every((r) => r.ok) };
+  });
 }
 
 main().then(
