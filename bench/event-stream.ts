@@ -5,12 +5,14 @@
  * a summary of a `--cpu-prof` profile.
  */
 import { readFileSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
 import WebSocket from 'ws';
-import { environment, type Environment } from './harness.js';
+import type { Daemon } from './daemon.js';
+import { environment, errorText, type Environment } from './harness.js';
+import { runPrefix, sweep } from './netns.js';
 import { IP, runOk } from './proc.js';
 
 /** The machine (harness's environment) and its load average: other users' work moves these figures. */
@@ -372,3 +374,33 @@ function placeOf(url: string, fn: string): string {
   if (m) return `netnsd ${m[1]}/${m[2] ?? m[3]}`;
   return shortUrl(url);
 }
+
+/**
+ * The end of an event benchmark: stops the daemon (its log and store are kept when something
+ * went wrong), summarizes the CPU profiles, removes this run's namespaces. Returns the run's
+ * error, or the first one the clean-up found.
+ */
+export async function finishRun(
+  daemon: Daemon | undefined, error: string | undefined, o: { readonly signal: AbortSignal }, notes: string[],
+  profDir: string | undefined, window: { readonly fromMs: number; readonly toMs: number } | undefined,
+): Promise<string | undefined> {
+  if (daemon) {
+    const s = await daemon.stop();
+    if (s.died) error ??= `the daemon died (${s.signal ?? s.code}); log: ${daemon.logFile}`;
+    else if (s.code !== 0) error ??= `the daemon exited with ${s.signal ?? s.code} after SIGTERM; log: ${daemon.logFile}`;
+    if (daemon.warnings.length) notes.push(`daemon logged ${daemon.warnings.length} warning/error lines, e.g. ${daemon.warnings[0]!.raw.slice(0, 300)}`);
+    // Kept when something went wrong (not for an interrupt: the daemon got the Ctrl-C too).
+    if ((error === undefined || o.signal.aborted) && daemon.warnings.length === 0) await rm(daemon.dir, { recursive: true, force: true });
+    else {
+      await rm(join(daemon.dir, 'tokens.json'), { force: true });
+      notes.push(`daemon log and store kept in ${daemon.dir}`);
+    }
+  }
+  if (profDir) {
+    for (const p of await profilesIn(profDir).catch(() => [])) notes.push(...(await profileSummary(p, window).catch((e: unknown) => [`profile ${p}: ${errorText(e)}`])));
+  }
+  const s = await sweep(runPrefix());
+  if (s.failed.length) error ??= `could not remove: ${s.failed.join('; ')}`;
+  return error;
+}
+

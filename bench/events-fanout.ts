@@ -14,15 +14,15 @@
  * second of warm-up changes goes first (checked, not counted), then one idle second.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Daemon } from './daemon.js';
 import { checkNoClash, errorText } from './harness.js';
-import { clockTicks, eventsEnvironment, type EventsEnvironment, cpuTimes, type Endpoint, IpMonitor, memoryKb, mib, ms2, mtuOfMonitorLine, nowMs, profilesIn, profileSummary, RssSampler, type Stats, stats, lastSeq, watchedBridge } from './event-stream.js';
+import { clockTicks, eventsEnvironment, type EventsEnvironment, finishRun, cpuTimes, type Endpoint, IpMonitor, memoryKb, mib, ms2, mtuOfMonitorLine, nowMs, RssSampler, type Stats, stats, lastSeq, watchedBridge } from './event-stream.js';
 import type { FanoutWorkerData, FromWorker, SubscriberResult } from './events-fanout-worker.js';
-import { runPrefix, sweep } from './netns.js';
+import { runPrefix } from './netns.js';
 import { IP } from './proc.js';
 
 const MTU_BASE = 2000;
@@ -340,23 +340,7 @@ export async function benchEventsFanout(o: FanoutOptions): Promise<FanoutReport>
     }
     await mon?.stop();
     await Promise.all(threads.map((t) => t.terminate()));
-    if (daemon) {
-      const s = await daemon.stop();
-      if (s.died) error ??= `the daemon died (${s.signal ?? s.code}); log: ${daemon.logFile}`;
-      else if (s.code !== 0) error ??= `the daemon exited with ${s.signal ?? s.code} after SIGTERM; log: ${daemon.logFile}`;
-      if (daemon.warnings.length) notes.push(`daemon logged ${daemon.warnings.length} warning/error lines, e.g. ${daemon.warnings[0]!.raw.slice(0, 300)}`);
-      // Kept when something went wrong (not for an interrupt: the daemon got the Ctrl-C too).
-      if ((error === undefined || o.signal.aborted) && daemon.warnings.length === 0) await rm(daemon.dir, { recursive: true, force: true });
-      else {
-        await rm(join(daemon.dir, 'tokens.json'), { force: true });
-        notes.push(`daemon log and store kept in ${daemon.dir}`);
-      }
-    }
-    if (profDir) {
-      for (const p of await profilesIn(profDir).catch(() => [])) notes.push(...(await profileSummary(p, window).catch((e: unknown) => [`profile ${p}: ${errorText(e)}`])));
-    }
-    const s = await sweep(runPrefix());
-    if (s.failed.length) error ??= `could not remove: ${s.failed.join('; ')}`;
+    error = await finishRun(daemon, error, o, notes, profDir, window);
   }
   return {
     benchmark: 'events-fanout', subscribers: o.subscribers, rate: o.rate, seconds: o.seconds, workers: o.workers, transport: o.transport, env,

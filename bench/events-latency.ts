@@ -13,11 +13,11 @@
  */
 import { Daemon } from './daemon.js';
 import { checkNoClash, errorText } from './harness.js';
-import { clockTicks, eventsEnvironment, type EventsEnvironment, closeWs, cpuMs, type Endpoint, IpMonitor, memoryKb, mib, ms2, mtuOfMonitorLine, nowMs, profilesIn, profileSummary, type Stats, stats, lastSeq, subscribe, watchedBridge } from './event-stream.js';
-import { runPrefix, sweep } from './netns.js';
+import { clockTicks, eventsEnvironment, type EventsEnvironment, finishRun, closeWs, cpuMs, type Endpoint, IpMonitor, memoryKb, mib, ms2, mtuOfMonitorLine, nowMs, type Stats, stats, lastSeq, subscribe, watchedBridge } from './event-stream.js';
+import { runPrefix } from './netns.js';
 import { IP } from './proc.js';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -173,23 +173,7 @@ export async function benchEventsLatency(o: LatencyOptions): Promise<LatencyRepo
   } finally {
     if (ws) await closeWs(ws);
     await mon?.stop();
-    if (daemon) {
-      const s = await daemon.stop();
-      if (s.died) error ??= `the daemon died (${s.signal ?? s.code}); log: ${daemon.logFile}`;
-      else if (s.code !== 0) error ??= `the daemon exited with ${s.signal ?? s.code} after SIGTERM; log: ${daemon.logFile}`;
-      if (daemon.warnings.length) notes.push(`daemon logged ${daemon.warnings.length} warning/error lines, e.g. ${daemon.warnings[0]!.raw.slice(0, 300)}`);
-      // Kept when something went wrong (not for an interrupt: the daemon got the Ctrl-C too).
-      if ((error === undefined || o.signal.aborted) && daemon.warnings.length === 0) await rm(daemon.dir, { recursive: true, force: true });
-      else {
-        await rm(join(daemon.dir, 'tokens.json'), { force: true });
-        notes.push(`daemon log and store kept in ${daemon.dir}`);
-      }
-    }
-    if (profDir) {
-      for (const p of await profilesIn(profDir).catch(() => [])) notes.push(...(await profileSummary(p, window).catch((e: unknown) => [`profile ${p}: ${errorText(e)}`])));
-    }
-    const s = await sweep(runPrefix());
-    if (s.failed.length) error ??= `could not remove: ${s.failed.join('; ')}`;
+    error = await finishRun(daemon, error, o, notes, profDir, window);
   }
   return {
     benchmark: 'events-latency', n: o.n, warmup: o.warmup, pauseMs: o.pauseMs, transport: o.transport, env,
