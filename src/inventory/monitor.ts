@@ -247,6 +247,8 @@ export class Monitor implements LinkRefs {
 
   /** Waits until every event read so far is published (lists then reflect their seq). */
   async settled(): Promise<void> {
+    // Namespaces that appeared and are being seeded: their first events come from the seed.
+    while (this.tracking.size > 0) await Promise.all([...this.tracking.values()]);
     this.catchUp();
     while (this.queue.length > 0) await this.o.gate.idle(this.queue[0]!.ns).then(() => new Promise((r) => setImmediate(r)));
   }
@@ -318,6 +320,7 @@ export class Monitor implements LinkRefs {
     if (entry.name !== HOST) {
       nsid = (await this.o.executor.run({ kind: 'netns.assignNsid', ns: entry.name })).nsid;
       if (nsid < 0) throw new Error(`namespace ${entry.name} got no nsid`);
+      if (this.stopped) return undefined; // stopped meanwhile: the store may be closed already
     }
     this.catchUp();
     if (this.stacks.has(entry.name)) return this.stacks.get(entry.name);

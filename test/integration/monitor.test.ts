@@ -195,6 +195,8 @@ describe('the kernel monitor across restarts and overflows', () => {
       const a = nsName('mon-down');
       expect((await overTcp(app.tcpUrl, 'POST', '/v1/namespaces', { name: a })).status).toBe(201);
       expect((await overTcp(app.tcpUrl, 'POST', `/v1/namespaces/${a}/links`, { name: 'd0', kind: 'bridge' })).status).toBe(201);
+      // Seeded (the namespace is watched) and every event published: all of it is persisted at stop.
+      await until(() => app.services.monitor!.serves(a), 5000, 'the monitor to watch it');
       await app.services.monitor!.settled();
       const last = app.services.events.log.lastSeq;
       await app.close();
