@@ -189,6 +189,11 @@ export function classifyNative(err: unknown, op: Op): AppError {
   switch ((err as { code?: unknown } | null)?.code) {
     case 'ENOENT':
       return new AppError('NAMESPACE_NOT_FOUND', notFound(op), { cause: err });
+    // setns() on a name that is no longer a namespace: `ip netns del` unmounts the namespace,
+    // then removes the file; in between the file is there and is not a namespace.
+    case 'EINVAL':
+      if (/^setns:/.test((err as { message?: unknown }).message as string)) return new AppError('NAMESPACE_NOT_FOUND', notFound(op), { cause: err });
+      return new AppError('INTERNAL', `${op.kind} failed`, { cause: err });
     case 'EEXIST':
       return new AppError('NAMESPACE_EXISTS', exists(op), { cause: err });
     case 'EPERM':

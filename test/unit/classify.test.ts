@@ -73,6 +73,11 @@ describe('classifyNative', () => {
   it('maps something that is not an errno error to INTERNAL', () => {
     expect(classifyNative('boom', op).code).toBe('INTERNAL');
   });
+
+  it('answers NAMESPACE_NOT_FOUND when setns finds the name is no longer a namespace (deleted meanwhile), INTERNAL for another EINVAL', () => {
+    expect(classifyNative(Object.assign(new Error('setns: Invalid argument'), { code: 'EINVAL' }), op).code).toBe('NAMESPACE_NOT_FOUND');
+    expect(classifyNative(Object.assign(new Error('nlDump request: Invalid argument'), { code: 'EINVAL' }), op).code).toBe('INTERNAL');
+  });
 });
 
 describe('classifySpawnError', () => {
