@@ -1,0 +1,128 @@
+/**
+ * Records what iproute2 sends for the change ops netnsd sends over rtnetlink itself, for
+ * test/unit/netlink-changes.test.ts: for each op below it runs the command argv.ts writes for it
+ * (`ip -n NS ...`) under `strace -e trace=sendmsg -xx` and keeps the last change request ip sent
+ * (after its name lookups), with the ifindexes of the namespace's links. The test builds the same
+ * op with src/netlink/changes.ts and compares the bytes (the sequence number zeroed).
+ *
+ * Run as root: `npx tsx scripts/record-netlink-changes.ts` (needs strace). Writes
+ * test/fixtures/netlink/changes.json. The scratch namespace (nnt-<pid>-rec-chg) is removed at the
+ * end, whatever happens. The kernel may refuse some of these (a delete of what is not there):
+ * only the request matters.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { commandsFor } from '../src/executor/argv.js';
+import type { Op } from '../src/executor/ops.js';
+
+const OUT = join(import.meta.dirname, '..', 'test', 'fixtures', 'netlink', 'changes.json');
+const IP = '/usr/sbin/ip';
+const NS = `nnt-${process.pid.toString(36)}-rec-chg`;
+
+const v4 = { link: 'va', family: 4, local: '203.0.113.1', prefixLength: 24 } as const;
+const v6 = { link: 'va', family: 6, local: '2001:db8::1', prefixLength: 64 } as const;
+const r4 = { family: 4, type: 'unicast', dst: '198.19.0.0/16', table: 254 } as const;
+const r6 = { family: 6, type: 'unicast', dst: '2001:db8:1::/48', table: 254 } as const;
+
+const ops: ReadonlyArray<readonly [string, Op]> = [
+  ['addr add v4', { kind: 'addr.add', ns: NS, spec: v4 }],
+  ['addr add v4 broadcast scope label', { kind: 'addr.add', ns: NS, spec: { ...v4, local: '203.0.113.2', broadcast: '203.0.113.255', scope: 'link', label: 'va:1' } }],
+  ['addr add v4 peer', { kind: 'addr.add', ns: NS, spec: { ...v4, local: '203.0.113.5', prefixLength: 32, peer: '203.0.113.6' } }],
+  ['addr add v4 loopback range (host scope)', { kind: 'addr.add', ns: NS, spec: { link: 'lo', family: 4, local: '127.0.0.2', prefixLength: 8 } }],
+  ['addr add v4 scope host given', { kind: 'addr.add', ns: NS, spec: { ...v4, local: '203.0.113.9', scope: 'host' } }],
+  ['addr add v6', { kind: 'addr.add', ns: NS, spec: v6 }],
+  ['addr add v6 nodad', { kind: 'addr.add', ns: NS, spec: { ...v6, local: '2001:db8::2', nodad: true } }],
+  ['addr add v6 scope site', { kind: 'addr.add', ns: NS, spec: { ...v6, local: 'fec0::3', scope: 'site' } }],
+  ['addr add v6 peer', { kind: 'addr.add', ns: NS, spec: { ...v6, local: '2001:db8::4', prefixLength: 128, peer: '2001:db8::5' } }],
+  ['addr delete v4', { kind: 'addr.delete', ns: NS, link: 'va', local: '203.0.113.1', prefixLength: 24 }],
+  ['addr delete v4 peer', { kind: 'addr.delete', ns: NS, link: 'va', local: '203.0.113.5', prefixLength: 32, peer: '203.0.113.6' }],
+  ['addr delete v6', { kind: 'addr.delete', ns: NS, link: 'va', local: '2001:db8::1', prefixLength: 64 }],
+  ['route add via dev', { kind: 'route.add', ns: NS, spec: { ...r4, via: '203.0.113.254', dev: 'va' } }],
+  ['route add via', { kind: 'route.add', ns: NS, spec: { ...r4, via: '203.0.113.254' } }],
+  ['route add dev only (on-link scope)', { kind: 'route.add', ns: NS, spec: { ...r4, dst: '198.20.0.0/16', dev: 'va' } }],
+  ['route add default', { kind: 'route.add', ns: NS, spec: { ...r4, dst: '0.0.0.0/0', via: '203.0.113.254' } }],
+  ['route add every option', { kind: 'route.add', ns: NS, spec: { ...r4, dst: '198.21.0.0/16', via: '203.0.113.254', dev: 'va', src: '203.0.113.1', metric: 7, table: 100, scope: 'global', mtu: 1400 } }],
+  ['route add table above 255', { kind: 'route.add', ns: NS, spec: { ...r4, via: '203.0.113.254', table: 1000, mtu: 1400 } }],
+  ['route add scope link given', { kind: 'route.add', ns: NS, spec: { ...r4, dst: '198.22.0.0/16', dev: 'va', scope: 'host' } }],
+  ['route add blackhole', { kind: 'route.add', ns: NS, spec: { ...r4, type: 'blackhole', dst: '198.23.0.0/16', metric: 5 } }],
+  ['route add unreachable', { kind: 'route.add', ns: NS, spec: { ...r4, type: 'unreachable', dst: '198.24.0.0/16' } }],
+  ['route add prohibit', { kind: 'route.add', ns: NS, spec: { ...r4, type: 'prohibit', dst: '198.25.0.0/16', table: 300 } }],
+  ['route add multipath', { kind: 'route.add', ns: NS, spec: { ...r4, dst: '198.26.0.0/16', nexthops: [{ via: '203.0.113.253', dev: 'va', weight: 2 }, { via: '203.0.113.252' }, { dev: 'vb' }] } }],
+  ['route replace', { kind: 'route.add', ns: NS, spec: { ...r4, via: '203.0.113.254' }, replace: true }],
+  ['route add v6 via', { kind: 'route.add', ns: NS, spec: { ...r6, via: '2001:db8::ff' } }],
+  ['route add v6 dev only', { kind: 'route.add', ns: NS, spec: { ...r6, dst: '2001:db8:2::/48', dev: 'va', metric: 1024 } }],
+  ['route add v6 default', { kind: 'route.add', ns: NS, spec: { ...r6, dst: '::/0', via: '2001:db8::ff', dev: 'va' } }],
+  ['route add v6 blackhole', { kind: 'route.add', ns: NS, spec: { ...r6, type: 'blackhole', dst: '2001:db8:3::/48' } }],
+  ['route add v6 multipath', { kind: 'route.add', ns: NS, spec: { ...r6, dst: '2001:db8:4::/48', nexthops: [{ via: '2001:db8::fe', dev: 'va' }, { via: '2001:db8::fd', dev: 'va', weight: 3 }] } }],
+  ['route delete v4', { kind: 'route.delete', ns: NS, key: { family: 4, table: 254, dst: '198.19.0.0/16', metric: 0, tos: null } }],
+  ['route delete v4 tos', { kind: 'route.delete', ns: NS, key: { family: 4, table: 254, dst: '198.19.0.0/16', metric: 10, tos: '0x10' } }],
+  ['route delete table above 255', { kind: 'route.delete', ns: NS, key: { family: 4, table: 1000, dst: '198.19.0.0/16', metric: 0, tos: null } }],
+  ['route delete v6 dev', { kind: 'route.delete', ns: NS, key: { family: 6, table: 254, dst: '2001:db8::/64', metric: 256, tos: null, dev: 'va' } }],
+  ['route delete v6 default', { kind: 'route.delete', ns: NS, key: { family: 6, table: 254, dst: '::/0', metric: 1024, tos: null, dev: null } }],
+  ['link set up', { kind: 'link.set', ns: NS, name: 'va', change: { up: true } }],
+  ['link set down', { kind: 'link.set', ns: NS, name: 'vb', change: { up: false } }],
+  ['link set mtu', { kind: 'link.set', ns: NS, name: 'va', change: { mtu: 1400 } }],
+  ['link set mac', { kind: 'link.set', ns: NS, name: 'va', change: { mac: '02:00:00:0a:bc:01' } }],
+  ['link set txqlen', { kind: 'link.set', ns: NS, name: 'va', change: { txqlen: 500 } }],
+  ['link set alias', { kind: 'link.set', ns: NS, name: 'va', change: { alias: 'uplink-to-hub' } }],
+  ['link set alias cleared', { kind: 'link.set', ns: NS, name: 'va', change: { alias: null } }],
+  ['link set master', { kind: 'link.set', ns: NS, name: 'vb', change: { master: 'br0' } }],
+  ['link set nomaster', { kind: 'link.set', ns: NS, name: 'vb', change: { master: null } }],
+];
+
+/** Change requests only (ip's name lookups, RTM_GETLINK, come first). */
+const CHANGE_TYPES = new Set([16, 20, 21, 24, 25]);
+const FLAG_NAMES: Readonly<Record<string, number>> = {
+  NLM_F_REQUEST: 0x1, NLM_F_MULTI: 0x2, NLM_F_ACK: 0x4, NLM_F_ECHO: 0x8, NLM_F_REPLACE: 0x100, NLM_F_EXCL: 0x200, NLM_F_CREATE: 0x400, NLM_F_APPEND: 0x800,
+};
+
+/** The messages of ip's sendmsg calls in strace's `-xx` output, as bytes (header rebuilt from strace's decoding). */
+function requests(trace: string): Buffer[] {
+  const out: Buffer[] = [];
+  const re = /\{nlmsg_len=(\d+), nlmsg_type=(0x[0-9a-f]+|[A-Z_]+)[^,]*, nlmsg_flags=([^,]+), nlmsg_seq=\d+, nlmsg_pid=(\d+)\}, "((?:\\x[0-9a-f]{2})*)"/g;
+  for (const m of trace.matchAll(re)) {
+    const [, len, type, flags, pid, body] = m as unknown as [string, string, string, string, string, string];
+    if (!type.startsWith('0x')) continue;
+    const h = Buffer.alloc(16);
+    h.writeUInt32LE(Number(len), 0);
+    h.writeUInt16LE(Number(type), 4);
+    h.writeUInt16LE(flags.split('|').reduce((f, w) => f | (w.startsWith('0x') ? Number(w) : (FLAG_NAMES[w] ?? NaN)), 0), 6);
+    h.writeUInt32LE(Number(pid), 12);
+    const payload = Buffer.from(body.replaceAll('\\x', ''), 'hex');
+    out.push(Buffer.concat([h, payload]));
+  }
+  return out;
+}
+
+function ipIn(...args: string[]): string {
+  return execFileSync(IP, ['-n', NS, ...args], { encoding: 'utf8', env: { LC_ALL: 'C' } });
+}
+
+function main(): void {
+  execFileSync(IP, ['netns', 'add', NS]);
+  ipIn('link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
+  ipIn('link', 'add', 'br0', 'type', 'bridge');
+  for (const l of ['lo', 'va', 'vb']) ipIn('link', 'set', l, 'up');
+  ipIn('address', 'add', '203.0.113.1/24', 'dev', 'va');
+  ipIn('address', 'add', '2001:db8::1/64', 'dev', 'va', 'nodad');
+  const links = Object.fromEntries((JSON.parse(ipIn('-j', 'link', 'show')) as Array<{ ifname: string; ifindex: number }>).map((l) => [l.ifname, l.ifindex]));
+  const cases = ops.map(([name, op]) => {
+    const [cmd] = commandsFor(op);
+    if (!cmd) throw new Error(`${name}: no command`);
+    const r = spawnSync('strace', ['-f', '-e', 'trace=sendmsg', '-xx', '-s', '65536', IP, '-n', NS, ...cmd.args], { encoding: 'utf8', env: { LC_ALL: 'C' } });
+    const sent = requests(r.stderr).filter((b) => CHANGE_TYPES.has(b.readUInt16LE(4)));
+    const last = sent.at(-1);
+    if (!last) throw new Error(`${name}: ip sent no change request:\n${r.stderr}`);
+    return { name, op: { ...op, ns: 'NS' }, argv: ['ip', ...cmd.args], request: last.toString('hex') };
+  });
+  const version = execFileSync(IP, ['-V'], { encoding: 'utf8' }).trim();
+  writeFileSync(OUT, `${JSON.stringify({ recordedWith: version, links, cases }, null, 1)}\n`);
+  console.log(`wrote ${cases.length} requests to ${OUT}`);
+}
+
+try {
+  main();
+} finally {
+  spawnSync(IP, ['netns', 'del', NS]);
+}
