@@ -5,6 +5,10 @@
  * (after its name lookups), with the ifindexes of the namespace's links. The test builds the same
  * op with src/netlink/changes.ts and compares the bytes (the sequence number zeroed).
  *
+ * And refusals: ops the kernel refuses, run both ways, ip's stderr beside the kernel's answer
+ * over netlink (errno, extended-ACK text), so the test can check that classifyNetlink reads the
+ * netlink answer as classify() reads ip's stderr. Needs the native addon (npm run build:native).
+ *
  * Run as root: `npx tsx scripts/record-netlink-changes.ts` (needs strace). Writes
  * test/fixtures/netlink/changes.json. The scratch namespace (nnt-<pid>-rec-chg) is removed at the
  * end, whatever happens. The kernel may refuse some of these (a delete of what is not there):
@@ -15,6 +19,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { commandsFor } from '../src/executor/argv.js';
 import type { Op } from '../src/executor/ops.js';
+import { changeRequest, linkNamesOf, type NetlinkChangeOp } from '../src/netlink/changes.js';
+import { NetlinkNamespace, namespacePath } from '../src/netlink/netlink.js';
+import { NetlinkError } from '../src/netlink/parse.js';
 
 const OUT = join(import.meta.dirname, '..', 'test', 'fixtures', 'netlink', 'changes.json');
 const IP = '/usr/sbin/ip';
@@ -71,6 +78,63 @@ const ops: ReadonlyArray<readonly [string, Op]> = [
   ['link set nomaster', { kind: 'link.set', ns: NS, name: 'vb', change: { master: null } }],
 ];
 
+/**
+ * Refusals: each op is run as ip (its stderr kept) and sent over netlink (the kernel's errno and
+ * extended-ACK text kept, or the link whose lookup failed), in the scratch namespace as set up.
+ * Each stderr is that of a case of scripts/record-stderr.ts or one more.
+ */
+const rv4 = { link: 'va', family: 4, local: '203.0.113.1', prefixLength: 24 } as const;
+const refusals: ReadonlyArray<readonly [string, Op]> = [
+  ['addr exists v4', { kind: 'addr.add', ns: NS, spec: rv4 }],
+  ['addr exists v6', { kind: 'addr.add', ns: NS, spec: { link: 'va', family: 6, local: '2001:db8::1', prefixLength: 64 } }],
+  ['addr link missing', { kind: 'addr.add', ns: NS, spec: { ...rv4, link: 'nnx-nosuch' } }],
+  ['addr scope mismatch', { kind: 'addr.add', ns: NS, spec: { ...rv4, local: '203.0.113.7', scope: 'link' } }],
+  ['addr multicast v6', { kind: 'addr.add', ns: NS, spec: { link: 'va', family: 6, local: 'ff02::5', prefixLength: 64 } }],
+  ['addr delete missing v4', { kind: 'addr.delete', ns: NS, link: 'va', local: '203.0.113.9', prefixLength: 24 }],
+  ['addr delete missing v6', { kind: 'addr.delete', ns: NS, link: 'va', local: '2001:db8::9', prefixLength: 64 }],
+  ['route exists', { kind: 'route.add', ns: NS, spec: { ...r4, dst: '198.18.1.0/24', via: '203.0.113.254', metric: 10 } }],
+  ['route gateway on no link', { kind: 'route.add', ns: NS, spec: { ...r4, dst: '198.18.9.0/24', via: '198.51.100.1' } }],
+  ['route gateway on no link v6', { kind: 'route.add', ns: NS, spec: { ...r6, dst: '2001:db8:6::/48', via: '2001:db8:ffff::1' } }],
+  ['route link down', { kind: 'route.add', ns: NS, spec: { ...r4, dst: '198.18.9.0/24', dev: 'dn0' } }],
+  ['route link missing', { kind: 'route.add', ns: NS, spec: { ...r4, dst: '198.18.9.0/24', dev: 'nnx-nosuch' } }],
+  ['route prefsrc invalid', { kind: 'route.add', ns: NS, spec: { ...r4, dst: '198.18.9.0/24', via: '203.0.113.254', src: '198.51.100.1' } }],
+  ['route host bits', { kind: 'route.add', ns: NS, spec: { ...r4, dst: '198.18.9.1/24', via: '203.0.113.254' } }],
+  ['route delete missing', { kind: 'route.delete', ns: NS, key: { family: 4, table: 254, dst: '198.18.77.0/24', metric: 0, tos: null } }],
+  ['route delete missing v6', { kind: 'route.delete', ns: NS, key: { family: 6, table: 254, dst: '2001:db8:77::/48', metric: 1024, tos: null } }],
+  ['route delete table missing', { kind: 'route.delete', ns: NS, key: { family: 4, table: 4242, dst: '198.18.77.0/24', metric: 0, tos: null } }],
+  ['link missing', { kind: 'link.set', ns: NS, name: 'nnx-nosuch', change: { up: true } }],
+  ['link mtu too big', { kind: 'link.set', ns: NS, name: 'va', change: { mtu: 70000 } }],
+  ['link mtu too small', { kind: 'link.set', ns: NS, name: 'va', change: { mtu: 10 } }],
+  ['link mtu above parent', { kind: 'link.set', ns: NS, name: 'mv0', change: { mtu: 9000 } }],
+  ['link mac multicast', { kind: 'link.set', ns: NS, name: 'va', change: { mac: '01:00:5e:00:00:01' } }],
+  ['link mac unsupported', { kind: 'link.set', ns: NS, name: 'dn0', change: { mac: '02:00:00:00:00:01' } }],
+  ['link master not a bridge', { kind: 'link.set', ns: NS, name: 'va', change: { master: 'vb' } }],
+  ['link master itself', { kind: 'link.set', ns: NS, name: 'br0', change: { master: 'br0' } }],
+];
+
+/** What the kernel said to the op over netlink: a name lookup that failed, or its refusal. */
+function netlinkAnswer(op: NetlinkChangeOp): { missingLink: string } | { code: string; errno: number; extack: string | null } | { ok: true } {
+  const nl = new NetlinkNamespace(namespacePath(NS));
+  try {
+    const indexes = new Map<string, number>();
+    for (const l of linkNamesOf(op)) {
+      try {
+        indexes.set(l, nl.linkIndex(l));
+      } catch (e) {
+        if (e instanceof NetlinkError && e.code === 'ENODEV') return { missingLink: l };
+        throw e;
+      }
+    }
+    nl.request((s) => changeRequest(op, s, (l) => indexes.get(l) as number));
+    return { ok: true };
+  } catch (e) {
+    if (!(e instanceof NetlinkError)) throw e;
+    return { code: e.code, errno: e.errno, extack: e.extack ?? null };
+  } finally {
+    nl.close();
+  }
+}
+
 /** Change requests only (ip's name lookups, RTM_GETLINK, come first). */
 const CHANGE_TYPES = new Set([16, 20, 21, 24, 25]);
 const FLAG_NAMES: Readonly<Record<string, number>> = {
@@ -100,12 +164,23 @@ function ipIn(...args: string[]): string {
 }
 
 function main(): void {
+  // The integration test's scratch namespace (test/integration/netlink-changes.test.ts).
   execFileSync(IP, ['netns', 'add', NS]);
   ipIn('link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
   ipIn('link', 'add', 'br0', 'type', 'bridge');
-  for (const l of ['lo', 'va', 'vb']) ipIn('link', 'set', l, 'up');
+  ipIn('link', 'add', 'link', 'va', 'name', 'mv0', 'type', 'macvlan', 'mode', 'bridge');
+  ipIn('link', 'add', 'dn0', 'type', 'ifb');
+  for (const l of ['lo', 'va', 'vb', 'br0']) ipIn('link', 'set', l, 'up');
   ipIn('address', 'add', '203.0.113.1/24', 'dev', 'va');
   ipIn('address', 'add', '2001:db8::1/64', 'dev', 'va', 'nodad');
+  ipIn('route', 'add', '198.18.1.0/24', 'via', '203.0.113.254', 'metric', '10');
+  const refused = refusals.map(([name, op]) => {
+    const [cmd] = commandsFor(op);
+    if (!cmd) throw new Error(`${name}: no command`);
+    const r = spawnSync(IP, ['-n', NS, ...cmd.args], { encoding: 'utf8', env: { LC_ALL: 'C' } });
+    if (r.status === 0) throw new Error(`${name}: ip did not refuse it`);
+    return { name, op: { ...op, ns: 'NS' }, stderr: r.stderr.trim(), netlink: netlinkAnswer(op as NetlinkChangeOp) };
+  });
   const links = Object.fromEntries((JSON.parse(ipIn('-j', 'link', 'show')) as Array<{ ifname: string; ifindex: number }>).map((l) => [l.ifname, l.ifindex]));
   const cases = ops.map(([name, op]) => {
     const [cmd] = commandsFor(op);
@@ -117,8 +192,9 @@ function main(): void {
     return { name, op: { ...op, ns: 'NS' }, argv: ['ip', ...cmd.args], request: last.toString('hex') };
   });
   const version = execFileSync(IP, ['-V'], { encoding: 'utf8' }).trim();
-  writeFileSync(OUT, `${JSON.stringify({ recordedWith: version, links, cases }, null, 1)}\n`);
-  console.log(`wrote ${cases.length} requests to ${OUT}`);
+  const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
+  writeFileSync(OUT, `${JSON.stringify({ recordedWith: version, kernel, links, cases, refusals: refused }, null, 1)}\n`);
+  console.log(`wrote ${cases.length} requests and ${refused.length} refusals to ${OUT}`);
 }
 
 try {

@@ -1,18 +1,20 @@
 /**
- * In-process rtnetlink for one namespace: dumps (synchronous, microseconds to a few ms) and a
- * watch of its change events, through the native addon's sockets (native/netlink.c). Not yet used
- * by the services; it is the ground for the inventory and the event stream (DESIGN.md 1, 8).
+ * In-process rtnetlink for one namespace: dumps (synchronous, microseconds to a few ms), acked
+ * requests (the executor's changes: src/netlink/changes.ts) and a watch of its change events,
+ * through the native addon's sockets (native/netlink.c).
  *
  * Every socket is created inside the namespace and stays there, so the kernel answers about that
  * namespace only and every ifindex in its answers means a link of that namespace. Two sockets per
- * namespace: one for dumps (cached) and one per watch (joined to the multicast groups), so events
- * never interleave with dump replies.
+ * namespace: one for dumps and requests (kept until close()) and one per watch (joined to the
+ * multicast groups), so events never interleave with replies. A socket open inside a namespace
+ * keeps it alive after `ip netns del`: whoever opens one closes it before the namespace goes.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KernelAddress, KernelLink, KernelRoute, KernelRule } from '../executor/ops.js';
+import { ifindexOf, linkGetRequest } from './changes.js';
 import * as M from './messages.js';
 import { defaultNames, type IpNames } from './names.js';
 import {
@@ -114,6 +116,24 @@ export class NetlinkNamespace {
   /** The messages of one dump (see dumpRaw); throws the kernel's error as a NetlinkError. */
   dump(build: (seq: number) => Buffer): NlMessage[] {
     return dumpMessages(this.dumpRaw(build));
+  }
+
+  /**
+   * Sends one request that asks for an ACK (a change, or a get of one object) and returns the
+   * messages of the answer before the ACK; throws the kernel's refusal as a NetlinkError (with
+   * its extended-ACK text). Never repeated: a change must not run twice.
+   */
+  request(build: (seq: number) => Buffer): NlMessage[] {
+    this.dumpFd ??= this.addon.nlOpen(this.nsPath, [], 1024 * 1024);
+    nextSeq = (nextSeq % 0xfffffffe) + 1;
+    return dumpMessages(this.addon.nlDump(this.dumpFd, build(nextSeq), this.timeoutMs).datagrams);
+  }
+
+  /** The ifindex of the link called `name` (RTM_GETLINK by name); NetlinkError ENODEV when there is none. */
+  linkIndex(name: string): number {
+    const reply = this.request((s) => linkGetRequest(s, name)).find((m) => m.type === M.RTM_NEWLINK && m.payload.length >= M.IFINFOMSG_LEN);
+    if (!reply) throw new NetlinkError(`netlink: no link ${name}`, 'ENODEV', 19);
+    return ifindexOf(reply.payload);
   }
 
   private linkMessages(): NlMessage[] {

@@ -7,12 +7,17 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { commandsFor } from '../../src/executor/argv.js';
+import { classify, classifyMissingLink, classifyNetlink, ipStderrOf } from '../../src/executor/classify.js';
+import type { Op } from '../../src/executor/ops.js';
 import { changeRequest, ifindexOf, ipBytes, linkGetRequest, linkNamesOf, type NetlinkChangeOp } from '../../src/netlink/changes.js';
 import * as M from '../../src/netlink/messages.js';
+import { NetlinkError } from '../../src/netlink/parse.js';
 
+type NetlinkAnswer = { readonly missingLink: string } | { readonly code: string; readonly errno: number; readonly extack: string | null };
 interface Recorded {
   readonly links: Readonly<Record<string, number>>;
   readonly cases: ReadonlyArray<{ readonly name: string; readonly op: NetlinkChangeOp; readonly argv: readonly string[]; readonly request: string }>;
+  readonly refusals: ReadonlyArray<{ readonly name: string; readonly op: NetlinkChangeOp; readonly stderr: string; readonly netlink: NetlinkAnswer }>;
 }
 const recorded = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', 'netlink', 'changes.json'), 'utf8')) as Recorded;
 const ifindex = (name: string): number => {
@@ -60,5 +65,102 @@ describe('change requests', () => {
     expect(() => ipBytes('2001:db8::1', 4)).toThrow(expect.objectContaining({ code: 'INTERNAL' }));
     expect(ipBytes('198.51.100.7', 4).toString('hex')).toBe('c6336407');
     expect(ipBytes('2001:db8::1', 6).toString('hex')).toBe('20010db8000000000000000000000001');
+  });
+});
+
+/** The code each recorded refusal gets, by the errno (and extended-ACK text) the kernel gave. */
+const EXPECTED: Readonly<Record<string, string>> = {
+  'addr exists v4': 'ADDRESS_EXISTS', // EEXIST
+  'addr exists v6': 'ADDRESS_EXISTS', // EEXIST
+  'addr link missing': 'LINK_NOT_FOUND', // ENODEV from the name lookup
+  'addr scope mismatch': 'ADDRESS_SCOPE_INVALID', // EINVAL "ipv4: Invalid scope value"
+  'addr multicast v6': 'REQUEST_INVALID', // EADDRNOTAVAIL "ipv6: Cannot assign multicast address ..."
+  'addr delete missing v4': 'ADDRESS_NOT_FOUND', // EADDRNOTAVAIL
+  'addr delete missing v6': 'ADDRESS_NOT_FOUND', // EADDRNOTAVAIL
+  'route exists': 'ROUTE_EXISTS', // EEXIST
+  'route gateway on no link': 'NEXTHOP_UNREACHABLE', // ENETUNREACH "Nexthop has invalid gateway"
+  'route gateway on no link v6': 'NEXTHOP_UNREACHABLE', // EHOSTUNREACH
+  'route link down': 'NEXTHOP_UNREACHABLE', // ENETDOWN "Device for nexthop is not up"
+  'route link missing': 'LINK_NOT_FOUND', // ENODEV from the name lookup
+  'route prefsrc invalid': 'ROUTE_SOURCE_INVALID', // EINVAL "Invalid prefsrc address"
+  'route host bits': 'REQUEST_INVALID', // EINVAL "Invalid prefix for given prefix length"
+  'route delete missing': 'ROUTE_NOT_FOUND', // ESRCH
+  'route delete missing v6': 'ROUTE_NOT_FOUND', // ESRCH
+  'route delete table missing': 'INTERNAL', // ESRCH "FIB table does not exist": no rule, as for ip
+  'link missing': 'LINK_NOT_FOUND', // ENODEV from the name lookup
+  'link mtu too big': 'LINK_MTU_INVALID', // EINVAL "mtu greater than device maximum"
+  'link mtu too small': 'LINK_MTU_INVALID', // EINVAL "mtu less than device minimum"
+  'link mtu above parent': 'LINK_MTU_INVALID', // EINVAL on an mtu change
+  'link mac multicast': 'LINK_MAC_INVALID', // EADDRNOTAVAIL on a mac change
+  'link mac unsupported': 'LINK_CHANGE_UNSUPPORTED', // EOPNOTSUPP
+  'link master not a bridge': 'LINK_MASTER_INVALID', // EOPNOTSUPP on a master change
+  'link master itself': 'LINK_MASTER_INVALID', // ELOOP "Can not enslave a bridge to a bridge"
+};
+
+describe('refusals over netlink, as the kernel gave them (recorded beside ip\'s stderr)', () => {
+  it('has an expected code for every recorded refusal', () => {
+    expect(recorded.refusals.map((r) => r.name).sort()).toEqual(Object.keys(EXPECTED).sort());
+  });
+
+  it.each(recorded.refusals.map((r) => [r.name, r] as const))('%s: the code ip\'s stderr gets', (name, r) => {
+    const op = { ...r.op, ns: 'a' } as NetlinkChangeOp;
+    const viaIp = classify(r.stderr, null, op);
+    let viaNetlink;
+    if ('missingLink' in r.netlink) {
+      expect(r.stderr).toBe(`Cannot find device "${r.netlink.missingLink}"`);
+      viaNetlink = classifyMissingLink(r.netlink.missingLink, op, undefined);
+    } else {
+      const err = new NetlinkError('netlink', r.netlink.code, r.netlink.errno, r.netlink.extack ?? undefined);
+      expect(ipStderrOf(err)).toBe(r.stderr);
+      viaNetlink = classifyNetlink(err, op);
+    }
+    expect([viaNetlink.code, viaIp.code]).toEqual([EXPECTED[name], EXPECTED[name]]);
+    expect(viaNetlink.detail.startsWith(viaIp.detail)).toBe(true);
+  });
+});
+
+describe('classifyNetlink', () => {
+  const addrAdd: Op = { kind: 'addr.add', ns: 'a', spec: { link: 'va', family: 4, local: '203.0.113.1', prefixLength: 24 } };
+  const nlErr = (code: string, errno: number, extack?: string): NetlinkError => new NetlinkError('netlink', code, errno, extack);
+
+  it('renders the extended ACK as ip does, adding the full stop only when it is missing', () => {
+    expect(ipStderrOf({ code: 'EINVAL', extack: 'Invalid prefsrc address' })).toBe('Error: Invalid prefsrc address.');
+    expect(ipStderrOf({ code: 'EINVAL', extack: 'ends here.' })).toBe('Error: ends here.');
+    expect(ipStderrOf({ code: 'EEXIST' })).toBe('RTNETLINK answers: File exists');
+    expect(ipStderrOf({ code: 'ENOTSUP' })).toBe(ipStderrOf({ code: 'EOPNOTSUPP' }));
+  });
+
+  it('adds the kernel\'s words to the detail, keeps the error as the cause', () => {
+    const err = nlErr('EEXIST', 17, 'ipv4: Address already assigned');
+    const e = classifyNetlink(err, addrAdd);
+    expect(e).toMatchObject({ code: 'ADDRESS_EXISTS', detail: '203.0.113.1/24 on link "va" in namespace "a" exists (the kernel: "ipv4: Address already assigned")' });
+    expect(e.cause).toBe(err);
+    expect(classifyNetlink(nlErr('EEXIST', 17), addrAdd).detail).toBe('203.0.113.1/24 on link "va" in namespace "a" exists');
+  });
+
+  it.each([
+    ['EPERM', 1, 'PRIVILEGE_REQUIRED'],
+    ['EACCES', 13, 'PRIVILEGE_REQUIRED'],
+    ['EBUSY', 16, 'LINK_BUSY'],
+    ['EHWPOISON', 133, 'INTERNAL'],
+  ])('maps %s on a link change to %s', (code, errno, expected) => {
+    expect(classifyNetlink(nlErr(code, errno), { kind: 'link.set', ns: 'a', name: 'va', change: { up: true } }).code).toBe(expected);
+  });
+
+  it('names an errno it has no text for, which no rule matches (INTERNAL with the kernel\'s words)', () => {
+    expect(ipStderrOf({ code: 'EHWPOISON' })).toBe('RTNETLINK answers: EHWPOISON');
+    expect(classifyNetlink(nlErr('EHWPOISON', 133, 'odd'), addrAdd)).toMatchObject({ code: 'INTERNAL', detail: 'addr.add failed (the kernel: "odd")' });
+  });
+
+  it('leaves errors that are not the kernel\'s answer to classifyNative (the namespace is gone, a timeout)', () => {
+    const errno = (code: string): Error => Object.assign(new Error(code), { code });
+    expect(classifyNetlink(errno('ENOENT'), addrAdd).code).toBe('NAMESPACE_NOT_FOUND');
+    expect(classifyNetlink(errno('ETIMEDOUT'), addrAdd).code).toBe('EXECUTOR_TIMEOUT');
+  });
+
+  it('answers a missing master LINK_MASTER_NOT_FOUND, any other missing link as ip\'s "Cannot find device"', () => {
+    expect(classifyMissingLink('br9', { kind: 'link.set', ns: 'a', name: 'va', change: { master: 'br9' } }, undefined).code).toBe('LINK_MASTER_NOT_FOUND');
+    expect(classifyMissingLink('va', { kind: 'link.set', ns: 'a', name: 'va', change: { master: 'br9' } }, undefined)).toMatchObject({ code: 'LINK_NOT_FOUND', detail: 'there is no link "va" in namespace "a"' });
+    expect(classifyMissingLink('x', { kind: 'route.add', ns: 'a', spec: { family: 4, type: 'unicast', dst: '198.18.0.0/16', table: 254, dev: 'x' } }, undefined).code).toBe('LINK_NOT_FOUND');
   });
 });
