@@ -227,7 +227,10 @@ describe('per-namespace batch workers', () => {
       await ex.run({ kind: 'netns.add', ns: b });
       const nsB = statSync(`/run/netns/${b}`);
       await ex.run({ kind: 'link.add', ns: a, spec: { name: 'va', linkKind: 'veth', peer: { name: 'vb', ns: b } } });
+      // A link.set goes over netlink (a socket for the op, closed after it): no worker in b.
       await ex.run({ kind: 'link.set', ns: b, name: 'vb', change: { up: true } });
+      expect(ex.workerNamespaces).toEqual([a]);
+      await ex.run({ kind: 'link.add', ns: b, spec: { name: 'br0', linkKind: 'bridge' } });
       expect(ex.workerNamespaces).toEqual([a, b].sort());
       expect((await ex.run({ kind: 'netns.pids', ns: a })).pids).toEqual([]);
       expect((await ex.run({ kind: 'netns.pids', ns: b })).pids).toEqual([]);
