@@ -19,13 +19,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { commandsFor } from '../src/executor/argv.js';
 import type { Op } from '../src/executor/ops.js';
-import { changeRequest, linkNamesOf, type NetlinkChangeOp } from '../src/netlink/changes.js';
+import type { NetlinkChangeOp } from '../src/netlink/changes.js';
 import { NetlinkNamespace, namespacePath } from '../src/netlink/netlink.js';
-import { NetlinkError } from '../src/netlink/parse.js';
+import { MissingLinkError, NetlinkError } from '../src/netlink/parse.js';
 
 const OUT = join(import.meta.dirname, '..', 'test', 'fixtures', 'netlink', 'changes.json');
 const IP = '/usr/sbin/ip';
 const NS = `nnt-${process.pid.toString(36)}-rec-chg`;
+/** The other end of the veths that cross namespaces. */
+const PEER = `${NS}p`;
 
 const v4 = { link: 'va', family: 4, local: '203.0.113.1', prefixLength: 24 } as const;
 const v6 = { link: 'va', family: 6, local: '2001:db8::1', prefixLength: 64 } as const;
@@ -76,6 +78,11 @@ const ops: ReadonlyArray<readonly [string, Op]> = [
   ['link set alias cleared', { kind: 'link.set', ns: NS, name: 'va', change: { alias: null } }],
   ['link set master', { kind: 'link.set', ns: NS, name: 'vb', change: { master: 'br0' } }],
   ['link set nomaster', { kind: 'link.set', ns: NS, name: 'vb', change: { master: null } }],
+  ['link add veth', { kind: 'link.add', ns: NS, spec: { name: 've0', linkKind: 'veth', peer: { name: 've1', ns: NS } } }],
+  ['link add veth into another namespace, mtu, mac', { kind: 'link.add', ns: NS, spec: { name: 've2', linkKind: 'veth', mtu: 1400, mac: '02:00:00:0a:bc:02', peer: { name: 've3', ns: PEER } } }],
+  ['link add bridge', { kind: 'link.add', ns: NS, spec: { name: 'br1', linkKind: 'bridge' } }],
+  ['link add bridge stp', { kind: 'link.add', ns: NS, spec: { name: 'br2', linkKind: 'bridge', stp: true, mtu: 1400 } }],
+  ['link add bridge stp off, no vlan filtering', { kind: 'link.add', ns: NS, spec: { name: 'br3', linkKind: 'bridge', stp: false, vlanFiltering: false } }],
 ];
 
 /**
@@ -110,24 +117,21 @@ const refusals: ReadonlyArray<readonly [string, Op]> = [
   ['link mac unsupported', { kind: 'link.set', ns: NS, name: 'dn0', change: { mac: '02:00:00:00:00:01' } }],
   ['link master not a bridge', { kind: 'link.set', ns: NS, name: 'va', change: { master: 'vb' } }],
   ['link master itself', { kind: 'link.set', ns: NS, name: 'br0', change: { master: 'br0' } }],
+  ['link add exists', { kind: 'link.add', ns: NS, spec: { name: 'va', linkKind: 'bridge' } }],
+  ['link add veth peer exists', { kind: 'link.add', ns: NS, spec: { name: 've9', linkKind: 'veth', peer: { name: 'pv0', ns: PEER } } }],
+  ['link add veth mtu too big', { kind: 'link.add', ns: NS, spec: { name: 've9', linkKind: 'veth', mtu: 70000, peer: { name: 've8', ns: NS } } }],
+  ['link add veth mac multicast', { kind: 'link.add', ns: NS, spec: { name: 've9', linkKind: 'veth', mac: '01:00:5e:00:00:01', peer: { name: 've8', ns: NS } } }],
+  ['link add bridge vlan filtering unsupported', { kind: 'link.add', ns: NS, spec: { name: 'br9', linkKind: 'bridge', vlanFiltering: true } }],
 ];
 
 /** What the kernel said to the op over netlink: a name lookup that failed, or its refusal. */
 function netlinkAnswer(op: NetlinkChangeOp): { missingLink: string } | { code: string; errno: number; extack: string | null } | { ok: true } {
   const nl = new NetlinkNamespace(namespacePath(NS));
   try {
-    const indexes = new Map<string, number>();
-    for (const l of linkNamesOf(op)) {
-      try {
-        indexes.set(l, nl.linkIndex(l));
-      } catch (e) {
-        if (e instanceof NetlinkError && e.code === 'ENODEV') return { missingLink: l };
-        throw e;
-      }
-    }
-    nl.request((s) => changeRequest(op, s, (l) => indexes.get(l) as number));
+    nl.change(op);
     return { ok: true };
   } catch (e) {
+    if (e instanceof MissingLinkError) return { missingLink: e.link };
     if (!(e instanceof NetlinkError)) throw e;
     return { code: e.code, errno: e.errno, extack: e.extack ?? null };
   } finally {
@@ -166,6 +170,8 @@ function ipIn(...args: string[]): string {
 function main(): void {
   // The integration test's scratch namespace (test/integration/netlink-changes.test.ts).
   execFileSync(IP, ['netns', 'add', NS]);
+  execFileSync(IP, ['netns', 'add', PEER]);
+  execFileSync(IP, ['-n', PEER, 'link', 'add', 'pv0', 'type', 'ifb']);
   ipIn('link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
   ipIn('link', 'add', 'br0', 'type', 'bridge');
   ipIn('link', 'add', 'link', 'va', 'name', 'mv0', 'type', 'macvlan', 'mode', 'bridge');
@@ -179,21 +185,26 @@ function main(): void {
     if (!cmd) throw new Error(`${name}: no command`);
     const r = spawnSync(IP, ['-n', NS, ...cmd.args], { encoding: 'utf8', env: { LC_ALL: 'C' } });
     if (r.status === 0) throw new Error(`${name}: ip did not refuse it`);
-    return { name, op: { ...op, ns: 'NS' }, stderr: r.stderr.trim(), netlink: netlinkAnswer(op as NetlinkChangeOp) };
+    return { name, op, stderr: r.stderr.trim(), netlink: netlinkAnswer(op as NetlinkChangeOp) };
   });
   const links = Object.fromEntries((JSON.parse(ipIn('-j', 'link', 'show')) as Array<{ ifname: string; ifindex: number }>).map((l) => [l.ifname, l.ifindex]));
   const cases = ops.map(([name, op]) => {
     const [cmd] = commandsFor(op);
     if (!cmd) throw new Error(`${name}: no command`);
-    const r = spawnSync('strace', ['-f', '-e', 'trace=sendmsg', '-xx', '-s', '65536', IP, '-n', NS, ...cmd.args], { encoding: 'utf8', env: { LC_ALL: 'C' } });
+    const r = spawnSync('strace', ['-f', '-e', 'trace=sendmsg,openat', '-xx', '-s', '65536', IP, '-n', NS, ...cmd.args], { encoding: 'utf8', env: { LC_ALL: 'C' } });
     const sent = requests(r.stderr).filter((b) => CHANGE_TYPES.has(b.readUInt16LE(4)));
     const last = sent.at(-1);
     if (!last) throw new Error(`${name}: ip sent no change request:\n${r.stderr}`);
-    return { name, op: { ...op, ns: 'NS' }, argv: ['ip', ...cmd.args], request: last.toString('hex') };
+    // The fd ip opened the peer's namespace file as (its IFLA_NET_NS_FD); -xx writes the path in hex.
+    const text = r.stderr.replace(/\\x([0-9a-f]{2})/g, (_m, h: string) => String.fromCharCode(Number.parseInt(h, 16)));
+    const fd = new RegExp(`openat\\(AT_FDCWD, "/run/netns/${PEER}", [^)]*\\) = (\\d+)`).exec(text)?.[1];
+    return { name, op, argv: ['ip', ...cmd.args], request: last.toString('hex'), ...(fd === undefined ? {} : { peerNsFd: Number(fd) }) };
   });
   const version = execFileSync(IP, ['-V'], { encoding: 'utf8' }).trim();
   const kernel = execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim();
-  writeFileSync(OUT, `${JSON.stringify({ recordedWith: version, kernel, links, cases, refusals: refused }, null, 1)}\n`);
+  // The namespaces' names as placeholders (the test puts its own in).
+  const text = JSON.stringify({ recordedWith: version, kernel, links, cases, refusals: refused }, null, 1).replaceAll(PEER, 'PEER').replaceAll(NS, 'NS');
+  writeFileSync(OUT, `${text}\n`);
   console.log(`wrote ${cases.length} requests and ${refused.length} refusals to ${OUT}`);
 }
 
@@ -201,4 +212,5 @@ try {
   main();
 } finally {
   spawnSync(IP, ['netns', 'del', NS]);
+  spawnSync(IP, ['netns', 'del', PEER]);
 }

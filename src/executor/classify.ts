@@ -8,7 +8,7 @@
 import { basename } from 'node:path';
 import { AppError } from '../errors/app-error.js';
 import type { ErrorCode } from '../errors/codes.js';
-import { NetlinkError } from '../netlink/parse.js';
+import { MissingLinkError, MissingNamespaceError, NetlinkError } from '../netlink/parse.js';
 import { type Op, opNamespace } from './ops.js';
 
 interface Rule {
@@ -252,10 +252,18 @@ export function ipStderrOf(err: { readonly code: string; readonly extack?: strin
  * A change sent over rtnetlink that failed, classified as the same change sent as a batch line:
  * the kernel's refusal (a NetlinkError) is rendered as ip prints it and read by classify()'s
  * rules, so the codes of the two paths cannot drift apart. The kernel's extended-ACK text, when
- * it gave one, is added to the detail. Anything else (the namespace file gone, a timeout) is
- * classifyNative's.
+ * it gave one, is added to the detail. A link the op names that is not there is classified as
+ * ip's own lookup failure (classifyMissingLink); a veth's peer namespace that is not there is
+ * TARGET_NAMESPACE_NOT_FOUND, as the link service answers before it asks (ip exits on it: a batch
+ * worker could only say EXECUTOR_UNAVAILABLE). Anything else (the op's own namespace file gone, a
+ * timeout) is classifyNative's.
  */
 export function classifyNetlink(err: unknown, op: Op): AppError {
+  if (err instanceof MissingLinkError) return classifyMissingLink(err.link, op, err);
+  if (err instanceof MissingNamespaceError) {
+    if (err.code !== 'ENOENT') return classifyNative(err, op);
+    return new AppError('TARGET_NAMESPACE_NOT_FOUND', `There is no namespace '${err.ns}' for the veth's peer`, { cause: err });
+  }
   if (!(err instanceof NetlinkError)) return classifyNative(err, op);
   const e = classify(ipStderrOf(err), null, op);
   if (err.extack === undefined) return new AppError(e.code, e.detail, { cause: err });

@@ -34,12 +34,11 @@ import { execa } from 'execa';
 import { AppError, isAppError } from '../errors/app-error.js';
 import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseNeighbors, parseRoutes, parseRules, parseLinkStats, parseNetnsList, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
 import { BatchWorker, type Logger, silentLogger, TOOL_ENV } from './batch-worker.js';
-import { classify, classifyMissingLink, classifyNative, classifyNetlink, classifySpawnError } from './classify.js';
+import { classify, classifyNative, classifyNetlink, classifySpawnError } from './classify.js';
 import type { Executor, OpContext } from './executor.js';
 import { NetnsWorkers } from './netns-workers.js';
-import { changeRequest, linkNamesOf, type NetlinkChangeOp } from '../netlink/changes.js';
+import { isNetlinkChange, type NetlinkChangeOp } from '../netlink/changes.js';
 import { type NetlinkAddon, NetlinkNamespace, namespacePath } from '../netlink/netlink.js';
-import { NetlinkError } from '../netlink/parse.js';
 import { readLinkCounters } from '../netlink/stats.js';
 import { DEFAULT_NETNS_DIR } from '../namespaces/netns-dir.js';
 import { HOST, type Op, type OpResults, type ProbeResult, type ResultOf, type ToolVersions, opNamespace } from './ops.js';
@@ -275,14 +274,15 @@ export class Iproute2Executor implements Executor {
         return { rules: parseRules(await this.oneShot(only(commands), op, argv), op.family) };
       case 'neigh.list':
         return { neighbors: parseNeighbors(await this.oneShot(only(commands), op, argv), op.link) };
+      case 'link.add':
       case 'link.set':
       case 'addr.add':
       case 'addr.delete':
       case 'route.add':
       case 'route.delete':
-        if (this.netlinkChanges) return this.netlinkChange(op);
+        // Veths, bridges and every simple change over netlink; other link kinds as batch lines.
+        if (this.netlinkChanges && isNetlinkChange(op)) return this.netlinkChange(op);
         return this.inNamespace(commands, op, argv);
-      case 'link.add':
       case 'link.move':
       case 'link.delete':
       case 'rule.add':
@@ -387,17 +387,7 @@ export class Iproute2Executor implements Executor {
     let nl: NetlinkNamespace | undefined;
     try {
       nl = new NetlinkNamespace(namespacePath(op.ns), { addon: this.netlinkChanges! });
-      const indexes = new Map<string, number>();
-      for (const name of linkNamesOf(op)) {
-        if (indexes.has(name)) continue;
-        try {
-          indexes.set(name, nl.linkIndex(name));
-        } catch (e) {
-          if (e instanceof NetlinkError && e.code === 'ENODEV') throw classifyMissingLink(name, op, e);
-          throw e;
-        }
-      }
-      nl.request((seq) => changeRequest(op, seq, (name) => indexes.get(name) as number));
+      nl.change(op);
     } catch (e) {
       throw isAppError(e) ? e : classifyNetlink(e, op);
     } finally {

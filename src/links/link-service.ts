@@ -439,12 +439,30 @@ export class LinkService {
     this.refs = refs;
   }
 
+  /**
+   * The inventory's resolver when it watches the namespace, falling back to reads (Resolver) for
+   * a reference into another namespace that the inventory cannot place: the other namespace may
+   * not be watched yet (a namespace is seeded asynchronously after it appears, and a veth into it
+   * can be made within a millisecond of its creation over netlink).
+   */
   private resolverFor(entry: NetnsEntry, links: readonly KernelLink[], ctx?: OpContext): Pick<Resolver, 'peer' | 'parent'> {
     const refs = this.refs;
+    let reads: Resolver | undefined;
+    const fallback = (): Resolver => (reads ??= new Resolver(this, entry, links, ctx));
     if (refs?.serves(entry.name)) {
-      return { peer: async (l) => refs.peerOf(entry.name, l), parent: async (l) => refs.parentOf(entry.name, l) };
+      const unplaced = (r: Link['peer'], l: KernelLink): boolean => r !== null && r.namespace === null && l.lower?.netnsid != null;
+      return {
+        peer: async (l) => {
+          const r = refs.peerOf(entry.name, l);
+          return unplaced(r, l) ? fallback().peer(l) : r;
+        },
+        parent: async (l) => {
+          const r = refs.parentOf(entry.name, l);
+          return unplaced(r, l) ? fallback().parent(l) : r;
+        },
+      };
     }
-    return new Resolver(this, entry, links, ctx);
+    return fallback();
   }
 
   private async views(entry: NetnsEntry, links: readonly KernelLink[], recs: ReadonlyMap<number, LinkRecord>, ctx?: OpContext): Promise<Link[]> {

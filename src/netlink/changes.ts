@@ -11,7 +11,7 @@
  */
 import { AppError } from '../errors/app-error.js';
 import { parseIp } from '../ip-address.js';
-import type { AddressScope, AddrAddSpec, LinkChange, Op, RouteKey, RouteScope, RouteSpec, RouteType } from '../executor/ops.js';
+import type { AddressScope, AddrAddSpec, LinkAddSpec, LinkChange, Op, RouteKey, RouteScope, RouteSpec, RouteType } from '../executor/ops.js';
 import * as M from './messages.js';
 
 export const NLM_F_REPLACE = 0x100;
@@ -189,8 +189,61 @@ export function linkSetRequest(seq: number, ifindex: number, change: LinkChange,
   return M.message(M.RTM_NEWLINK, M.NLM_F_REQUEST | M.NLM_F_ACK, seq, ifi, attrs);
 }
 
+/** The link kinds created over rtnetlink; the others stay batch lines. */
+export type NetlinkLinkSpec = Extract<LinkAddSpec, { linkKind: 'veth' | 'bridge' }>;
+
+export function isNetlinkLinkSpec(spec: LinkAddSpec): spec is NetlinkLinkSpec {
+  return spec.linkKind === 'veth' || spec.linkKind === 'bridge';
+}
+
+/**
+ * `ip link add name N [mtu M] [address A] type veth peer name P [mtu M] [netns NS]` and
+ * `ip link add name N [mtu M] [address A] type bridge [stp_state S] [vlan_filtering V]`:
+ * RTM_NEWLINK, create + exclusive, in the socket's own namespace (never IFLA_TARGET_NETNSID,
+ * DESIGN.md 7). ip's order: the words' attributes, then IFLA_IFNAME, then IFLA_LINKINFO (the kind
+ * without its NUL; IFLA_INFO_DATA only when options follow the kind). The veth's peer is an
+ * ifinfomsg with its own attributes, its namespace given as IFLA_NET_NS_FD: `peerNsFd`, an open
+ * namespace file of this process (absent: the peer stays in the same namespace).
+ */
+export function linkAddRequest(seq: number, spec: NetlinkLinkSpec, peerNsFd?: number): Buffer {
+  const mtu = spec.mtu === undefined ? [] : [M.attrU32(M.IFLA_MTU, spec.mtu)];
+  const attrs = [...mtu, ...(spec.mac === undefined ? [] : [M.attr(M.IFLA_ADDRESS, macBytes(spec.mac))]), attrString(M.IFLA_IFNAME, spec.name)];
+  let data: Buffer[] = [];
+  if (spec.linkKind === 'veth') {
+    const peer = [Buffer.alloc(M.IFINFOMSG_LEN), ...mtu, ...(peerNsFd === undefined ? [] : [M.attrU32(M.IFLA_NET_NS_FD, peerNsFd)]), attrString(M.IFLA_IFNAME, spec.peer.name)];
+    data = [M.attr(M.VETH_INFO_PEER, Buffer.concat(peer))];
+  } else {
+    if (spec.stp !== undefined) data.push(M.attrU32(M.IFLA_BR_STP_STATE, spec.stp ? 1 : 0));
+    if (spec.vlanFiltering !== undefined) data.push(M.attr(M.IFLA_BR_VLAN_FILTERING, Buffer.from([spec.vlanFiltering ? 1 : 0])));
+  }
+  const info = [M.attr(M.IFLA_INFO_KIND, Buffer.from(spec.linkKind, 'utf8')), ...(data.length === 0 ? [] : [M.attr(M.IFLA_INFO_DATA, Buffer.concat(data))])];
+  attrs.push(M.attr(M.IFLA_LINKINFO, Buffer.concat(info)));
+  return M.message(M.RTM_NEWLINK, M.NLM_F_REQUEST | M.NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, Buffer.alloc(M.IFINFOMSG_LEN), attrs);
+}
+
 /** The ops sent as one rtnetlink request (with a name lookup or two before it). */
-export type NetlinkChangeOp = Extract<Op, { kind: 'addr.add' | 'addr.delete' | 'route.add' | 'route.delete' | 'link.set' }>;
+export type NetlinkChangeOp =
+  | Extract<Op, { kind: 'addr.add' | 'addr.delete' | 'route.add' | 'route.delete' | 'link.set' }>
+  | (Extract<Op, { kind: 'link.add' }> & { readonly spec: NetlinkLinkSpec });
+
+/** Whether the executor sends `op` over rtnetlink (when the addon has it). */
+export function isNetlinkChange(op: Op): op is NetlinkChangeOp {
+  return (
+    op.kind === 'addr.add' || op.kind === 'addr.delete' || op.kind === 'route.add' || op.kind === 'route.delete' || op.kind === 'link.set' ||
+    (op.kind === 'link.add' && isNetlinkLinkSpec(op.spec))
+  );
+}
+
+/** What a request needs resolved first: links by name (RTM_GETLINK), namespaces as open files. */
+export interface Resolved {
+  ifindex(name: string): number;
+  nsFd(ns: string): number;
+}
+
+/** Other namespaces an op's request names (a veth's peer namespace), to be opened for IFLA_NET_NS_FD. */
+export function namespacesOf(op: NetlinkChangeOp): string[] {
+  return op.kind === 'link.add' && op.spec.linkKind === 'veth' && op.spec.peer.ns !== op.ns ? [op.spec.peer.ns] : [];
+}
 
 /** Link names an op's request needs ifindexes for, in the order ip looks them up. */
 export function linkNamesOf(op: NetlinkChangeOp): string[] {
@@ -205,12 +258,17 @@ export function linkNamesOf(op: NetlinkChangeOp): string[] {
       return op.key.dev === undefined || op.key.dev === null ? [] : [op.key.dev];
     case 'link.set':
       return [op.name, ...('master' in op.change && op.change.master !== null ? [op.change.master] : [])];
+    case 'link.add':
+      return [];
   }
 }
 
-/** The request that carries out `op`, with `ifindex` resolving the names linkNamesOf() lists. */
-export function changeRequest(op: NetlinkChangeOp, seq: number, ifindex: (name: string) => number): Buffer {
+/** The request that carries out `op`, with what linkNamesOf() and namespacesOf() list resolved. */
+export function changeRequest(op: NetlinkChangeOp, seq: number, resolved: Resolved): Buffer {
+  const ifindex = (name: string): number => resolved.ifindex(name);
   switch (op.kind) {
+    case 'link.add':
+      return linkAddRequest(seq, op.spec, op.spec.linkKind === 'veth' && op.spec.peer.ns !== op.ns ? resolved.nsFd(op.spec.peer.ns) : undefined);
     case 'addr.add': {
       const { link, ...a } = op.spec;
       return addrRequest(seq, 'add', a, ifindex(link));

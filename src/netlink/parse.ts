@@ -64,6 +64,24 @@ export class NetlinkError extends Error {
   }
 }
 
+/** A link that a change names is not in the namespace (the name lookup before the change: ENODEV). */
+export class MissingLinkError extends NetlinkError {
+  constructor(readonly link: string) {
+    super(`netlink: no link "${link}"`, 'ENODEV', 19);
+    this.name = 'MissingLinkError';
+  }
+}
+
+/** Another namespace that a change names (a veth's peer namespace) could not be opened. */
+export class MissingNamespaceError extends Error {
+  readonly code: string;
+  constructor(readonly ns: string, cause: unknown) {
+    super(`cannot open namespace ${ns}`, { cause });
+    this.name = 'MissingNamespaceError';
+    this.code = (cause as { code?: string } | null)?.code ?? 'ENOENT';
+  }
+}
+
 // ---- framing ----
 
 /** The messages of one datagram (several per datagram in dumps). */

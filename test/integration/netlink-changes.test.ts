@@ -1,5 +1,6 @@
 /**
- * Changes over rtnetlink (addr.add/delete, route.add/delete, link.set) against the real kernel:
+ * Changes over rtnetlink (addr.add/delete, route.add/delete, link.set, link.add of veths and
+ * bridges) against the real kernel:
  * what they make, checked with `ip -j`, and every refusal answered with the code the same op gets
  * as a batch line (an executor with netlinkChanges: false, in the same namespace, one after the
  * other). Namespaces are `nnx-<pid>-...`, removed after each test.
@@ -142,6 +143,36 @@ describe('netlink changes', () => {
     expect(nl.workerNamespaces).toEqual([]);
   });
 
+  it('create veths (into another namespace, into host) and bridges; no worker, no fd left', async () => {
+    const ns = scratch();
+    const peer = name('p');
+    ip('netns', 'add', peer);
+    const fds = readdirSync('/proc/self/fd').length;
+    await nl.run({ kind: 'link.add', ns, spec: { name: 've0', linkKind: 'veth', mtu: 1400, mac: '02:00:00:0a:bc:02', peer: { name: 've1', ns: peer } } });
+    await nl.run({ kind: 'link.add', ns, spec: { name: 've2', linkKind: 'veth', peer: { name: 've3', ns } } });
+    await nl.run({ kind: 'link.add', ns, spec: { name: 'br1', linkKind: 'bridge', stp: true } });
+    await nl.run({ kind: 'link.add', ns, spec: { name: 'br2', linkKind: 'bridge', stp: false } });
+    const ve0 = json(ns, '-d', 'link', 'show', 'dev', 've0')[0];
+    expect(ve0).toMatchObject({ mtu: 1400, address: '02:00:00:0a:bc:02', linkinfo: { info_kind: 'veth' } });
+    expect(ve0.link_netnsid).toBeDefined();
+    expect(json(peer, '-d', 'link', 'show', 'dev', 've1')[0]).toMatchObject({ mtu: 1400, linkinfo: { info_kind: 'veth' } });
+    expect(json(ns, 'link', 'show', 'dev', 've3')[0].link).toBe('ve2');
+    expect(json(ns, '-d', 'link', 'show', 'dev', 'br1')[0].linkinfo).toMatchObject({ info_kind: 'bridge', info_data: { stp_state: 1 } });
+    expect(json(ns, '-d', 'link', 'show', 'dev', 'br2')[0].linkinfo).toMatchObject({ info_kind: 'bridge', info_data: { stp_state: 0 } });
+    expect(nl.workerNamespaces).toEqual([]);
+    expect(readdirSync('/proc/self/fd').length).toBe(fds);
+    // Nothing holds the peer's namespace: deleting it takes ve0 away with ve1.
+    ip('netns', 'del', peer);
+    const end = Date.now() + 5000;
+    while (ip('-n', ns, 'link', 'show').includes('ve0@') && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    expect(ip('-n', ns, 'link', 'show')).not.toContain('ve0@');
+  });
+
+  it('answers TARGET_NAMESPACE_NOT_FOUND for a veth whose peer namespace is gone', async () => {
+    const ns = scratch();
+    await expect(nl.run({ kind: 'link.add', ns, spec: { name: 've0', linkKind: 'veth', peer: { name: 've1', ns: name('gone') } } })).rejects.toMatchObject({ code: 'TARGET_NAMESPACE_NOT_FOUND' });
+  });
+
   const v4 = { link: 'va', family: 4, local: '203.0.113.1', prefixLength: 24 } as const;
   const r4 = { family: 4, type: 'unicast', table: 254 } as const;
   /** Refusals, each answered alike by both paths (and with this code). */
@@ -172,6 +203,11 @@ describe('netlink changes', () => {
     ['a mac on a link that cannot change it', 'LINK_CHANGE_UNSUPPORTED', (ns) => ({ kind: 'link.set', ns, name: 'dn0', change: { mac: '02:00:00:00:00:01' } })],
     ['a master that is no bridge', 'LINK_MASTER_INVALID', (ns) => ({ kind: 'link.set', ns, name: 'va', change: { master: 'vb' } })],
     ['a bridge as its own master', 'LINK_MASTER_INVALID', (ns) => ({ kind: 'link.set', ns, name: 'br0', change: { master: 'br0' } })],
+    ['a link whose name is taken', 'LINK_EXISTS', (ns) => ({ kind: 'link.add', ns, spec: { name: 'va', linkKind: 'bridge' } })],
+    ['a veth whose peer name is taken', 'LINK_EXISTS', (ns) => ({ kind: 'link.add', ns, spec: { name: 've9', linkKind: 'veth', peer: { name: 'vb', ns } } })],
+    ['a veth with an mtu above the maximum', 'LINK_MTU_INVALID', (ns) => ({ kind: 'link.add', ns, spec: { name: 've9', linkKind: 'veth', mtu: 70000, peer: { name: 've8', ns } } })],
+    ['a veth with a multicast mac', 'LINK_MAC_INVALID', (ns) => ({ kind: 'link.add', ns, spec: { name: 've9', linkKind: 'veth', mac: '01:00:5e:00:00:01', peer: { name: 've8', ns } } })],
+    ['a bridge with vlan filtering (not in this kernel)', 'LINK_KIND_UNSUPPORTED', (ns) => ({ kind: 'link.add', ns, spec: { name: 'br9', linkKind: 'bridge', vlanFiltering: true } })],
     ['a change in a namespace that does not exist', 'NAMESPACE_NOT_FOUND', () => ({ kind: 'link.set', ns: name('gone'), name: 'lo', change: { up: true } })],
     ['an address in a namespace that does not exist', 'NAMESPACE_NOT_FOUND', () => ({ kind: 'addr.add', ns: name('gone'), spec: { ...v4, link: 'lo' } })],
   ];

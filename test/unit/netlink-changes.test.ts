@@ -16,7 +16,7 @@ import { NetlinkError } from '../../src/netlink/parse.js';
 type NetlinkAnswer = { readonly missingLink: string } | { readonly code: string; readonly errno: number; readonly extack: string | null };
 interface Recorded {
   readonly links: Readonly<Record<string, number>>;
-  readonly cases: ReadonlyArray<{ readonly name: string; readonly op: NetlinkChangeOp; readonly argv: readonly string[]; readonly request: string }>;
+  readonly cases: ReadonlyArray<{ readonly name: string; readonly op: NetlinkChangeOp; readonly argv: readonly string[]; readonly request: string; readonly peerNsFd?: number }>;
   readonly refusals: ReadonlyArray<{ readonly name: string; readonly op: NetlinkChangeOp; readonly stderr: string; readonly netlink: NetlinkAnswer }>;
 }
 const recorded = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', 'netlink', 'changes.json'), 'utf8')) as Recorded;
@@ -34,15 +34,20 @@ const unsequenced = (b: Buffer): string => {
 
 describe('change requests', () => {
   it.each(recorded.cases.map((c) => [c.name, c] as const))('%s: the bytes ip sends', (_name, c) => {
-    const op = { ...c.op, ns: 'a' } as NetlinkChangeOp;
+    const op = c.op;
     // The fixture's op still maps to the command that was recorded.
     expect(['ip', ...(commandsFor(op)[0]?.args ?? [])]).toEqual(c.argv);
-    expect(unsequenced(changeRequest(op, 77, ifindex))).toBe(unsequenced(Buffer.from(c.request, 'hex')));
+    // ip's fd for the peer's namespace file stands in for ours.
+    const nsFd = (ns: string): number => {
+      if (ns !== 'PEER' || c.peerNsFd === undefined) throw new Error(`no fd for ${ns}`);
+      return c.peerNsFd;
+    };
+    expect(unsequenced(changeRequest(op, 77, { ifindex, nsFd }))).toBe(unsequenced(Buffer.from(c.request, 'hex')));
   });
 
   it('puts the sequence number in the header', () => {
     const c = recorded.cases[0];
-    expect(changeRequest({ ...c!.op, ns: 'a' } as NetlinkChangeOp, 0x01020304, ifindex).readUInt32LE(8)).toBe(0x01020304);
+    expect(changeRequest({ ...c!.op, ns: 'a' } as NetlinkChangeOp, 0x01020304, { ifindex, nsFd: () => 9 }).readUInt32LE(8)).toBe(0x01020304);
   });
 
   it('looks up every link an op names, in ip\'s order', () => {
@@ -95,6 +100,11 @@ const EXPECTED: Readonly<Record<string, string>> = {
   'link mac unsupported': 'LINK_CHANGE_UNSUPPORTED', // EOPNOTSUPP
   'link master not a bridge': 'LINK_MASTER_INVALID', // EOPNOTSUPP on a master change
   'link master itself': 'LINK_MASTER_INVALID', // ELOOP "Can not enslave a bridge to a bridge"
+  'link add exists': 'LINK_EXISTS', // EEXIST
+  'link add veth peer exists': 'LINK_EXISTS', // EEXIST (the peer's name, in the peer's namespace)
+  'link add veth mtu too big': 'LINK_MTU_INVALID', // EINVAL on an add with an mtu
+  'link add veth mac multicast': 'LINK_MAC_INVALID', // EADDRNOTAVAIL on an add with a mac
+  'link add bridge vlan filtering unsupported': 'LINK_KIND_UNSUPPORTED', // EOPNOTSUPP on an add
 };
 
 describe('refusals over netlink, as the kernel gave them (recorded beside ip\'s stderr)', () => {
@@ -103,7 +113,7 @@ describe('refusals over netlink, as the kernel gave them (recorded beside ip\'s 
   });
 
   it.each(recorded.refusals.map((r) => [r.name, r] as const))('%s: the code ip\'s stderr gets', (name, r) => {
-    const op = { ...r.op, ns: 'a' } as NetlinkChangeOp;
+    const op = r.op;
     const viaIp = classify(r.stderr, null, op);
     let viaNetlink;
     if ('missingLink' in r.netlink) {
