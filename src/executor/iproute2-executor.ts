@@ -8,10 +8,18 @@
  *   microseconds; without it, one-shot spawns of the argv.ts commands.
  * - netns.pids / killPids: /proc and signals, in-process.
  * - probe.*: one-shot spawns (startup only); a tool's refusal is an answer, not an error.
- * - link.add / set / move / delete: the namespace's own batch worker (netns-workers.ts), started
- *   on first use and closed when idle, and always before that namespace is deleted.
- * - addr.add / delete, route.add / delete, rule.add / delete: the same per-namespace batch
- *   workers (IPv6 rules excepted: a batch line cannot say `-6`, so they are one-shot spawns).
+ * - addr.add / delete, route.add / delete, link.set, and link.add of a veth or a bridge: one
+ *   rtnetlink request in-process (netlinkChange): the message ip would send (src/netlink/
+ *   changes.ts, compared byte for byte with recorded ones), after the same name lookups, on a
+ *   socket made inside the namespace for the op and closed after it (~0.2 ms an op, ~60 µs of
+ *   it the socket); a veth's peer namespace is an fd opened for the op. Nothing stays open
+ *   inside a namespace, so nothing keeps a deleted one alive. The kernel's refusals are rendered
+ *   as ip prints them and classified by the same rules (classifyNetlink). Without the addon's
+ *   netlink functions (or with netlinkChanges: false) they are batch lines, as below.
+ * - link.add of other kinds, link.move / delete, rule.add / delete: the namespace's own batch
+ *   worker (netns-workers.ts), started on first use and closed when idle, and always before that
+ *   namespace is deleted (IPv6 rules excepted: a batch line cannot say `-6`, so they are
+ *   one-shot spawns).
  * - neigh.add / delete: one-shot spawns. iproute2 6.1 ends the whole process (exit 2) when the
  *   kernel refuses an `ip neigh` change, `-force -batch` or not, without the `Command failed -:N`
  *   line that tells whose the message is (recorded: test/fixtures/stderr/batch-neigh-exists.txt),
