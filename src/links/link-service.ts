@@ -207,12 +207,15 @@ export class LinkService {
       const made = this.find(ns, after, body.name);
       const createdAt = this.now().toISOString();
       this.records.put({ nsKey: this.keyOf(entry), ifindex: made.index, kind: made.kind, managed: true, createdAt, labels: body.labels ?? {} });
+      let peer: Link['peer'] | undefined;
       if (body.kind === 'veth' && body.peer && peerEntry) {
         const peerLinks = peerNs === ns ? after : await this.kernelLinks(peerNs, rest);
         const p = this.find(peerNs, peerLinks, body.peer.name);
         this.records.put({ nsKey: this.keyOf(peerEntry), ifindex: p.index, kind: p.kind, managed: true, createdAt, labels: {} });
+        // The pair just made: the peer is the link of that name there, when its index is the one ours points at.
+        if (made.lower?.index === p.index) peer = { namespace: peerNs, name: p.name, index: p.index };
       }
-      return await this.viewOf(entry, after, made, rest);
+      return await this.viewOf(entry, after, made, rest, peer);
     } catch (e) {
       const undone = await this.ex.run({ kind: 'link.delete', ns, name: body.name }, rest).then(
         () => true,
@@ -470,9 +473,10 @@ export class LinkService {
     return Promise.all(links.map(async (l) => this.toView(entry, l, recs.get(l.index), await resolver.peer(l), await resolver.parent(l))));
   }
 
-  private async viewOf(entry: NetnsEntry, links: readonly KernelLink[], link: KernelLink, ctx?: OpContext): Promise<Link> {
+  /** `peer`: the veth's other end when the caller knows it (it just made the pair), so nothing is resolved. */
+  private async viewOf(entry: NetnsEntry, links: readonly KernelLink[], link: KernelLink, ctx?: OpContext, peer?: Link['peer']): Promise<Link> {
     const resolver = this.resolverFor(entry, links, ctx);
-    return this.toView(entry, link, this.recordOf(entry, link), await resolver.peer(link), await resolver.parent(link));
+    return this.toView(entry, link, this.recordOf(entry, link), peer ?? (await resolver.peer(link)), await resolver.parent(link));
   }
 
   private async resolve(entry: NetnsEntry, links: readonly KernelLink[], link: KernelLink, ctx?: OpContext): Promise<Link['peer']> {
