@@ -22,6 +22,7 @@ import type { Op } from '../src/executor/ops.js';
 import type { NetlinkChangeOp } from '../src/netlink/changes.js';
 import { NetlinkNamespace, namespacePath } from '../src/netlink/netlink.js';
 import { MissingLinkError, NetlinkError } from '../src/netlink/parse.js';
+import { buildChangeScratch } from '../test/helpers/netlink-topology.js';
 
 const OUT = join(import.meta.dirname, '..', 'test', 'fixtures', 'netlink', 'changes.json');
 const IP = '/usr/sbin/ip';
@@ -169,17 +170,9 @@ function ipIn(...args: string[]): string {
 
 function main(): void {
   // The integration test's scratch namespace (test/integration/netlink-changes.test.ts).
-  execFileSync(IP, ['netns', 'add', NS]);
+  buildChangeScratch(NS);
   execFileSync(IP, ['netns', 'add', PEER]);
   execFileSync(IP, ['-n', PEER, 'link', 'add', 'pv0', 'type', 'ifb']);
-  ipIn('link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
-  ipIn('link', 'add', 'br0', 'type', 'bridge');
-  ipIn('link', 'add', 'link', 'va', 'name', 'mv0', 'type', 'macvlan', 'mode', 'bridge');
-  ipIn('link', 'add', 'dn0', 'type', 'ifb');
-  for (const l of ['lo', 'va', 'vb', 'br0']) ipIn('link', 'set', l, 'up');
-  ipIn('address', 'add', '203.0.113.1/24', 'dev', 'va');
-  ipIn('address', 'add', '2001:db8::1/64', 'dev', 'va', 'nodad');
-  ipIn('route', 'add', '198.18.1.0/24', 'via', '203.0.113.254', 'metric', '10');
   const refused = refusals.map(([name, op]) => {
     const [cmd] = commandsFor(op);
     if (!cmd) throw new Error(`${name}: no command`);

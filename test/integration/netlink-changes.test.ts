@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { OpRecord } from '../../src/executor/executor.js';
 import { Iproute2Executor } from '../../src/executor/iproute2-executor.js';
 import type { Op } from '../../src/executor/ops.js';
+import { buildChangeScratch } from '../helpers/netlink-topology.js';
 
 const IP = '/usr/sbin/ip';
 let seq = 0;
@@ -36,23 +37,10 @@ afterEach(() => {
   made.clear();
 });
 
-/**
- * va/vb: a veth, both ends here and up; va has 203.0.113.1/24 and 2001:db8::1/64; a route
- * 198.18.1.0/24 via 203.0.113.254 metric 10; br0 a bridge; mv0 a macvlan on va (mtu capped by
- * va's); dn0 an ifb that stays down (this kernel has no dummy).
- */
+/** A fresh namespace as buildChangeScratch() makes it. */
 function scratch(): string {
   const ns = name();
-  ip('netns', 'add', ns);
-  const n = (...args: string[]): string => ip('-n', ns, ...args);
-  n('link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
-  n('link', 'add', 'br0', 'type', 'bridge');
-  n('link', 'add', 'link', 'va', 'name', 'mv0', 'type', 'macvlan', 'mode', 'bridge');
-  n('link', 'add', 'dn0', 'type', 'ifb');
-  for (const l of ['lo', 'va', 'vb', 'br0']) n('link', 'set', l, 'up');
-  n('address', 'add', '203.0.113.1/24', 'dev', 'va');
-  n('address', 'add', '2001:db8::1/64', 'dev', 'va', 'nodad');
-  n('route', 'add', '198.18.1.0/24', 'via', '203.0.113.254', 'metric', '10');
+  buildChangeScratch(ns, ip);
   return ns;
 }
 
