@@ -169,9 +169,12 @@ export class Daemon {
     const entry = daemonEntry();
 
     const t0 = performance.now();
+    // BENCH_DAEMON_NODE_ARGS: node options for the daemon only (`--cpu-prof --cpu-prof-dir=DIR`;
+    // node refuses --cpu-prof in NODE_OPTIONS).
+    const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter(Boolean);
     const child = spawn(
       process.execPath,
-      [...(opts.nodeArgs ?? []), ...entry.args, ...configArgs, '--listen', 'tcp://127.0.0.1:0', '--tokens', tokensFile, '--data-dir', dataDir, '--log-level', 'info'],
+      [...(opts.nodeArgs ?? []), ...nodeArgs, ...entry.args, ...configArgs, '--listen', 'tcp://127.0.0.1:0', '--tokens', tokensFile, '--data-dir', dataDir, '--log-level', 'info'],
       { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
     );
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>

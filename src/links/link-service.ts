@@ -207,12 +207,15 @@ export class LinkService {
       const made = this.find(ns, after, body.name);
       const createdAt = this.now().toISOString();
       this.records.put({ nsKey: this.keyOf(entry), ifindex: made.index, kind: made.kind, managed: true, createdAt, labels: body.labels ?? {} });
+      let peer: Link['peer'] | undefined;
       if (body.kind === 'veth' && body.peer && peerEntry) {
         const peerLinks = peerNs === ns ? after : await this.kernelLinks(peerNs, rest);
         const p = this.find(peerNs, peerLinks, body.peer.name);
         this.records.put({ nsKey: this.keyOf(peerEntry), ifindex: p.index, kind: p.kind, managed: true, createdAt, labels: {} });
+        // The pair just made: the peer is the link of that name there, when its index is the one ours points at.
+        if (made.lower?.index === p.index) peer = { namespace: peerNs, name: p.name, index: p.index };
       }
-      return await this.viewOf(entry, after, made, rest);
+      return await this.viewOf(entry, after, made, rest, peer);
     } catch (e) {
       const undone = await this.ex.run({ kind: 'link.delete', ns, name: body.name }, rest).then(
         () => true,
@@ -439,12 +442,30 @@ export class LinkService {
     this.refs = refs;
   }
 
+  /**
+   * The inventory's resolver when it watches the namespace, falling back to reads (Resolver) for
+   * a reference into another namespace that the inventory cannot place: the other namespace may
+   * not be watched yet (a namespace is seeded asynchronously after it appears, and a veth into it
+   * can be made within a millisecond of its creation over netlink).
+   */
   private resolverFor(entry: NetnsEntry, links: readonly KernelLink[], ctx?: OpContext): Pick<Resolver, 'peer' | 'parent'> {
     const refs = this.refs;
+    let reads: Resolver | undefined;
+    const fallback = (): Resolver => (reads ??= new Resolver(this, entry, links, ctx));
     if (refs?.serves(entry.name)) {
-      return { peer: async (l) => refs.peerOf(entry.name, l), parent: async (l) => refs.parentOf(entry.name, l) };
+      const unplaced = (r: Link['peer'], l: KernelLink): boolean => r !== null && r.namespace === null && l.lower?.netnsid != null;
+      return {
+        peer: async (l) => {
+          const r = refs.peerOf(entry.name, l);
+          return unplaced(r, l) ? fallback().peer(l) : r;
+        },
+        parent: async (l) => {
+          const r = refs.parentOf(entry.name, l);
+          return unplaced(r, l) ? fallback().parent(l) : r;
+        },
+      };
     }
-    return new Resolver(this, entry, links, ctx);
+    return fallback();
   }
 
   private async views(entry: NetnsEntry, links: readonly KernelLink[], recs: ReadonlyMap<number, LinkRecord>, ctx?: OpContext): Promise<Link[]> {
@@ -452,9 +473,10 @@ export class LinkService {
     return Promise.all(links.map(async (l) => this.toView(entry, l, recs.get(l.index), await resolver.peer(l), await resolver.parent(l))));
   }
 
-  private async viewOf(entry: NetnsEntry, links: readonly KernelLink[], link: KernelLink, ctx?: OpContext): Promise<Link> {
+  /** `peer`: the veth's other end when the caller knows it (it just made the pair), so nothing is resolved. */
+  private async viewOf(entry: NetnsEntry, links: readonly KernelLink[], link: KernelLink, ctx?: OpContext, peer?: Link['peer']): Promise<Link> {
     const resolver = this.resolverFor(entry, links, ctx);
-    return this.toView(entry, link, this.recordOf(entry, link), await resolver.peer(link), await resolver.parent(link));
+    return this.toView(entry, link, this.recordOf(entry, link), peer ?? (await resolver.peer(link)), await resolver.parent(link));
   }
 
   private async resolve(entry: NetnsEntry, links: readonly KernelLink[], link: KernelLink, ctx?: OpContext): Promise<Link['peer']> {

@@ -104,9 +104,14 @@ export const IFLA_MAX_MTU = 51;
 export const IFLA_ALT_IFNAME = 53;
 export const IFLA_PERM_ADDRESS = 54;
 
+export const IFLA_NET_NS_FD = 28;
+
 export const IFLA_INFO_KIND = 1;
 export const IFLA_INFO_DATA = 2;
 export const IFLA_INFO_SLAVE_KIND = 4;
+
+/** VETH_INFO_PEER (linux/veth.h): an ifinfomsg and the peer's IFLA_* attributes. */
+export const VETH_INFO_PEER = 1;
 
 export const IFLA_BR_STP_STATE = 5;
 export const IFLA_BR_VLAN_FILTERING = 7;

@@ -1,22 +1,24 @@
 /**
- * In-process rtnetlink for one namespace: dumps (synchronous, microseconds to a few ms) and a
- * watch of its change events, through the native addon's sockets (native/netlink.c). Not yet used
- * by the services; it is the ground for the inventory and the event stream (DESIGN.md 1, 8).
+ * In-process rtnetlink for one namespace: dumps (synchronous, microseconds to a few ms), acked
+ * requests (the executor's changes: src/netlink/changes.ts) and a watch of its change events,
+ * through the native addon's sockets (native/netlink.c).
  *
  * Every socket is created inside the namespace and stays there, so the kernel answers about that
  * namespace only and every ifindex in its answers means a link of that namespace. Two sockets per
- * namespace: one for dumps (cached) and one per watch (joined to the multicast groups), so events
- * never interleave with dump replies.
+ * namespace: one for dumps and requests (kept until close()) and one per watch (joined to the
+ * multicast groups), so events never interleave with replies. A socket open inside a namespace
+ * keeps it alive after `ip netns del`: whoever opens one closes it before the namespace goes.
  */
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KernelAddress, KernelLink, KernelRoute, KernelRule } from '../executor/ops.js';
+import { changeRequest, ifindexOf, linkGetRequest, linkNamesOf, namespacesOf, type NetlinkChangeOp } from './changes.js';
 import * as M from './messages.js';
 import { defaultNames, type IpNames } from './names.js';
 import {
-  addressOf, dumpMessages, eventOf, parseAttrs, linkNameOf, linkNames, linkOf, neighborOf, NetlinkError, routeOf, ruleOf, splitDatagram,
+  addressOf, dumpMessages, eventOf, parseAttrs, linkNameOf, linkNames, linkOf, MissingLinkError, MissingNamespaceError, neighborOf, NetlinkError, routeOf, ruleOf, splitDatagram,
   type KernelNeighbor, type NetlinkEvent, type NlMessage,
 } from './parse.js';
 
@@ -114,6 +116,55 @@ export class NetlinkNamespace {
   /** The messages of one dump (see dumpRaw); throws the kernel's error as a NetlinkError. */
   dump(build: (seq: number) => Buffer): NlMessage[] {
     return dumpMessages(this.dumpRaw(build));
+  }
+
+  /**
+   * Sends one request that asks for an ACK (a change, or a get of one object) and returns the
+   * messages of the answer before the ACK; throws the kernel's refusal as a NetlinkError (with
+   * its extended-ACK text). Never repeated: a change must not run twice.
+   */
+  request(build: (seq: number) => Buffer): NlMessage[] {
+    this.dumpFd ??= this.addon.nlOpen(this.nsPath, [], 1024 * 1024);
+    nextSeq = (nextSeq % 0xfffffffe) + 1;
+    return dumpMessages(this.addon.nlDump(this.dumpFd, build(nextSeq), this.timeoutMs).datagrams);
+  }
+
+  /** The ifindex of the link called `name` (RTM_GETLINK by name); MissingLinkError when there is none. */
+  linkIndex(name: string): number {
+    let reply: NlMessage | undefined;
+    try {
+      reply = this.request((s) => linkGetRequest(s, name)).find((m) => m.type === M.RTM_NEWLINK && m.payload.length >= M.IFINFOMSG_LEN);
+    } catch (e) {
+      if (e instanceof NetlinkError && e.code === 'ENODEV') throw new MissingLinkError(name);
+      throw e;
+    }
+    if (!reply) throw new MissingLinkError(name);
+    return ifindexOf(reply.payload);
+  }
+
+  /**
+   * Carries out a change op (src/netlink/changes.ts) as ip would: looks up each link it names,
+   * opens each other namespace it names (closed again before this returns: an fd kept would keep
+   * that namespace alive), sends the request. Throws the kernel's refusal as a NetlinkError, a
+   * link that is not there as a MissingLinkError, a namespace that cannot be opened as a
+   * MissingNamespaceError.
+   */
+  change(op: NetlinkChangeOp): void {
+    const indexes = new Map<string, number>();
+    for (const name of linkNamesOf(op)) if (!indexes.has(name)) indexes.set(name, this.linkIndex(name));
+    const fds = new Map<string, number>();
+    try {
+      for (const ns of namespacesOf(op)) {
+        try {
+          fds.set(ns, openSync(namespacePath(ns), 'r'));
+        } catch (e) {
+          throw new MissingNamespaceError(ns, e);
+        }
+      }
+      this.request((seq) => changeRequest(op, seq, { ifindex: (n) => indexes.get(n) as number, nsFd: (n) => fds.get(n) as number }));
+    } finally {
+      for (const fd of fds.values()) closeSync(fd);
+    }
   }
 
   private linkMessages(): NlMessage[] {

@@ -53,11 +53,32 @@ export class NetlinkError extends Error {
   /** The errno name (`EINVAL`, ...), as the native addon's errors carry it. */
   readonly code: string;
   readonly errno: number;
-  constructor(message: string, code: string, errno: number) {
+  /** The kernel's own words (the extended ACK's NLMSGERR_ATTR_MSG), when it gave any. */
+  readonly extack: string | undefined;
+  constructor(message: string, code: string, errno: number, extack?: string) {
     super(message);
     this.name = 'NetlinkError';
     this.code = code;
     this.errno = errno;
+    this.extack = extack === '' ? undefined : extack;
+  }
+}
+
+/** A link that a change names is not in the namespace (the name lookup before the change: ENODEV). */
+export class MissingLinkError extends NetlinkError {
+  constructor(readonly link: string) {
+    super(`netlink: no link "${link}"`, 'ENODEV', 19);
+    this.name = 'MissingLinkError';
+  }
+}
+
+/** Another namespace that a change names (a veth's peer namespace) could not be opened. */
+export class MissingNamespaceError extends Error {
+  readonly code: string;
+  constructor(readonly ns: string, cause: unknown) {
+    super(`cannot open namespace ${ns}`, { cause });
+    this.name = 'MissingNamespaceError';
+    this.code = (cause as { code?: string } | null)?.code ?? 'ENOENT';
   }
 }
 
@@ -159,7 +180,7 @@ export function errorOf(msg: NlMessage): NetlinkError | null {
     const m = tlvs.get(M.NLMSGERR_ATTR_MSG);
     if (m) text = cString(m);
   }
-  return new NetlinkError(`netlink: ${text ?? errnoName(err)}`, errnoName(err), err);
+  return new NetlinkError(`netlink: ${text ?? errnoName(err)}`, errnoName(err), err, text);
 }
 
 /** The messages of a dump (NLMSG_DONE and NOOP dropped); throws the dump's error, if any. */
@@ -173,7 +194,7 @@ export function dumpMessages(datagrams: readonly Buffer[]): NlMessage[] {
         const status = m.payload.length >= 4 ? -m.payload.readInt32LE(0) : 0;
         if (status > 0) {
           const text = m.flags & M.NLM_F_ACK_TLVS ? parseAttrs(m.payload, 4).get(M.NLMSGERR_ATTR_MSG) : undefined;
-          throw new NetlinkError(`netlink dump failed: ${text ? cString(text) : errnoName(status)}`, errnoName(status), status);
+          throw new NetlinkError(`netlink dump failed: ${text ? cString(text) : errnoName(status)}`, errnoName(status), status, text && cString(text));
         }
         return out;
       }

@@ -116,3 +116,22 @@ export function ipOutputs(ns: string, ip: Ip = runIp): Record<string, string> {
     'rules-v6': n('-6', 'rule', 'show'),
   };
 }
+
+/**
+ * The namespace the netlink change tests work in (scripts/record-netlink-changes.ts records in
+ * the same): va/vb a veth, both ends here and up; va has 203.0.113.1/24 and 2001:db8::1/64; a
+ * route 198.18.1.0/24 via 203.0.113.254 metric 10; br0 a bridge (up); mv0 a macvlan on va (its
+ * mtu capped by va's); dn0 an ifb that stays down (this kernel has no dummy). Creates `ns`.
+ */
+export function buildChangeScratch(ns: string, ip: Ip = runIp): void {
+  ip('netns', 'add', ns);
+  const n = (...args: string[]): string => ip('-n', ns, ...args);
+  n('link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
+  n('link', 'add', 'br0', 'type', 'bridge');
+  n('link', 'add', 'link', 'va', 'name', 'mv0', 'type', 'macvlan', 'mode', 'bridge');
+  n('link', 'add', 'dn0', 'type', 'ifb');
+  for (const l of ['lo', 'va', 'vb', 'br0']) n('link', 'set', l, 'up');
+  n('address', 'add', '203.0.113.1/24', 'dev', 'va');
+  n('address', 'add', '2001:db8::1/64', 'dev', 'va', 'nodad');
+  n('route', 'add', '198.18.1.0/24', 'via', '203.0.113.254', 'metric', '10');
+}

@@ -220,7 +220,9 @@ function holders(ns: { dev: number; ino: number }): number[] {
 
 describe('per-namespace batch workers', () => {
   it('run changes inside the namespace, are not its processes, and are closed (with every worker that named it) before it is deleted', async () => {
-    const ex = new Iproute2Executor({ workerIdleMs: 60_000 });
+    // Batch workers are the fallback for veths and link sets (and the path of link.move, link.delete
+    // and other kinds): netlinkChanges: false makes every change here a batch line.
+    const ex = new Iproute2Executor({ workerIdleMs: 60_000, netlinkChanges: false });
     try {
       const [a, b] = [nsName('wka'), nsName('wkb')];
       await ex.run({ kind: 'netns.add', ns: a });
@@ -249,7 +251,8 @@ describe('per-namespace batch workers', () => {
     try {
       const a = nsName('idle');
       await ex.run({ kind: 'netns.add', ns: a });
-      await ex.run({ kind: 'link.add', ns: a, spec: { name: 'br0', linkKind: 'bridge' } });
+      // A tap is made by a batch line (veths and bridges go over netlink).
+      await ex.run({ kind: 'link.add', ns: a, spec: { name: 'tp0', linkKind: 'tap' } });
       expect(ex.workerNamespaces).toEqual([a]);
       await until(() => ex.workerNamespaces.length === 0, 3000, 'the idle worker to close');
     } finally {
