@@ -165,7 +165,13 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     busy: (name) => namespaces.isCreating(name),
     ...(deps.watchNetns !== undefined ? { watchPath: deps.watchNetns } : deps.dir === undefined ? { watchPath: DEFAULT_NETNS_DIR } : {}),
   });
-  namespaces.onCreateSettled(() => void namespaceWatcher.rescan());
+  // A POST /v1/namespaces answers once the namespace is announced and the monitor watches it, so
+  // what the client does next (through the API or by hand) is seen.
+  let watchCreated: (name: string) => Promise<void> = async () => {};
+  namespaces.onCreateSettled(async (name) => {
+    await namespaceWatcher.rescan();
+    await watchCreated(name);
+  });
   const addon = (deps.monitor ?? deps.executor === undefined) ? netlinkAddon() : undefined;
   const kernelMonitor = addon
     ? new Monitor({
@@ -197,6 +203,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     if (kernelMonitor) {
       await kernelMonitor.start();
       monitor = kernelMonitor;
+      watchCreated = (name) => kernelMonitor.track(name);
       links.useInventory(kernelMonitor);
     }
     await namespaceWatcher.start();

@@ -171,7 +171,7 @@ export class NamespaceService {
    * after the namespace exists removes it again, so a failed request leaves nothing behind.
    */
   private readonly creatingNames = new Set<string>();
-  private readonly settledListeners: Array<(name: string) => void> = [];
+  private readonly settledListeners: Array<(name: string) => void | Promise<void>> = [];
 
   async create(name: string, labels: Labels, ctx: OpContext): Promise<Namespace> {
     if (name === HOST) {
@@ -188,7 +188,8 @@ export class NamespaceService {
     } finally {
       this.creating--;
       this.creatingNames.delete(name);
-      for (const l of this.settledListeners) l(name);
+      // The answer waits for them (the namespace announced and watched), never fails for them.
+      await Promise.allSettled(this.settledListeners.map(async (l) => l(name)));
     }
   }
 
@@ -197,8 +198,8 @@ export class NamespaceService {
     return this.creatingNames.has(name);
   }
 
-  /** Calls `l` with the name whenever a creation ends, made or failed. */
-  onCreateSettled(l: (name: string) => void): void {
+  /** Calls `l` with the name whenever a creation ends, made or failed; the creation answers once `l` has settled. */
+  onCreateSettled(l: (name: string) => void | Promise<void>): void {
     this.settledListeners.push(l);
   }
 
