@@ -490,8 +490,14 @@ export class Monitor implements LinkRefs {
    * namespace was watched): its IFLA_LINK is right only now, so its namespace's links are re-read.
    */
   private farEnds(ns: string, l: KernelLink): void {
-    if (l.kind !== 'veth' || l.lower?.netnsid == null) return;
-    for (const [name, s] of this.stacks) if (name !== ns && s.link(l.lower.index)?.kind === 'veth') this.linkRecheck.add(name);
+    if (l.kind !== 'veth' || !l.lower) return;
+    // Announced first, the far end said `@NONE` (IFLA_LINK 0): only such an end needs re-reading.
+    const stale = (x: KernelLink | undefined) => x?.kind === 'veth' && (!x.lower || x.lower.index === 0);
+    if (l.lower.netnsid === null) {
+      if (stale(this.stacks.get(ns)?.link(l.lower.index))) this.linkRecheck.add(ns);
+      return;
+    }
+    for (const [name, s] of this.stacks) if (name !== ns && stale(s.link(l.lower.index))) this.linkRecheck.add(name);
   }
 
   /** Re-reads what the rechecks named (see ingest). */
