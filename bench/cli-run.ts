@@ -6,6 +6,16 @@
  */
 import { runPrefix, sweep } from './netns.js';
 
+/** A bad command line: its message is printed with the usage text (exit status 2). */
+export class UsageError extends Error {}
+
+/** An integer option `--name` between min and max (default when absent). */
+export function intOption(name: string, v: string | undefined, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name} must be an integer ${min}-${max}, not '${v}'`);
+  return Number(v);
+}
+
 export interface BenchOutcome {
   readonly report: { readonly aborted?: boolean };
   readonly markdown: string;

@@ -10,7 +10,7 @@
  * 1 failed, 2 bad usage, 130 interrupted; the first SIGINT/SIGTERM stops the run and every
  * `nnb-<pid>-*` namespace is removed whatever happened.
  */
-import { runBench } from './cli-run.js';
+import { intOption, runBench, UsageError } from './cli-run.js';
 import { parseArgs } from 'node:util';
 import * as eventsFanout from './events-fanout.js';
 import * as eventsLatency from './events-latency.js';
@@ -41,18 +41,10 @@ both:
   -h, --help       this text
 `;
 
-class UsageError extends Error {}
-
 /** Whether argv (without node and the script) asks for an event benchmark. */
 export function isEventsBench(argv: readonly string[]): boolean {
   const first = argv.find((a) => !a.startsWith('-'));
   return (EVENTS_BENCHES as readonly string[]).includes(first ?? '');
-}
-
-function count(name: string, v: string | undefined, dflt: number, min: 0 | 1, max: number): number {
-  if (v === undefined) return dflt;
-  if (!/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name} must be an integer ${min}-${max}, not '${v}'`);
-  return Number(v);
 }
 
 function parse(argv: string[]) {
@@ -81,14 +73,14 @@ function parse(argv: string[]) {
   const transport = values.transport ?? 'tcp';
   if (transport !== 'tcp' && transport !== 'unix') throw new UsageError(`--transport is tcp or unix, not '${transport}'`);
   const o = {
-    n: count('n', values.n, 1000, 1, eventsLatency.MAX_CHANGES),
-    warmup: count('warmup', values.warmup, 100, 0, 10_000),
-    pauseMs: count('pause', values.pause, 10, 0, 10_000),
+    n: intOption('n', values.n, 1000, 1, eventsLatency.MAX_CHANGES),
+    warmup: intOption('warmup', values.warmup, 100, 0, 10_000),
+    pauseMs: intOption('pause', values.pause, 10, 0, 10_000),
     raw: values.raw,
-    subscribers: count('subscribers', values.subscribers, 500, 1, 20_000),
-    rate: count('rate', values.rate, 100, 1, 1000),
-    seconds: count('seconds', values.seconds, 10, 1, 3600),
-    workers: count('workers', values.workers, 1, 1, 64),
+    subscribers: intOption('subscribers', values.subscribers, 500, 1, 20_000),
+    rate: intOption('rate', values.rate, 100, 1, 1000),
+    seconds: intOption('seconds', values.seconds, 10, 1, 3600),
+    workers: intOption('workers', values.workers, 1, 1, 64),
     transport: transport as 'tcp' | 'unix',
     profile: values['cpu-prof'],
   };

@@ -12,7 +12,7 @@
  * Ctrl-C (or SIGTERM) stops the running method, waits for its processes to exit, and removes
  * every `nnb-<pid>-*` namespace this run made.
  */
-import { runBench } from './cli-run.js';
+import { intOption, runBench, UsageError } from './cli-run.js';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/duration.js';
 import { eventsMain, isEventsBench } from './events-cli.js';
@@ -46,18 +46,11 @@ Options:
   -h, --help       this text
 `;
 
-class UsageError extends Error {}
 
 function interval(v: string | undefined): string {
   if (v === undefined) return '1s';
   if (!/^[0-9]+(ms|s|m)$/.test(v) || parseDuration(v) < 500) throw new UsageError(`--interval must be a duration of at least 500ms (500ms, 1s, 5m), not '${v}'`);
   return v;
-}
-
-function positiveInt(name: string, v: string | undefined, dflt: number, max: number): number {
-  if (v === undefined) return dflt;
-  if (!/^[0-9]+$/.test(v) || Number(v) < 1 || Number(v) > max) throw new UsageError(`--${name} must be an integer 1-${max}, not '${v}'`);
-  return Number(v);
 }
 
 function parse(argv: string[]) {
@@ -88,10 +81,10 @@ function parse(argv: string[]) {
     help: false as const,
     bench,
     // Names are `nnb-<pid>-<method><index>`: well under the daemon's 64-character limit.
-    n: positiveInt('n', values.n, 200, bench === 'units' ? units.MAX_UNITS : bench === 'events-traffic' ? eventsTraffic.MAX_NAMESPACES : 100_000),
-    seconds: positiveInt('seconds', values.seconds, 20, 3600),
+    n: intOption('n', values.n, 200, 1, bench === 'units' ? units.MAX_UNITS : bench === 'events-traffic' ? eventsTraffic.MAX_NAMESPACES : 100_000),
+    seconds: intOption('seconds', values.seconds, 20, 1, 3600),
     interval: interval(values.interval),
-    clients: positiveInt('clients', values.clients, 16, 1024),
+    clients: intOption('clients', values.clients, 16, 1, 1024),
     methods: [...new Set(methods)] as MethodId[],
     json: values.json,
   };
