@@ -33,7 +33,7 @@
  *
  * Only this file and batch-worker.ts start processes (netns-workers.ts owns BatchWorkers).
  */
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -238,15 +238,11 @@ export class Iproute2Executor implements Executor {
         if (this.netlink) {
           const names = await readdir(DEFAULT_NETNS_DIR).catch(() => [] as string[]);
           return { nsids: this.netlinkRead(op, (nl) => names.flatMap((name) => {
-            let fd: number | undefined;
             try {
-              fd = openSync(join(DEFAULT_NETNS_DIR, name), 'r');
-              const nsid = nl.nsidOf(fd);
+              const nsid = nl.nsidOfFile(join(DEFAULT_NETNS_DIR, name));
               return nsid < 0 ? [] : [{ nsid, name }];
             } catch {
               return []; // gone meanwhile, or not a namespace (yet)
-            } finally {
-              if (fd !== undefined) closeSync(fd);
             }
           })) };
         }

@@ -230,6 +230,16 @@ export class NetlinkNamespace {
     return nsid && nsid.length >= 4 ? nsid.readInt32LE(0) : -1;
   }
 
+  /** nsidOf() for a namespace file (a path: /run/netns/NAME), opened for the question; throws when it cannot be. */
+  nsidOfFile(path: string): number {
+    const fd = openSync(path, 'r');
+    try {
+      return this.nsidOf(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   /** The neighbours (ARP / NDP entries, any state) of one family or both. */
   dumpNeighbors(family?: 4 | 6): KernelNeighbor[] {
     const names = this.linkNames();
