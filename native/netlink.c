@@ -445,17 +445,23 @@ static napi_value nl_watch(napi_env env, napi_callback_info info) {
   return undef;
 }
 
+// The one argument of nlRead / nlClose: a file descriptor, or -1 when it is not one.
+static int32_t fd_arg(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) return -1;
+  return fd;
+}
+
 /**
  * nlRead(fd): every datagram pending on the socket now, without waiting:
  * { datagrams: Buffer[], nsids: number[], overflow: boolean } (nsids as in nlWatch). Lets a
  * watcher catch up synchronously (what the kernel has sent before a change's ACK is then seen).
  */
 static napi_value nl_read(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  int32_t fd = -1;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
-    return nl_throw(env, "nlRead(fd)", EINVAL);
+  int32_t fd = fd_arg(env, info);
+  if (fd < 0) return nl_throw(env, "nlRead(fd)", EINVAL);
   napi_value list, nsids, result, ov;
   napi_create_array(env, &list);
   napi_create_array(env, &nsids);
@@ -473,11 +479,8 @@ static napi_value nl_read(napi_env env, napi_callback_info info) {
 
 /** nlClose(fd): stops watching the socket (when watched) and closes it. */
 static napi_value nl_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  int32_t fd = -1;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
-    return nl_throw(env, "nlClose(fd)", EINVAL);
+  int32_t fd = fd_arg(env, info);
+  if (fd < 0) return nl_throw(env, "nlClose(fd)", EINVAL);
   struct watch *w = find_watch(env, fd);
   // uv_poll_stop removes the fd from epoll at once, so closing it right after is safe.
   if (w) stop_watch(w);
