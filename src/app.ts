@@ -120,8 +120,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   });
   // Listings of watched namespaces are answered from the monitor's inventory (set below).
   let monitor: Monitor | undefined;
-  const reads = new InventoryReads(pool, () => monitor);
-  const executor = reads;
+  const executor = new InventoryReads(pool, () => monitor);
   const dir = deps.dir ?? new KernelNetnsDirectory();
   const namespaceRecords = new NamespaceRecords(db);
   const capabilities = new CapabilitiesService(executor, log.child({ component: 'capabilities' }), nativeHelper, dir);
@@ -167,10 +166,9 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   });
   // A POST /v1/namespaces answers once the namespace is announced and the monitor watches it, so
   // what the client does next (through the API or by hand) is seen.
-  let watchCreated: (name: string) => Promise<void> = async () => {};
   namespaces.onCreateSettled(async (name) => {
     await namespaceWatcher.rescan();
-    await watchCreated(name);
+    await monitor?.track(name);
   });
   const addon = (deps.monitor ?? deps.executor === undefined) ? netlinkAddon() : undefined;
   const kernelMonitor = addon
@@ -203,7 +201,6 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     if (kernelMonitor) {
       await kernelMonitor.start();
       monitor = kernelMonitor;
-      watchCreated = (name) => kernelMonitor.track(name);
       links.useInventory(kernelMonitor);
     }
     await namespaceWatcher.start();

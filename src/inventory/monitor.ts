@@ -19,7 +19,6 @@
  * removed, or an address went away, vanish silently. After such an event the namespace's IPv4
  * routes are re-read, and what vanished becomes `route.removed`.
  */
-import { closeSync, openSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Executor } from '../executor/executor.js';
 import { HOST, type KernelLink } from '../executor/ops.js';
@@ -95,7 +94,7 @@ export class Monitor implements LinkRefs {
   /** The last view published of each link, by namespace then ifindex (for `changes` and removals). */
   private readonly linkViews = new Map<string, Map<number, Link>>();
   /** Links that left a namespace in this batch, until their arrival elsewhere is seen. */
-  private moves: Array<{ from: string; view: Link | undefined; link: KernelLink; nsid: number; index: number }> = [];
+  private moves: Array<{ from: string; view: Link | undefined; link: KernelLink; index: number }> = [];
   private readonly queue: Pending[] = [];
   private waiting = false;
   private readonly routeRecheck = new Set<string>();
@@ -423,7 +422,7 @@ export class Monitor implements LinkRefs {
       const ns = nsid < 0 ? HOST : this.byNsid.get(nsid);
       const stack = ns === undefined ? undefined : this.stacks.get(ns);
       if (!stack || ns === undefined) continue; // a namespace not watched (yet): its seed dump covers it
-      for (const m of splitDatagram(datagrams[i]!)) this.message(ns, stack, nsid, m);
+      for (const m of splitDatagram(datagrams[i]!)) this.message(ns, stack, m);
     }
     this.settleMoves();
     this.runRechecks();
@@ -435,7 +434,7 @@ export class Monitor implements LinkRefs {
     }
   }
 
-  private message(ns: string, stack: NamespaceStack, nsid: number, m: ReturnType<typeof splitDatagram>[number]): void {
+  private message(ns: string, stack: NamespaceStack, m: ReturnType<typeof splitDatagram>[number]): void {
     const isLink = (m.type === M.RTM_NEWLINK || m.type === M.RTM_DELLINK) && m.payload.length >= M.IFINFOMSG_LEN && m.payload.readUInt8(0) === M.AF_UNSPEC;
     const named = isLink ? linkNameOf(m) : null;
     if (named && m.type === M.RTM_NEWLINK) stack.names.set(named.index, named.name);
@@ -454,7 +453,8 @@ export class Monitor implements LinkRefs {
         // Links pointing at it (its veth peer) now point elsewhere, unannounced.
         this.linkRecheck.add(ns);
         if (view?.peer?.namespace) this.linkRecheck.add(view.peer.namespace);
-        this.moves.push({ from: ns, view, link: e.link, nsid: newNsid.readInt32LE(0), index: newIndex && newIndex.length >= 4 ? newIndex.readInt32LE(0) : e.link.index });
+        // Matched by its new ifindex where it lands (IFLA_NEW_NETNSID is an nsid of this namespace's, not the host's).
+        this.moves.push({ from: ns, view, link: e.link, index: newIndex && newIndex.length >= 4 ? newIndex.readInt32LE(0) : e.link.index });
         this.routeRecheck.add(ns);
         return;
       }
@@ -680,14 +680,11 @@ export class Monitor implements LinkRefs {
   /** The nsid namespace `ns` has for namespace `other` (-1: none). */
   private peerNsid(ns: string, other: string): number {
     const nl = new NetlinkNamespace(namespacePath(ns), { names: this.names, addon: this.o.addon });
-    let fd: number | undefined;
     try {
-      fd = openNs(namespacePath(other));
-      return nl.nsidOf(fd);
+      return nl.nsidOfFile(namespacePath(other));
     } catch {
       return -1;
     } finally {
-      if (fd !== undefined) closeNs(fd);
       nl.close();
     }
   }
@@ -801,6 +798,3 @@ export function diffFields(before: object, now: object): Record<string, unknown>
   }
   return out;
 }
-
-const openNs = (path: string): number => openSync(path, 'r');
-const closeNs = (fd: number): void => closeSync(fd);
