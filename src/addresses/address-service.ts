@@ -94,8 +94,11 @@ export class AddressService {
     if (ns === HOST && !this.hostAllowChanges) await this.guardHostAdd(body.link, spec, ctx);
     await this.ex.run({ kind: 'addr.add', ns, spec }, ctx);
     const local = parseIp(spec.local);
-    const after = await this.kernelAddresses(ns, spec.link, { ...ctx, continues: true });
-    const made = after.find((a) => a.prefixLength === spec.prefixLength && local !== undefined && sameIp(parseIp(a.local) ?? { family: 4, value: -1n }, local));
+    const rest = { ...ctx, continues: true };
+    const isMade = (a: KernelAddress) => a.prefixLength === spec.prefixLength && local !== undefined && sameIp(parseIp(a.local) ?? { family: 4, value: -1n }, local);
+    // An IPv4 address is announced before the kernel acknowledges it; an IPv6 one may be
+    // announced later: then the kernel is read again.
+    const made = (await this.kernelAddresses(ns, spec.link, rest)).find(isMade) ?? (await this.kernelAddresses(ns, spec.link, rest, true)).find(isMade);
     if (!made) throw new AppError('INTERNAL', `the address ${spec.local}/${spec.prefixLength} was added but is not listed`);
     return addressView(ns, made);
   }
@@ -157,8 +160,8 @@ export class AddressService {
     await existingNamespace(this.dir, ns);
   }
 
-  private async kernelAddresses(ns: string, link?: string, ctx?: OpContext): Promise<readonly KernelAddress[]> {
-    return (await this.ex.run({ kind: 'addr.list', ns, ...(link === undefined ? {} : { link }) }, ctx)).addresses;
+  private async kernelAddresses(ns: string, link?: string, ctx?: OpContext, fresh = false): Promise<readonly KernelAddress[]> {
+    return (await this.ex.run({ kind: 'addr.list', ns, ...(link === undefined ? {} : { link }), ...(fresh ? { fresh } : {}) }, ctx)).addresses;
   }
 
   private find(ns: string, all: readonly KernelAddress[], id: string): KernelAddress {

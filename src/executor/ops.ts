@@ -57,7 +57,16 @@ export type Op =
   /** Delete a link (both ends of a veth go). */
   | { readonly kind: 'link.delete'; readonly ns: string; readonly name: string }
   /** Every address of the namespace (`host` allowed), or only those of link `link` (LINK_NOT_FOUND when missing). */
-  | { readonly kind: 'addr.list'; readonly ns: string; readonly link?: string }
+  | {
+      readonly kind: 'addr.list';
+      readonly ns: string;
+      readonly link?: string;
+      /**
+       * Read the kernel now, not a copy kept from its announcements: the read-back of an address
+       * just added that was not there yet (IPv6 addresses are announced late, from a work queue).
+       */
+      readonly fresh?: boolean;
+    }
   /** Add an address to a link. */
   | { readonly kind: 'addr.add'; readonly ns: string; readonly spec: AddrAddSpec }
   /** Delete an address, named by the kernel's key: link, local/prefix and (IPv4) the peer. */

@@ -18,7 +18,7 @@ export class InventoryReads implements Executor {
   ) {}
 
   run<O extends Op>(op: O, ctx?: OpContext): Promise<ResultOf<O>> {
-    const answer = this.fromInventory(op, ctx);
+    const answer = this.fromInventory(op);
     if (answer === undefined) return this.inner.run(op, ctx);
     const t0 = performance.now();
     ctx?.record?.({ kind: op.kind, ns: (op as { ns: string }).ns, argv: [], ok: true, durationMs: performance.now() - t0 });
@@ -33,7 +33,7 @@ export class InventoryReads implements Executor {
     return this.inner.close();
   }
 
-  private fromInventory(op: Op, ctx?: OpContext): unknown {
+  private fromInventory(op: Op): unknown {
     const m = this.monitor();
     if (!m) return undefined;
     switch (op.kind) {
@@ -46,10 +46,11 @@ export class InventoryReads implements Executor {
         return undefined;
     }
     if (!m.serves(op.ns)) return undefined;
-    // A read-back inside a change: IPv6 addresses are announced only once DAD starts (later, from
-    // a kernel work queue), so the namespace's addresses are re-read now; what the dump shows
-    // first is announced from it.
-    const s = op.kind === 'addr.list' && ctx?.continues ? m.reread(op.ns, 'address') : m.stack(op.ns);
+    // A fresh read: IPv6 addresses are announced only once DAD starts (later, from a kernel work
+    // queue), so a read-back that missed one re-reads the namespace's addresses now; what the
+    // dump shows first is announced from it. (Only on request: a dump of a hub's N addresses per
+    // read-back made N address changes cost N².)
+    const s = op.kind === 'addr.list' && op.fresh === true ? m.reread(op.ns, 'address') : m.stack(op.ns);
     if (!s || !m.serves(op.ns)) return undefined;
     const noLink = (name: string) => new AppError('LINK_NOT_FOUND', `there is no link "${name}" in namespace "${op.ns}"`);
     switch (op.kind) {
