@@ -167,7 +167,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   // A POST /v1/namespaces answers once the namespace is announced and the monitor watches it, so
   // what the client does next (through the API or by hand) is seen.
   namespaces.onCreateSettled(async (name) => {
-    await namespaceWatcher.rescan();
+    await namespaceWatcher.rescan([name]);
     await monitor?.track(name);
   });
   const addon = (deps.monitor ?? deps.executor === undefined) ? netlinkAddon() : undefined;

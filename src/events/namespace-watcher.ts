@@ -1,10 +1,13 @@
 /**
  * The source of `namespace.added` / `namespace.removed`: whoever makes or removes a named
- * namespace (netnsd, `ip netns`, a container runtime), /run/netns changes. The watcher rescans on
- * every change of the directory and diffs the names and identities (a namespace removed and made
- * again under the same name is a removal and an addition). `ip netns add` creates the file before
- * it mounts the namespace on it, and the mount changes nothing in the directory, so while a name
- * is not yet a namespace the watcher looks again shortly.
+ * namespace (netnsd, `ip netns`, a container runtime), /run/netns changes. The watcher looks at
+ * the names each change of the directory names (inotify says which) and compares their identities
+ * with what it saw (a namespace removed and made again under the same name is a removal and an
+ * addition); a change that names nothing makes it rescan the whole directory. Looking at the named
+ * entries only keeps N creations O(N), where a rescan of every entry per change was O(N²).
+ * `ip netns add` creates the file before it mounts the namespace on it, and the mount changes
+ * nothing in the directory, so while a name is not yet a namespace the watcher looks again
+ * shortly.
  *
  * What it saw is persisted; at start the differences to what exists now (changes made while
  * netnsd was down) are published as one `resync` event.
@@ -48,8 +51,11 @@ export class NamespaceWatcher {
   private seen = new Map<string, Seen>();
   private watcher: FSWatcher | undefined;
   private scanning: Promise<void> | undefined;
-  private again = false;
-  private retries = 0;
+  /** What the next pass looks at: every entry, and/or these names. */
+  private wantAll = false;
+  private readonly wanted = new Set<string>();
+  /** Names that are files but not namespaces yet (created, not yet mounted), and their retries. */
+  private readonly pending = new Map<string, number>();
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -61,32 +67,43 @@ export class NamespaceWatcher {
     // Watch first, then compare: a change in between is then seen twice at worst, never missed.
     if (this.o.watchPath !== undefined) {
       mkdirSync(this.o.watchPath, { recursive: true, mode: 0o755 });
-      this.watcher = watch(this.o.watchPath, { persistent: false }, () => {
-        this.retries = 0; // a new change: the names it makes get their own retries
-        void this.rescan();
+      this.watcher = watch(this.o.watchPath, { persistent: false }, (_type, filename) => {
+        // A new change: the name it makes gets its own retries.
+        if (typeof filename === 'string' && filename !== '') {
+          this.pending.delete(filename);
+          void this.rescan([filename]);
+        } else {
+          this.pending.clear();
+          void this.rescan();
+        }
       });
       this.watcher.on('error', (e) => this.o.log.error({ err: e }, 'watching the namespace directory failed'));
     }
-    const differences = await this.diff();
+    const differences = await this.diff(await this.o.dir.list(), true);
     if (differences.length > 0) {
       this.o.bus.publish([{ type: 'resync', namespace: null, reason: 'start', namespaces: [...new Set(differences.map((d) => d.namespace as string))].sort(), differences }]);
     }
   }
 
-  /** Re-reads the directory and publishes what changed. Concurrent calls coalesce. */
-  async rescan(): Promise<void> {
+  /**
+   * Looks at these names (default: the whole directory) and publishes what changed. Calls during
+   * a pass are merged into one more pass.
+   */
+  async rescan(names?: readonly string[]): Promise<void> {
     if (this.stopped) return;
-    if (this.scanning) {
-      this.again = true;
-      return this.scanning;
-    }
+    if (names === undefined) this.wantAll = true;
+    else for (const n of names) this.wanted.add(n);
+    if (this.scanning) return this.scanning;
     this.scanning = (async () => {
       try {
-        do {
-          this.again = false;
-          const events = await this.diff();
+        while ((this.wantAll || this.wanted.size > 0) && !this.stopped) {
+          const all = this.wantAll;
+          const only = [...this.wanted];
+          this.wantAll = false;
+          this.wanted.clear();
+          const events = all ? await this.diff(await this.o.dir.list(), true) : await this.diff(await this.entriesOf(only), false, only);
           if (events.length > 0) this.o.bus.publish(events);
-        } while (this.again && !this.stopped);
+        }
       } catch (e) {
         this.o.log.error({ err: e }, 'rescanning the namespace directory failed');
       } finally {
@@ -102,15 +119,23 @@ export class NamespaceWatcher {
     clearTimeout(this.retryTimer);
   }
 
-  /** The events that turn what was seen into what exists now; updates seen and the store. */
-  private async diff(): Promise<NewEvent[]> {
-    const entries = await this.o.dir.list();
-    const pending = (await this.o.dir.count()) > entries.length;
+  private async entriesOf(names: readonly string[]): Promise<NetnsEntry[]> {
+    const entries = await Promise.all(names.filter((n) => n !== HOST).map((n) => this.o.dir.stat(n)));
+    return entries.filter((e): e is NetnsEntry => e !== null);
+  }
+
+  /**
+   * The events that turn what was seen into what exists now, for every name (`all`) or for the
+   * names looked at; updates seen and the store.
+   */
+  private async diff(entries: readonly NetnsEntry[], all: boolean, looked: readonly string[] = []): Promise<NewEvent[]> {
     const now = new Map<string, NetnsEntry>(entries.filter((e) => e.name !== HOST).map((e) => [e.name, e]));
     const events: NewEvent[] = [];
     const puts: Array<[string, Seen]> = [];
     const deletes: string[] = [];
-    for (const [name, s] of this.seen) {
+    const candidates = all ? [...this.seen.keys()] : looked.filter((n) => this.seen.has(n));
+    for (const name of candidates) {
+      const s = this.seen.get(name)!;
       const e = now.get(name);
       if (e === undefined || e.id !== s.id) {
         events.push({ type: 'namespace.removed', namespace: name, object: s.object });
@@ -119,6 +144,7 @@ export class NamespaceWatcher {
       }
     }
     for (const [name, e] of now) {
+      this.pending.delete(name);
       if (this.seen.has(name) || this.o.busy?.(name)) continue;
       const object = (await this.o.view(name).catch(() => undefined)) ?? { name, id: e.id };
       const s: Seen = { id: e.id, object };
@@ -127,12 +153,21 @@ export class NamespaceWatcher {
       events.push({ type: 'namespace.added', namespace: name, object });
     }
     this.o.inventory.apply(KIND, puts, deletes.filter((d) => !puts.some(([p]) => p === d)));
-    // A name that is not a namespace yet (created, not yet mounted): look again soon.
+    // A name that is a file but not a namespace yet (created, not yet mounted): look again soon.
+    const names = all ? await this.o.dir.names() : looked;
+    for (const name of names) {
+      if (now.has(name) || name === HOST || !(await this.o.dir.present(name))) {
+        this.pending.delete(name);
+        continue;
+      }
+      const tries = this.pending.get(name) ?? 0;
+      if (tries < PENDING_RETRIES) this.pending.set(name, tries + 1);
+      else this.pending.delete(name);
+    }
     clearTimeout(this.retryTimer);
-    if (pending && this.retries < PENDING_RETRIES && !this.stopped) {
-      this.retries++;
-      this.retryTimer = setTimeout(() => void this.rescan(), PENDING_RETRY_MS);
-    } else if (!pending) this.retries = 0;
+    if (this.pending.size > 0 && !this.stopped) {
+      this.retryTimer = setTimeout(() => void this.rescan([...this.pending.keys()]), PENDING_RETRY_MS);
+    }
     return events;
   }
 }

@@ -5,7 +5,7 @@
  * inode numbers at once, but the ctime of an nsfs inode is set when the inode is made and stays
  * while a bind mount holds it (checked on kernel 6.18), so the pair is unique over time.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { AppError } from '../errors/app-error.js';
 import { join } from 'node:path';
 import { isNamespaceName } from '../names.js';
@@ -25,6 +25,10 @@ export interface NetnsDirectory {
   stat(name: string): Promise<NetnsEntry | null>;
   /** How many names there are (cheap: no stat of each). */
   count(): Promise<number>;
+  /** The names in the directory (`host` left out), namespaces or not (yet). */
+  names(): Promise<string[]>;
+  /** Whether the name is in the directory, a namespace or not (yet: `ip netns add` mounts it after making the file). */
+  present(name: string): Promise<boolean>;
 }
 
 export const DEFAULT_NETNS_DIR = '/run/netns';
@@ -45,10 +49,14 @@ export class KernelNetnsDirectory implements NetnsDirectory {
     private readonly hostPath = '/proc/self/ns/net',
   ) {}
 
-  private async statPath(name: string, path: string): Promise<NetnsEntry | null> {
+  /**
+   * Synchronous: a stat of a /run/netns entry is a few µs, less than the thread-pool round trip
+   * of an async one (and every request under /v1/namespaces/{ns} makes one).
+   */
+  private statPath(name: string, path: string): NetnsEntry | null {
     try {
-      const st = await stat(path, { bigint: true });
-      this.nsfsDev ??= (await stat(this.hostPath, { bigint: true })).dev;
+      const st = statSync(path, { bigint: true });
+      this.nsfsDev ??= statSync(this.hostPath, { bigint: true }).dev;
       // A file left behind by a failed `ip netns add` (no mount on it) is not a namespace.
       if (st.dev !== this.nsfsDev) return null;
       return { name, id: `${st.ino}-${st.ctimeNs}` };
@@ -59,27 +67,34 @@ export class KernelNetnsDirectory implements NetnsDirectory {
   }
 
   /** The names in the directory that we can address (`host`, which we reserve, is skipped). */
-  private async names(): Promise<string[]> {
+  private namesNow(): string[] {
     try {
-      return (await readdir(this.dir)).filter((n) => isNamespaceName(n) && n !== HOST);
+      return readdirSync(this.dir).filter((n) => isNamespaceName(n) && n !== HOST);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
     }
   }
 
+  async names(): Promise<string[]> {
+    return this.namesNow();
+  }
+
+  async present(name: string): Promise<boolean> {
+    return isNamespaceName(name) && name !== HOST && existsSync(join(this.dir, name));
+  }
+
   async list(): Promise<NetnsEntry[]> {
-    const entries = await Promise.all((await this.names()).map((n) => this.statPath(n, join(this.dir, n))));
-    return entries.filter((e): e is NetnsEntry => e !== null);
+    return this.namesNow().flatMap((n) => this.statPath(n, join(this.dir, n)) ?? []);
   }
 
   async count(): Promise<number> {
-    return (await this.names()).length;
+    return this.namesNow().length;
   }
 
-  stat(name: string): Promise<NetnsEntry | null> {
+  async stat(name: string): Promise<NetnsEntry | null> {
     if (name === HOST) return this.statPath(HOST, this.hostPath);
-    if (!isNamespaceName(name)) return Promise.resolve(null);
+    if (!isNamespaceName(name)) return null;
     return this.statPath(name, join(this.dir, name));
   }
 }
@@ -116,5 +131,13 @@ export class FakeKernelDirectory implements NetnsDirectory {
 
   async count(): Promise<number> {
     return this.kernel.namespaceNames().length;
+  }
+
+  async names(): Promise<string[]> {
+    return this.kernel.namespaceNames();
+  }
+
+  async present(name: string): Promise<boolean> {
+    return name !== HOST && Boolean(this.kernel.namespace(name));
   }
 }
