@@ -66,6 +66,8 @@ const ZERO = { bytes: 0, packets: 0, drops: 0, overlimits: 0, requeues: 0, backl
 export class QdiscService {
   private readonly o: QdiscServiceOptions;
   private readonly now: () => Date;
+  /** The change under way per namespace (ns\0link): a change's steps (and its restore) never interleave with another's. */
+  private readonly busy = new Map<string, Promise<unknown>>();
 
   constructor(o: QdiscServiceOptions) {
     this.o = o;
@@ -125,7 +127,32 @@ export class QdiscService {
   // Changes
   // ------------------------------------------------------------------------------------------
 
-  async set(ns: string, link: string, direction: QdiscDirection, body: QdiscBody, ctx: OpContext): Promise<Qdisc> {
+  set(ns: string, link: string, direction: QdiscDirection, body: QdiscBody, ctx: OpContext): Promise<Qdisc> {
+    return this.serial(ns, link, () => this.setNow(ns, link, direction, body, ctx));
+  }
+
+  delete(ns: string, link: string, direction: QdiscDirection, ctx: OpContext): Promise<void> {
+    return this.serial(ns, link, () => this.deleteNow(ns, link, direction, ctx));
+  }
+
+  /**
+   * Runs changes of one link one after the other. The pool keeps one namespace's ops in order,
+   * but not whole changes: two PUTs could otherwise interleave their steps, and one's restore
+   * would undo the other's tree.
+   */
+  private serial<T>(ns: string, link: string, work: () => Promise<T>): Promise<T> {
+    const key = `${ns}\0${link}`;
+    const before = this.busy.get(key) ?? Promise.resolve();
+    const run = before.catch(() => undefined).then(work);
+    const tail = run.catch(() => undefined);
+    this.busy.set(key, tail);
+    void tail.then(() => {
+      if (this.busy.get(key) === tail) this.busy.delete(key);
+    });
+    return run;
+  }
+
+  private async setNow(ns: string, link: string, direction: QdiscDirection, body: QdiscBody, ctx: OpContext): Promise<Qdisc> {
     const entry = await existingNamespace(this.o.dir, ns);
     const l = await this.link(ns, link, ctx);
     this.guardHost(ns, entry, l, link);
@@ -152,7 +179,7 @@ export class QdiscService {
     return view;
   }
 
-  async delete(ns: string, link: string, direction: QdiscDirection, ctx: OpContext): Promise<void> {
+  private async deleteNow(ns: string, link: string, direction: QdiscDirection, ctx: OpContext): Promise<void> {
     const entry = await existingNamespace(this.o.dir, ns);
     const l = await this.link(ns, link, ctx);
     this.guardHost(ns, entry, l, link);

@@ -276,3 +276,17 @@ describe('host safety', () => {
     expect((await put(t, TBF, '/v1/namespaces/host/links/eth0/qdisc')).statusCode).toBe(200);
   });
 });
+
+describe('concurrent changes', () => {
+  it('runs two PUTs of one link one after the other: the second tree is what stays', async () => {
+    const t = await setup();
+    const second = { ...HTB, classes: [{ id: '1:10', rate: '5mbit' }, { id: '1:20', rate: '50mbit' }] };
+    const [r1, r2] = await Promise.all([put(t, HTB), put(t, second)]);
+    expect([r1.statusCode, r2.statusCode]).toEqual([200, 200]);
+    expect((await get(t)).json()).toMatchObject({ managed: true, spec: second, classes: [{ id: '1:10' }, { id: '1:20' }] });
+    const kinds = tcOps(t).map((o) => o.kind);
+    // The second change began with removing the first tree, after all of the first one's steps.
+    const tree = ['qdisc.replaceRoot', 'qdisc.addClass', 'qdisc.addClass', 'qdisc.addFilter', 'qdisc.addFilter', 'qdisc.addFilter'];
+    expect(kinds).toEqual([...tree, 'qdisc.deleteRoot', ...tree]);
+  });
+});
