@@ -204,6 +204,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     await capabilities.probe();
     await namespaces.reconcile();
     await links.reconcile();
+    await qdiscs.reconcile();
     idempotency.releaseAllPending();
     idempotency.expire();
     if (kernelMonitor) {

@@ -74,6 +74,11 @@ export class QdiscService {
     this.now = o.now ?? (() => new Date());
   }
 
+  /** At start: forgets what netnsd set in namespaces that are gone (and the host of an earlier boot). */
+  async reconcile(): Promise<void> {
+    this.o.records.pruneNamespaces(new Set([this.o.hostKey, ...(await this.o.dir.list()).map((e) => e.id)]));
+  }
+
   // ------------------------------------------------------------------------------------------
   // Reads
   // ------------------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ export class QdiscRecords {
   private readonly getStmt;
   private readonly putStmt;
   private readonly delStmt;
+  private readonly keysStmt;
+  private readonly delNsStmt;
 
   constructor(db: Db) {
     this.getStmt = db.prepare<[string, number, string], Row>('SELECT * FROM qdiscs WHERE ns_key = ? AND ifindex = ? AND direction = ?');
@@ -45,6 +47,8 @@ export class QdiscRecords {
        ON CONFLICT (ns_key, ifindex, direction) DO UPDATE SET root_kind = excluded.root_kind, spec = excluded.spec, ifb = excluded.ifb, set_at = excluded.set_at`,
     );
     this.delStmt = db.prepare('DELETE FROM qdiscs WHERE ns_key = ? AND ifindex = ? AND direction = ?');
+    this.keysStmt = db.prepare<[], { ns_key: string }>('SELECT DISTINCT ns_key FROM qdiscs');
+    this.delNsStmt = db.prepare('DELETE FROM qdiscs WHERE ns_key = ?');
   }
 
   get(nsKey: string, ifindex: number, direction: QdiscDirection): QdiscRecord | undefined {
@@ -58,5 +62,12 @@ export class QdiscRecords {
 
   delete(nsKey: string, ifindex: number, direction: QdiscDirection): void {
     this.delStmt.run(nsKey, ifindex, direction);
+  }
+
+  /** Drops the records of namespaces whose key is not in `live` (their qdiscs went with them). */
+  pruneNamespaces(live: ReadonlySet<string>): string[] {
+    const gone = this.keysStmt.all().map((r) => r.ns_key).filter((k) => !live.has(k));
+    for (const k of gone) this.delNsStmt.run(k);
+    return gone;
   }
 }

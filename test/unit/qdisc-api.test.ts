@@ -290,3 +290,15 @@ describe('concurrent changes', () => {
     expect(kinds).toEqual([...tree, 'qdisc.deleteRoot', ...tree]);
   });
 });
+
+describe('records', () => {
+  it('forgets what was set in namespaces that are gone, at reconcile', async () => {
+    const t = await setup();
+    expect((await put(t, TBF)).statusCode).toBe(200);
+    const records = (t.services.qdiscs as unknown as { o: { records: { pruneNamespaces(l: Set<string>): string[] } } }).o.records;
+    expect((await t.app.inject({ method: 'DELETE', url: '/v1/namespaces/a' })).statusCode).toBe(204);
+    await t.services.qdiscs.reconcile();
+    // Nothing left to prune: reconcile dropped the record of `a`.
+    expect(records.pruneNamespaces(new Set())).toEqual([]);
+  });
+});
