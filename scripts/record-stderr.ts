@@ -119,6 +119,26 @@ const cases: readonly Case[] = [
  * Neighbour cases, in NEIGH_A (see neighSetup): nnn0 (203.0.113.65/26, 2001:db8:7::1/64) is a
  * veth to nnn1 in NEIGH_B (.66, ::2), which answers ARP and neighbour discovery.
  */
+/** Traffic shaping (on the veth nnq0/nnq1 and the ifb nnq1-ifb, made in qdiscSetup() below; nnp0 keeps its default qdisc). */
+const QDISC = (...args: string[]): string[] => [TC, '-n', NS, ...args];
+const qdiscCases: readonly Case[] = [
+  { file: 'stderr/qdisc-delete-default.txt', argv: QDISC('qdisc', 'del', 'dev', 'nnp0', 'root') },
+  { file: 'stderr/qdisc-ingress-missing.txt', argv: QDISC('qdisc', 'del', 'dev', 'nnp0', 'ingress') },
+  { file: 'stderr/qdisc-ingress-exists.txt', argv: QDISC('qdisc', 'add', 'dev', 'nnq1', 'handle', 'ffff:', 'ingress') },
+  { file: 'stderr/qdisc-htb-replace.txt', argv: QDISC('qdisc', 'replace', 'dev', 'nnq1', 'root', 'handle', '1:', 'htb', 'default', '10') },
+  { file: 'stderr/qdisc-kind-mismatch.txt', argv: QDISC('qdisc', 'replace', 'dev', 'nnq1', 'root', 'handle', '1:', 'tbf', 'rate', '1mbit', 'burst', '32kb', 'latency', '50ms') },
+  { file: 'stderr/qdisc-parent-missing.txt', argv: QDISC('class', 'add', 'dev', 'nnp0', 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '1mbit') },
+  { file: 'stderr/qdisc-class-exists.txt', argv: QDISC('class', 'add', 'dev', 'nnq1', 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '1mbit') },
+  { file: 'stderr/qdisc-dev-missing.txt', argv: QDISC('qdisc', 'replace', 'dev', 'nnx-nosuch', 'root', 'tbf', 'rate', '1mbit', 'burst', '32kb', 'latency', '50ms') },
+  { file: 'stderr/qdisc-netem-unknown.txt', argv: QDISC('qdisc', 'replace', 'dev', 'nnp0', 'root', 'netem', 'delay', '10ms') },
+  { file: 'stdout/tc-qdisc-tbf.json', argv: QDISC('-s', '-j', 'qdisc', 'show', 'dev', 'nnq0'), stdout: true },
+  { file: 'stdout/tc-qdisc-htb.json', argv: QDISC('-s', '-j', 'qdisc', 'show', 'dev', 'nnq1'), stdout: true },
+  { file: 'stdout/tc-qdisc-default.json', argv: QDISC('-s', '-j', 'qdisc', 'show', 'dev', 'nnp0'), stdout: true },
+  { file: 'stdout/tc-class-show.txt', argv: QDISC('-s', '-j', 'class', 'show', 'dev', 'nnq1'), stdout: true },
+  { file: 'stdout/tc-filter-show.json', argv: QDISC('-j', 'filter', 'show', 'dev', 'nnq1', 'parent', '1:'), stdout: true },
+  { file: 'stdout/tc-filter-ingress.json', argv: QDISC('-j', 'filter', 'show', 'dev', 'nnq1', 'ingress'), stdout: true },
+];
+
 const neighCases: readonly Case[] = [
   { file: 'stdout/neighbors.json', argv: [IP, '-n', NEIGH_A, '-j', 'neigh', 'show', 'nud', 'all'], stdout: true },
   // With `dev`, ip leaves `dev` out of every entry.
@@ -183,6 +203,22 @@ function record(c: Case): void {
  * PEER_NS, the probe veth nnp0/nnp1 (both here), a macvlan and a vxlan on nnp1, a multicast
  * vxlan, tun, tap and ifb.
  */
+/** nnq0 with a tbf; nnq1 with an htb tree (two classes, two u32 filters) and ingress redirected to the ifb nnq1-ifb. */
+function qdiscSetup(): void {
+  const l = (...args: string[]): void => must([IP, '-n', NS, ...args]);
+  const t = (...args: string[]): void => must(QDISC(...args));
+  l('link', 'add', 'nnq0', 'type', 'veth', 'peer', 'name', 'nnq1');
+  l('link', 'add', 'nnq1-ifb', 'type', 'ifb');
+  t('qdisc', 'replace', 'dev', 'nnq0', 'root', 'tbf', 'rate', '1000000bit', 'burst', '32768b', 'latency', '50000us');
+  t('qdisc', 'replace', 'dev', 'nnq1', 'root', 'handle', '1:', 'htb', 'default', '20');
+  t('class', 'add', 'dev', 'nnq1', 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '1000000bit', 'ceil', '2000000bit');
+  t('class', 'add', 'dev', 'nnq1', 'parent', '1:', 'classid', '1:20', 'htb', 'rate', '10000000bit', 'ceil', '10000000bit');
+  t('filter', 'add', 'dev', 'nnq1', 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'dst', '198.51.100.2/32', 'match', 'ip', 'protocol', '6', '0xff', 'match', 'ip', 'dport', '5001', '0xffff', 'flowid', '1:10');
+  t('filter', 'add', 'dev', 'nnq1', 'parent', '1:', 'protocol', 'ipv6', 'prio', '2', 'u32', 'match', 'ip6', 'src', '2001:db8::/32', 'flowid', '1:10');
+  t('qdisc', 'add', 'dev', 'nnq1', 'handle', 'ffff:', 'ingress');
+  t('filter', 'add', 'dev', 'nnq1', 'parent', 'ffff:', 'protocol', 'all', 'prio', '1', 'u32', 'match', 'u32', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', 'nnq1-ifb');
+}
+
 function linkSetup(): void {
   must([IP, 'netns', 'add', PEER_NS]);
   must([IP, 'netns', 'set', PEER_NS, 'auto']);
@@ -247,7 +283,7 @@ function must(argv: readonly string[]): void {
 
 mkdirSync(join(ROOT, 'stderr'), { recursive: true });
 mkdirSync(join(ROOT, 'stdout'), { recursive: true });
-if (cases.some(wanted)) {
+if (cases.some(wanted) || qdiscCases.some(wanted)) {
   must([IP, 'netns', 'add', NS]);
   must([IP, 'netns', 'add', NO_NSID]);
   try {
@@ -257,6 +293,10 @@ if (cases.some(wanted)) {
     addrSetup();
     routeSetup();
     for (const c of cases.filter(wanted)) record(c);
+    if (qdiscCases.some(wanted)) {
+      qdiscSetup();
+      for (const c of qdiscCases.filter(wanted)) record(c);
+    }
     if (ONLY === undefined) {
       // `ip -j netns list` lists every namespace on the machine: keep only our two entries (one
       // with an nsid, one without), as printed.

@@ -30,6 +30,9 @@ import { RuleService } from './rules/rule-service.js';
 import { ruleApi } from './rules/rule-api.js';
 import { NeighborService } from './neighbors/neighbor-service.js';
 import { neighborApi } from './neighbors/neighbor-api.js';
+import { QdiscService } from './qdisc/qdisc-service.js';
+import { qdiscApi } from './qdisc/qdisc-api.js';
+import { QdiscRecords } from './store/qdisc-records.js';
 import { LinkRecords, hostNamespaceKey } from './store/link-records.js';
 import { KernelNetnsDirectory, type NetnsDirectory } from './namespaces/netns-dir.js';
 import { openDb, type Db } from './store/db.js';
@@ -74,6 +77,7 @@ export interface Services {
   readonly routes: RouteService;
   readonly rules: RuleService;
   readonly neighbors: NeighborService;
+  readonly qdiscs: QdiscService;
   readonly sysctls: SysctlService;
   readonly audit: AuditLog;
   readonly idempotency: IdempotencyStore;
@@ -155,6 +159,10 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     labelsOf: (ns) => namespaceRecords.get(ns)?.labels ?? {},
     maxSubscribers: config.events.maxSubscribers,
   });
+  const qdiscs = new QdiscService({
+    executor, dir, records: new QdiscRecords(db), linkRecords, links, capabilities: () => capabilities.get(),
+    hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey(), publish: (e) => void events.publish([e]),
+  });
   const namespaceWatcher = new NamespaceWatcher({
     dir,
     bus: events,
@@ -196,6 +204,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     await capabilities.probe();
     await namespaces.reconcile();
     await links.reconcile();
+    await qdiscs.reconcile();
     idempotency.releaseAllPending();
     idempotency.expire();
     if (kernelMonitor) {
@@ -230,6 +239,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     routes,
     rules,
     neighbors,
+    qdiscs,
     sysctls,
     audit,
     idempotency,
@@ -338,6 +348,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(routeApi(s.routes));
   await app.register(ruleApi(s.rules));
   await app.register(neighborApi(s.neighbors));
+  await app.register(qdiscApi(s.qdiscs));
   await app.register(
     eventApi({
       bus: s.events,

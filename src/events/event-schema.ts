@@ -64,6 +64,9 @@ export const EventSchema = Type.Object(
     namespaces: Type.Optional(Type.Array(Type.String(), { description: 'resync: the namespaces that were re-read.' })),
     differences: Type.Optional(Type.Array(Type.Unknown(), { description: 'resync: what differed from what netnsd knew, as events without seq.' })),
     reason: Type.Optional(Type.String({ description: 'resync: why netnsd re-read (start, monitor restart, overflow).' })),
+    link: Type.Optional(Type.String({ description: '`qdisc.changed`: the link whose shaping netnsd changed.' })),
+    direction: Type.Optional(Type.String({ description: '`qdisc.changed`: `egress` or `ingress`.' })),
+    spec: Type.Optional(Type.Unknown({ description: '`qdisc.changed`: the QdiscSpec now set, or null after a DELETE.' })),
   },
   { $id: 'Event', description: 'One sequenced change.' },
 );

@@ -34,6 +34,12 @@ import {
   type ProbeLinkFeature,
   type ProbeLinkKind,
   type ProbeQdisc,
+  type KernelClass,
+  type KernelFilter,
+  type KernelQdisc,
+  type QdiscCounters,
+  type RootQdiscSpec,
+  type U32FilterSpec,
 } from './ops.js';
 
 export type Tool = 'ip' | 'tc' | 'nft';
@@ -255,6 +261,99 @@ function addrAdd(ns: string, spec: AddrAddSpec): Command {
 
 const ip = (netns: string | undefined, ...args: string[]): Command => (netns === undefined ? { tool: 'ip', args } : { tool: 'ip', netns, args });
 const tc = (netns: string, ...args: string[]): Command => ({ tool: 'tc', netns, args });
+/** tc in a namespace, `host` allowed (no -n). */
+const tcIn = (ns: string, ...args: string[]): Command => {
+  const netns = namedOrHost(ns);
+  return netns === undefined ? { tool: 'tc', args } : { tool: 'tc', netns, args };
+};
+
+/** The handle major of netnsd's htb roots: classes are `1:MINOR`. */
+export const HTB_MAJOR = 1;
+
+/** A qdisc handle or class id as tc writes them (`1:`, `ffff:`, `1:10`: hex). */
+function handle(h: string): string {
+  if (!/^[0-9a-f]{1,4}:[0-9a-f]{0,4}$/.test(h)) throw new AppError('INTERNAL', 'bad tc handle in an op', { cause: h });
+  return h;
+}
+
+/** `1:MINOR`; tc reads the minor as hex, so the API's `1:10` is minor 0x10. */
+function classId(minor: number): string {
+  return `${HTB_MAJOR}:${int(minor, 1, 0xffff) && minor.toString(16)}`;
+}
+
+/** A rate in bits per second as tc reads it (`1000000bit`); tc keeps bytes/s, so it divides by 8. */
+function bits(n: number): string {
+  return `${int(n, 8, 2 ** 53)}bit`;
+}
+
+/** A size in bytes (`32768b`: `b` is bytes to tc, `bit` bits). */
+function bytes(n: number): string {
+  return `${int(n, 1, 2 ** 32 - 1)}b`;
+}
+
+/** A time in microseconds (`50000us`). */
+function micros(n: number): string {
+  return `${int(n, 0, 2 ** 32 - 1)}us`;
+}
+
+/** A percentage with up to 4 decimals (`0.5%`). */
+function percent(n: number): string {
+  if (!Number.isFinite(n) || n < 0 || n > 100) throw new AppError('INTERNAL', 'bad percentage in an op', { cause: n });
+  return `${Number(n.toFixed(4))}%`;
+}
+
+const PLAIN_QDISCS = new Set(['fq_codel', 'sfq', 'fq', 'cake', 'pfifo', 'bfifo', 'prio']);
+
+/**
+ * What follows `root` in `tc qdisc replace dev X root ...`. Only htb has a fixed handle (1:, its
+ * classes hang under it); the others take the kernel's, so that `replace` may change a tbf in
+ * place (same kind) or swap any qdisc for it atomically: replacing with a handle the old root has
+ * but another kind fails ("Invalid qdisc name: must match existing qdisc", kernel 6.18).
+ */
+function rootQdiscArgs(spec: RootQdiscSpec): string[] {
+  switch (spec.kind) {
+    case 'tbf':
+      return ['tbf', 'rate', bits(spec.rateBits), 'burst', bytes(spec.burstBytes), 'latency', micros(spec.latencyUs)];
+    case 'htb':
+      return ['handle', `${HTB_MAJOR}:`, 'htb', 'default', int(spec.defaultMinor, 1, 0xffff) && spec.defaultMinor.toString(16)];
+    case 'netem': {
+      const out = ['netem'];
+      if (spec.delayUs !== undefined) out.push('delay', micros(spec.delayUs), ...(spec.jitterUs === undefined ? [] : [micros(spec.jitterUs)]));
+      else if (spec.jitterUs !== undefined) throw new AppError('INTERNAL', 'netem jitter without delay');
+      if (spec.lossPct !== undefined) out.push('loss', percent(spec.lossPct));
+      if (spec.duplicatePct !== undefined) out.push('duplicate', percent(spec.duplicatePct));
+      if (spec.reorderPct !== undefined) out.push('reorder', percent(spec.reorderPct));
+      if (spec.corruptPct !== undefined) out.push('corrupt', percent(spec.corruptPct));
+      if (spec.rateBits !== undefined) out.push('rate', bits(spec.rateBits));
+      return out;
+    }
+    default:
+      if (!PLAIN_QDISCS.has(spec.kind)) throw new AppError('INTERNAL', 'unknown qdisc kind in an op', { cause: spec });
+      return [spec.kind];
+  }
+}
+
+const IP_PROTO = { tcp: '6', udp: '17' } as const;
+
+/**
+ * `protocol ip|ipv6 prio N u32 match ... flowid 1:MINOR`. u32 matches at fixed offsets: `ip
+ * sport/dport` assume an IPv4 header without options, `ip6 ...` one without extension headers
+ * (tc-u32(8)); such packets fall through to the default class.
+ */
+function u32Args(prio: number, f: U32FilterSpec): string[] {
+  const fam = f.family === 4 ? 'ip' : 'ip6';
+  const out = ['protocol', f.family === 4 ? 'ip' : 'ipv6', 'prio', int(prio, 1, 0xffff), 'u32'];
+  if (f.source !== undefined) out.push('match', fam, 'src', prefix(f.source, f.family));
+  if (f.destination !== undefined) out.push('match', fam, 'dst', prefix(f.destination, f.family));
+  if (f.protocol !== undefined) out.push('match', fam, 'protocol', IP_PROTO[f.protocol], '0xff');
+  if ((f.sport !== undefined || f.dport !== undefined) && f.protocol === undefined) throw new AppError('INTERNAL', 'a port match without a protocol');
+  if (f.sport !== undefined) out.push('match', fam, 'sport', int(f.sport, 1, 65535), '0xffff');
+  if (f.dport !== undefined) out.push('match', fam, 'dport', int(f.dport, 1, 65535), '0xffff');
+  // No match at all: u32 needs one; `match u32 0 0` matches every packet of the protocol.
+  if (out.length === 5) out.push('match', 'u32', '0', '0');
+  out.push('flowid', classId(f.classMinor));
+  return out;
+}
 
 /** Kinds created with `link add [link PARENT] name X type KIND ARGS`. */
 const LINK_KIND_ARGS: Record<Exclude<ProbeLinkKind, 'veth' | 'tun' | 'tap'>, { readonly parent?: true; readonly args: readonly string[] }> = {
@@ -457,6 +556,35 @@ export function commandsFor(op: Op): readonly Command[] {
       return [neighAdd(op.ns, op.spec, op.replace === true)];
     case 'neigh.delete':
       return [ip(namedOrHost(op.ns), 'neigh', 'del', ipAddr(op.address), 'dev', link(op.link))];
+    case 'qdisc.show':
+      return [tcIn(op.ns, '-s', '-j', 'qdisc', 'show', 'dev', link(op.dev))];
+    case 'qdisc.classes':
+      // iproute2 6.1 prints htb classes as text even with -j (recorded: test/fixtures/stdout/tc-class-show.txt).
+      return [tcIn(op.ns, '-s', 'class', 'show', 'dev', link(op.dev))];
+    case 'qdisc.filters':
+      return [tcIn(op.ns, '-j', 'filter', 'show', 'dev', link(op.dev), ...(op.parent === 'ingress' ? ['ingress'] : ['parent', handle(op.parent)]))];
+    case 'qdisc.replaceRoot':
+      return [tcIn(op.ns, 'qdisc', 'replace', 'dev', link(op.dev), 'root', ...rootQdiscArgs(op.spec))];
+    case 'qdisc.deleteRoot':
+      return [tcIn(op.ns, 'qdisc', 'del', 'dev', link(op.dev), 'root')];
+    case 'qdisc.addClass':
+      return [
+        tcIn(op.ns, 'class', 'add', 'dev', link(op.dev), 'parent', `${HTB_MAJOR}:`, 'classid', classId(op.cls.minor),
+          'htb', 'rate', bits(op.cls.rateBits), 'ceil', bits(op.cls.ceilBits)),
+      ];
+    case 'qdisc.addFilter':
+      return [tcIn(op.ns, 'filter', 'add', 'dev', link(op.dev), 'parent', `${HTB_MAJOR}:`, ...u32Args(op.prio, op.filter))];
+    case 'qdisc.addIngress':
+      return [tcIn(op.ns, 'qdisc', 'add', 'dev', link(op.dev), 'handle', 'ffff:', 'ingress')];
+    case 'qdisc.deleteIngress':
+      return [tcIn(op.ns, 'qdisc', 'del', 'dev', link(op.dev), 'ingress')];
+    case 'qdisc.addRedirect':
+      // Match-all (`match u32 0 0`: this kernel has no matchall classifier), then steal the packet
+      // onto the ifb's egress, where its root qdisc shapes it; the ifb hands it back to the stack.
+      return [
+        tcIn(op.ns, 'filter', 'add', 'dev', link(op.dev), 'parent', 'ffff:', 'protocol', 'all', 'prio', '1',
+          'u32', 'match', 'u32', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', link(op.to)),
+      ];
     default:
       return unreachable(op);
   }
@@ -872,6 +1000,76 @@ export function parseNeighbors(stdout: string, link?: string): KernelNeighbor[] 
         flags: Object.keys(n).filter((k) => n[k] === null).sort(),
       },
     ];
+  });
+}
+
+const counters = (q: Json): QdiscCounters => ({
+  bytes: num(q.bytes) ?? 0,
+  packets: num(q.packets) ?? 0,
+  drops: num(q.drops) ?? 0,
+  overlimits: num(q.overlimits) ?? 0,
+  requeues: num(q.requeues) ?? 0,
+  backlog: num(q.backlog) ?? 0,
+  qlen: num(q.qlen) ?? 0,
+});
+
+/** `tc -s -j qdisc show dev X` (iproute2 6.1): rates in bytes/s, times in µs, counters beside. */
+export function parseQdiscs(stdout: string): KernelQdisc[] {
+  return (parseJsonArray(stdout) as Json[]).flatMap((q): KernelQdisc[] => {
+    const kind = str(q.kind);
+    const h = str(q.handle);
+    if (kind === null || h === null) return [];
+    const options = q.options !== null && typeof q.options === 'object' ? (q.options as Json) : {};
+    return [{ kind, handle: h, root: q.root === true, parent: str(q.parent), options, counters: counters(q) }];
+  });
+}
+
+const CLASS_HEAD = /^class (\S+) (\S+) (?:root|parent (\S+))(.*)$/;
+const CLASS_SENT = /^\s*Sent (\d+) bytes (\d+) pkt \(dropped (\d+), overlimits (\d+) requeues (\d+)\)/;
+const CLASS_BACKLOG = /^\s*backlog (\d+)b (\d+)p/;
+
+/**
+ * `tc -s class show dev X`, which iproute2 6.1 prints as text even with -j: a block per class,
+ * `class htb 1:10 root prio 0 rate 1Mbit ceil 2Mbit ...`, then `Sent N bytes M pkt (dropped D,
+ * overlimits O requeues R)` and `backlog Bb Pp requeues R`.
+ */
+export function parseClasses(stdout: string): KernelClass[] {
+  const out: Array<{ -readonly [K in keyof KernelClass]: KernelClass[K] }> = [];
+  for (const line of stdout.split('\n')) {
+    const head = CLASS_HEAD.exec(line);
+    if (head) {
+      const rest = head[4] ?? '';
+      out.push({
+        kind: head[1]!, id: head[2]!, parent: head[3] ?? null,
+        rate: / rate (\S+)/.exec(rest)?.[1] ?? null, ceil: / ceil (\S+)/.exec(rest)?.[1] ?? null,
+        counters: { bytes: 0, packets: 0, drops: 0, overlimits: 0, requeues: 0, backlog: 0, qlen: 0 },
+      });
+      continue;
+    }
+    const cur = out[out.length - 1];
+    if (!cur) continue;
+    const sent = CLASS_SENT.exec(line);
+    if (sent) cur.counters = { ...cur.counters, bytes: Number(sent[1]), packets: Number(sent[2]), drops: Number(sent[3]), overlimits: Number(sent[4]), requeues: Number(sent[5]) };
+    const backlog = CLASS_BACKLOG.exec(line);
+    if (backlog) cur.counters = { ...cur.counters, backlog: Number(backlog[1]), qlen: Number(backlog[2]) };
+  }
+  return out;
+}
+
+/**
+ * `tc -j filter show dev X parent P|ingress` (iproute2 6.1): the u32 hash-table heads come first
+ * (no `flowid`, no actions) and are left out. A u32 rule's `match` keys repeat in one object,
+ * which JSON.parse folds to the last: the matches are not read from here (netnsd keeps what it set).
+ */
+export function parseFilters(stdout: string): KernelFilter[] {
+  return (parseJsonArray(stdout) as Json[]).flatMap((f): KernelFilter[] => {
+    const o = f.options !== null && typeof f.options === 'object' ? (f.options as Json) : undefined;
+    if (!o) return [];
+    const actions = Array.isArray(o.actions) ? (o.actions as Json[]) : [];
+    const flowid = str(o.flowid) ?? str(o.classid);
+    const redirect = actions.find((a) => a.kind === 'mirred');
+    if (flowid === null && actions.length === 0) return [];
+    return [{ kind: str(f.kind) ?? '?', protocol: str(f.protocol) ?? 'all', pref: num(f.pref) ?? 0, flowid, redirectTo: redirect ? str(redirect.to_dev) : null }];
   });
 }
 

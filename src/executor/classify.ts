@@ -160,12 +160,48 @@ const NEIGH_RULES: ReadonlyArray<{ readonly match: RegExp; readonly code: (op: N
   { match: /^Error: IPv6 is disabled on this device\.$/m, code: () => 'NEIGHBOR_LINK_UNSUPPORTED', detail: (op) => `${neighOf(op)}: IPv6 is disabled on the link (net.ipv6.conf.LINK.disable_ipv6)` },
 ];
 
+type QdiscOp = Extract<Op, { kind: `qdisc.${string}` }>;
+
+const onLink = (op: QdiscOp): string => `link "${op.dev}" in namespace "${op.ns}"`;
+/** What each change step is, for details ("adding class 1:10 on ..."). */
+const stepOf = (op: QdiscOp): string => {
+  switch (op.kind) {
+    case 'qdisc.replaceRoot': return `setting the root qdisc (${op.spec.kind})`;
+    case 'qdisc.deleteRoot': return 'removing the root qdisc';
+    case 'qdisc.addClass': return `adding class 1:${op.cls.minor.toString(16)}`;
+    case 'qdisc.addFilter': return `adding filter ${op.prio}`;
+    case 'qdisc.addIngress': return 'adding the ingress qdisc';
+    case 'qdisc.deleteIngress': return 'removing the ingress qdisc';
+    case 'qdisc.addRedirect': return `redirecting ingress to "${op.to}"`;
+    default: return 'reading qdiscs';
+  }
+};
+
+/** Rules for tc ops (kernel 6.18, iproute2 6.1: test/fixtures/stderr/qdisc-*.txt). */
+const QDISC_RULES: ReadonlyArray<OpRule<QdiscOp>> = [
+  { match: /^Cannot find device "([^"]*)"$/m, code: () => 'LINK_NOT_FOUND', detail: (op, m) => `there is no link "${m[1]}" in namespace "${op.ns}"` },
+  { match: /^Error: Specified qdisc kind is unknown\.$/m, code: () => 'QDISC_UNSUPPORTED', detail: (op) => `${stepOf(op)} on ${onLink(op)}: this kernel does not have the qdisc kind` },
+  // `qdisc del root` of the kernel's default (handle 0:), `qdisc del ingress` where there is none.
+  {
+    match: /^Error: Cannot delete qdisc with handle of zero\.$|^Error: Cannot find specified qdisc on specified device\.$|^Error: Invalid handle\.$/m,
+    code: (op) => (op.kind === 'qdisc.deleteRoot' || op.kind === 'qdisc.deleteIngress' ? 'QDISC_NOT_FOUND' : undefined),
+    detail: (op) => `${onLink(op)} has no ${op.kind === 'qdisc.deleteIngress' ? 'ingress' : 'root'} qdisc but the kernel's default`,
+  },
+  // An ingress qdisc exists (`qdisc add ... ingress`), another htb 1: is in the way, a class of that id exists,
+  // the parent qdisc is missing (`class add`: ENOENT; `filter add`: "Parent Qdisc doesn't exists").
+  {
+    match: /^Error: Exclusivity flag on, cannot modify\.$|^Error: Change operation not supported by specified qdisc\.$|^Error: Invalid qdisc name: must match existing qdisc\.$|^RTNETLINK answers: File exists$|^RTNETLINK answers: No such file or directory$|^Error: Parent Qdisc doesn't exists\.$|^RTNETLINK answers: Invalid argument$|^Error: .*$/m,
+    code: (op) => (op.kind === 'qdisc.show' || op.kind === 'qdisc.classes' || op.kind === 'qdisc.filters' ? undefined : 'QDISC_REFUSED'),
+    detail: (op, m) => `${stepOf(op)} on ${onLink(op)}: the kernel refused it (${m[0].replace(/^Error: |^RTNETLINK answers: /, '').replace(/\.$/, '')})`,
+  },
+];
+
 /** Rules whose code may depend on the op (undefined: not this rule, try the next). */
 type OpRule<O extends Op> = { readonly match: RegExp; readonly code: (op: O) => ErrorCode | undefined; readonly detail: (op: O, m: RegExpExecArray) => string };
 
 /** The ops of one area (`link.`, `addr.`, ...) with the rules that read their failures. */
 const AREAS: ReadonlyArray<readonly [string, ReadonlyArray<OpRule<never>>]> = [
-  ['link.', LINK_RULES], ['addr.', ADDR_RULES], ['route.', ROUTE_RULES], ['rule.', RULE_RULES], ['neigh.', NEIGH_RULES],
+  ['link.', LINK_RULES], ['addr.', ADDR_RULES], ['route.', ROUTE_RULES], ['rule.', RULE_RULES], ['neigh.', NEIGH_RULES], ['qdisc.', QDISC_RULES],
 ];
 
 /**

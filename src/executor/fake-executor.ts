@@ -13,6 +13,7 @@ import { FakeAddressTable } from './fake-addresses.js';
 import { FakeNeighborTable } from './fake-neighbors.js';
 import { FakeRouteTable } from './fake-routes.js';
 import { FakeRuleTable } from './fake-rules.js';
+import { FakeQdiscTable } from './fake-qdiscs.js';
 import { type FakeLink, type FakeLinkSpace, FakeLinkTable } from './fake-links.js';
 import { HOST, type KernelNeighbor, type Op, type OpKind, type OpOf, type OpResults, type ResultOf } from './ops.js';
 
@@ -153,6 +154,8 @@ export class FakeKernel extends FakeExecutor {
   private readonly ruleTable = new FakeRuleTable<FakeLinkSpace>();
   /** The neighbour entries of every namespace (see fake-neighbors.ts). */
   private readonly neighTable = new FakeNeighborTable<FakeLinkSpace>();
+  /** The qdiscs of every link (see fake-qdiscs.ts), by namespace name and link name. */
+  private readonly qdiscTable = new FakeQdiscTable((ns, dev) => this.linkTable.find(this.space(ns), dev) !== undefined);
 
   constructor(options: FakeExecutorOptions = {}) {
     super(options);
@@ -205,6 +208,7 @@ export class FakeKernel extends FakeExecutor {
         this.ruleTable.removeSpace(this.get(op.ns));
         this.neighTable.removeSpace(this.get(op.ns));
         this.linkTable.removeSpace(this.get(op.ns));
+        this.qdiscTable.forget(op.ns);
         this.namespaces.delete(op.ns);
         this.syncNames();
         return undefined;
@@ -268,10 +272,12 @@ export class FakeKernel extends FakeExecutor {
         return undefined;
       case 'link.move':
         this.linkTable.move(this.space(op.ns), op.name, this.space(op.to), op.newName);
+        this.qdiscTable.forget(op.ns, op.name);
         this.syncNames();
         return undefined;
       case 'link.delete':
         this.linkTable.delete(this.space(op.ns), op.name);
+        this.qdiscTable.forget(op.ns, op.name);
         this.syncNames();
         return undefined;
       case 'addr.list':
@@ -314,6 +320,22 @@ export class FakeKernel extends FakeExecutor {
       }
       case 'neigh.delete':
         this.neighTable.delete(this.space(op.ns), this.linkTable.list(this.space(op.ns)), op.link, op.address);
+        return undefined;
+      case 'qdisc.show':
+        return { qdiscs: this.qdiscTable.show(op.ns, op.dev) };
+      case 'qdisc.classes':
+        return { classes: this.qdiscTable.classes(op.ns, op.dev) };
+      case 'qdisc.filters':
+        return { filters: this.qdiscTable.filters(op.ns, op.dev, op.parent) };
+      case 'qdisc.replaceRoot':
+      case 'qdisc.deleteRoot':
+      case 'qdisc.addClass':
+      case 'qdisc.addFilter':
+      case 'qdisc.addIngress':
+      case 'qdisc.deleteIngress':
+      case 'qdisc.addRedirect':
+        this.space(op.ns);
+        this.qdiscTable.change(op.ns, op);
         return undefined;
       default: {
         const never: never = op;

@@ -30,6 +30,11 @@
  * - link.stats: a netlink link dump with counters (src/netlink/stats.ts) through a socket made
  *   inside the namespace for that read and closed after it; without the addon, `ip -s -s -j`.
  * - neigh.list: one-shot `ip -j` spawns.
+ * - qdisc.*: one-shot `tc` spawns, one per step (a qdisc change is 1-10 steps of ~2-4 ms each,
+ *   measured with iproute2 6.1): each step keeps its own exit status and stderr, so a failure
+ *   names its step and the service can restore what was there before. (A `tc -batch` worker
+ *   would save the spawns; it would need stdin on Command and the `Command failed -:N` bookkeeping
+ *   the ip workers have, for a resource that is changed rarely.)
  *
  * Only this file and batch-worker.ts start processes (netns-workers.ts owns BatchWorkers).
  */
@@ -40,7 +45,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { AppError, isAppError } from '../errors/app-error.js';
-import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseNeighbors, parseRoutes, parseRules, parseLinkStats, parseNetnsList, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
+import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseNeighbors, parseRoutes, parseRules, parseLinkStats, parseNetnsList, parseQdiscs, parseClasses, parseFilters, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
 import { BatchWorker, type Logger, silentLogger, TOOL_ENV } from './batch-worker.js';
 import { classify, classifyNative, classifyNetlink, classifySpawnError } from './classify.js';
 import type { Executor, OpContext } from './executor.js';
@@ -294,6 +299,21 @@ export class Iproute2Executor implements Executor {
         return this.inNamespace(commands, op, argv);
       case 'neigh.add':
       case 'neigh.delete':
+        await this.oneShot(only(commands), op, argv);
+        return;
+      case 'qdisc.show':
+        return { qdiscs: parseQdiscs(await this.oneShot(only(commands), op, argv)) };
+      case 'qdisc.classes':
+        return { classes: parseClasses(await this.oneShot(only(commands), op, argv)) };
+      case 'qdisc.filters':
+        return { filters: parseFilters(await this.oneShot(only(commands), op, argv)) };
+      case 'qdisc.replaceRoot':
+      case 'qdisc.deleteRoot':
+      case 'qdisc.addClass':
+      case 'qdisc.addFilter':
+      case 'qdisc.addIngress':
+      case 'qdisc.deleteIngress':
+      case 'qdisc.addRedirect':
         await this.oneShot(only(commands), op, argv);
         return;
       default: {

@@ -88,7 +88,27 @@ export type Op =
   /** Add a permanent neighbour entry (NEIGHBOR_EXISTS when the link has any entry for the address); `replace` replaces it atomically (or adds it). */
   | { readonly kind: 'neigh.add'; readonly ns: string; readonly spec: NeighAddSpec; readonly replace?: boolean }
   /** Delete the neighbour entry of this key (link and address), whatever its state. */
-  | { readonly kind: 'neigh.delete'; readonly ns: string; readonly link: string; readonly address: string };
+  | { readonly kind: 'neigh.delete'; readonly ns: string; readonly link: string; readonly address: string }
+  /** The qdiscs of one link (root, ingress, the rest), with counters (LINK_NOT_FOUND when missing). */
+  | { readonly kind: 'qdisc.show'; readonly ns: string; readonly dev: string }
+  /** The classes of one link's qdiscs, with counters. */
+  | { readonly kind: 'qdisc.classes'; readonly ns: string; readonly dev: string }
+  /** The filters of one link under `parent` (`ingress` or a handle such as `1:`). */
+  | { readonly kind: 'qdisc.filters'; readonly ns: string; readonly dev: string; readonly parent: string }
+  /** Set the root qdisc (tc replace: atomic; htb roots get handle 1:, see argv.ts). */
+  | { readonly kind: 'qdisc.replaceRoot'; readonly ns: string; readonly dev: string; readonly spec: RootQdiscSpec }
+  /** Remove the root qdisc: the kernel attaches its default again. */
+  | { readonly kind: 'qdisc.deleteRoot'; readonly ns: string; readonly dev: string }
+  /** Add one htb class under the root htb (1:). */
+  | { readonly kind: 'qdisc.addClass'; readonly ns: string; readonly dev: string; readonly cls: HtbClassSpec }
+  /** Add one u32 filter on the root htb (1:) sending matching packets to a class; `prio` orders filters. */
+  | { readonly kind: 'qdisc.addFilter'; readonly ns: string; readonly dev: string; readonly prio: number; readonly filter: U32FilterSpec }
+  /** Add the ingress qdisc (handle ffff:). */
+  | { readonly kind: 'qdisc.addIngress'; readonly ns: string; readonly dev: string }
+  /** Remove the ingress qdisc and its filters. */
+  | { readonly kind: 'qdisc.deleteIngress'; readonly ns: string; readonly dev: string }
+  /** On the ingress qdisc: a u32 match-all filter redirecting every packet to the egress of `to` (an ifb). */
+  | { readonly kind: 'qdisc.addRedirect'; readonly ns: string; readonly dev: string; readonly to: string };
 
 export type OpKind = Op['kind'];
 
@@ -316,6 +336,116 @@ export interface KernelNeighbor {
   readonly flags: readonly string[];
 }
 
+/** Qdisc kinds netnsd can set as a root (whether this kernel has them is capabilities' answer). */
+export const QDISC_KINDS = ['tbf', 'htb', 'netem', 'fq_codel', 'sfq', 'fq', 'cake', 'pfifo', 'bfifo', 'prio'] as const;
+export type QdiscKind = (typeof QDISC_KINDS)[number];
+
+/** A tbf: rate in bits/s, sizes in bytes, times in microseconds, parsed and range-checked by the service. */
+export interface TbfSpec {
+  readonly kind: 'tbf';
+  /** Bits per second (tc's `bit`; the kernel keeps bytes per second). */
+  readonly rateBits: number;
+  readonly burstBytes: number;
+  readonly latencyUs: number;
+}
+
+/** One htb class: `1:minor`. */
+export interface HtbClassSpec {
+  readonly minor: number;
+  /** Bits per second. */
+  readonly rateBits: number;
+  readonly ceilBits: number;
+}
+
+/** A u32 filter of an htb tree. Addresses are canonical CIDRs; ports need `protocol`. */
+export interface U32FilterSpec {
+  /** The class minor (`1:minor`). */
+  readonly classMinor: number;
+  readonly family: 4 | 6;
+  readonly source?: string;
+  readonly destination?: string;
+  readonly protocol?: 'tcp' | 'udp';
+  readonly sport?: number;
+  readonly dport?: number;
+}
+
+/** The root htb qdisc (classes and filters are ops of their own). */
+export interface HtbRootSpec {
+  readonly kind: 'htb';
+  /** The minor of the default class. */
+  readonly defaultMinor: number;
+}
+
+/** A netem: delays in microseconds, percentages 0-100, rate in bits/s. */
+export interface NetemSpec {
+  readonly kind: 'netem';
+  readonly delayUs?: number;
+  readonly jitterUs?: number;
+  readonly lossPct?: number;
+  readonly duplicatePct?: number;
+  readonly reorderPct?: number;
+  readonly corruptPct?: number;
+  /** Bits per second. */
+  readonly rateBits?: number;
+}
+
+/** A qdisc without parameters, set with the kernel's defaults. */
+export interface PlainQdiscSpec {
+  readonly kind: Exclude<QdiscKind, 'tbf' | 'htb' | 'netem'>;
+}
+
+export type RootQdiscSpec = TbfSpec | HtbRootSpec | NetemSpec | PlainQdiscSpec;
+
+/** Counters of a qdisc or class (`tc -s`). */
+export interface QdiscCounters {
+  readonly bytes: number;
+  readonly packets: number;
+  readonly drops: number;
+  readonly overlimits: number;
+  readonly requeues: number;
+  /** Bytes queued now. */
+  readonly backlog: number;
+  /** Packets queued now. */
+  readonly qlen: number;
+}
+
+/** A qdisc as `tc -s -j qdisc show dev X` describes it (iproute2 6.1). */
+export interface KernelQdisc {
+  readonly kind: string;
+  /** `1:`, `800b:`, `0:` for the kernel's default, `ffff:` for ingress. */
+  readonly handle: string;
+  readonly root: boolean;
+  /** The parent handle (`ffff:fff1` for ingress), null for the root. */
+  readonly parent: string | null;
+  /** The qdisc's options as tc prints them (rates in bytes/s, times in µs). */
+  readonly options: Readonly<Record<string, unknown>>;
+  readonly counters: QdiscCounters;
+}
+
+/** A class as `tc -s class show dev X` prints it (6.1 prints text even with -j). */
+export interface KernelClass {
+  readonly kind: string;
+  /** `1:10`. */
+  readonly id: string;
+  /** The parent class, null under the qdisc itself. */
+  readonly parent: string | null;
+  /** As tc prints them (`1Mbit`), null when it prints none. */
+  readonly rate: string | null;
+  readonly ceil: string | null;
+  readonly counters: QdiscCounters;
+}
+
+/** A filter as `tc -j filter show` describes it: only the entries that are rules (not the hash-table heads). */
+export interface KernelFilter {
+  readonly kind: string;
+  readonly protocol: string;
+  readonly pref: number;
+  /** The class it sends to (`1:10`), or null. */
+  readonly flowid: string | null;
+  /** `mirred` redirect target device, or null. */
+  readonly redirectTo: string | null;
+}
+
 /** An address as `ip -j address show` describes it (iproute2 6.1). */
 export interface KernelAddress {
   readonly ifindex: number;
@@ -506,6 +636,16 @@ export interface OpResults {
   'neigh.list': { readonly neighbors: readonly KernelNeighbor[] };
   'neigh.add': void;
   'neigh.delete': void;
+  'qdisc.show': { readonly qdiscs: readonly KernelQdisc[] };
+  'qdisc.classes': { readonly classes: readonly KernelClass[] };
+  'qdisc.filters': { readonly filters: readonly KernelFilter[] };
+  'qdisc.replaceRoot': void;
+  'qdisc.deleteRoot': void;
+  'qdisc.addClass': void;
+  'qdisc.addFilter': void;
+  'qdisc.addIngress': void;
+  'qdisc.deleteIngress': void;
+  'qdisc.addRedirect': void;
 }
 
 export type ResultOf<O extends Op> = OpResults[O['kind']];
@@ -532,6 +672,9 @@ export function isReadOp(op: Op): boolean {
     op.kind === 'route.list' ||
     op.kind === 'rule.list' ||
     op.kind === 'neigh.list' ||
+    op.kind === 'qdisc.show' ||
+    op.kind === 'qdisc.classes' ||
+    op.kind === 'qdisc.filters' ||
     op.kind === 'sysctl.read'
   );
 }

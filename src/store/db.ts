@@ -74,6 +74,19 @@ const MIGRATIONS: readonly string[] = [
      body TEXT NOT NULL,
      PRIMARY KEY (kind, key)
    );`,
+  // Traffic shaping netnsd set: the spec as the client gave it (the kernel cannot give all of it
+  // back: u32 matches are folded in tc's JSON), by link identity and direction. `root_kind` is
+  // the kind of the qdisc netnsd put at the root, so one changed by hand is told apart.
+  `CREATE TABLE qdiscs (
+     ns_key     TEXT NOT NULL,
+     ifindex    INTEGER NOT NULL,
+     direction  TEXT NOT NULL,
+     root_kind  TEXT NOT NULL,
+     spec       TEXT NOT NULL,
+     ifb        TEXT,
+     set_at     TEXT NOT NULL,
+     PRIMARY KEY (ns_key, ifindex, direction)
+   );`,
 ];
 
 /** Opens (creating when missing) `netnsd.db` in dataDir, or an in-memory store for `:memory:`. */
