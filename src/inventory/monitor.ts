@@ -578,12 +578,14 @@ export class Monitor implements LinkRefs {
     if (out.length > 0) this.o.bus.publish(out);
   }
 
-  /** netnsd's change in `ns` ended: its links' records may differ now (managed, labels). */
+  /** netnsd's change in `ns` ended: the records it wrote may make its links' views differ (managed, labels). */
   private released(ns: string): void {
     const stack = this.stacks.get(ns);
     if (!stack) return this.pump();
+    const touched = this.o.links.touchedLinks({ name: ns, id: stack.id });
+    if (touched.size === 0) return this.pump();
     this.enqueue(ns, () =>
-      stack.links().flatMap((l) => {
+      [...touched].flatMap((index) => stack.link(index) ?? []).flatMap((l) => {
         const before = this.linkViews.get(ns)?.get(l.index);
         const now = this.linkView(ns, l);
         if (!before) return [];

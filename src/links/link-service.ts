@@ -487,6 +487,11 @@ export class LinkService {
    * The view of a link the inventory holds (its record read now; peer and parent resolved by
    * the caller from the inventory), for events.
    */
+  /** The ifindexes of the namespace whose records changed since the last call (see LinkRecords.takeTouched). */
+  touchedLinks(entry: NetnsEntry): ReadonlySet<number> {
+    return this.records.takeTouched(this.keyOf(entry));
+  }
+
   inventoryView(entry: NetnsEntry, l: KernelLink, peer: Link['peer'], parent: Link['parent']): Link {
     return this.toView(entry, l, this.recordOf(entry, l), peer, parent);
   }

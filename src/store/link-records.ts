@@ -48,6 +48,7 @@ export class LinkRecords {
   private readonly delStmt;
   private readonly keysStmt;
   private readonly delNsStmt;
+  private readonly touched = new Map<string, Set<number>>();
 
   constructor(private readonly db: Db) {
     this.getStmt = db.prepare<[string, number], Row>('SELECT * FROM links WHERE ns_key = ? AND ifindex = ?');
@@ -75,10 +76,29 @@ export class LinkRecords {
 
   put(rec: LinkRecord): void {
     this.putStmt.run({ ...rec, managed: rec.managed ? 1 : 0, labels: JSON.stringify(rec.labels) });
+    this.touch(rec.nsKey, rec.ifindex);
   }
 
   delete(nsKey: string, ifindex: number): void {
     this.delStmt.run(nsKey, ifindex);
+    this.touch(nsKey, ifindex);
+  }
+
+  /**
+   * The ifindexes of a namespace whose records were written or deleted since the last call, and
+   * forgets them: the monitor re-views only those links when a change ends (re-viewing every link
+   * of a hub after each of N changes was N²).
+   */
+  takeTouched(nsKey: string): ReadonlySet<number> {
+    const t = this.touched.get(nsKey);
+    this.touched.delete(nsKey);
+    return t ?? new Set();
+  }
+
+  private touch(nsKey: string, ifindex: number): void {
+    let t = this.touched.get(nsKey);
+    if (!t) this.touched.set(nsKey, (t = new Set()));
+    t.add(ifindex);
   }
 
   /** Moves a record (a link that changed namespace, and maybe ifindex), in one transaction. */
@@ -98,7 +118,10 @@ export class LinkRecords {
   /** Drops every record of namespaces whose key is not in `live` (namespaces that are gone). */
   pruneNamespaces(live: ReadonlySet<string>): string[] {
     const gone = this.keysStmt.all().map((r) => r.ns_key).filter((k) => !live.has(k));
-    for (const k of gone) this.delNsStmt.run(k);
+    for (const k of gone) {
+      this.delNsStmt.run(k);
+      this.touched.delete(k);
+    }
     return gone;
   }
 }
