@@ -210,6 +210,9 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     if (kernelMonitor) {
       await kernelMonitor.start();
       monitor = kernelMonitor;
+      // Netlink changes look their links up in the inventory (caught up first: the kernel
+      // announces a change before it acks it), not with one RTM_GETLINK per name.
+      if (backend instanceof Iproute2Executor) backend.useLinkIndexes((ns, name) => kernelMonitor.linkIndex(ns, name));
       links.useInventory(kernelMonitor);
     }
     await namespaceWatcher.start();

@@ -77,7 +77,17 @@ export interface Iproute2ExecutorOptions {
   /** netns.killPids gives up (INTERNAL) when processes are still inside after this. Default 2 s. */
   readonly killWaitMs?: number;
   readonly log?: Logger;
+  /**
+   * Where a netlink change may look a link's ifindex up instead of asking the kernel (one
+   * RTM_GETLINK per name): the ifindex of `name` in `ns` as a kept, caught-up inventory knows it,
+   * or undefined (then the kernel is asked). Set later with useLinkIndexes when the inventory is
+   * made after the executor.
+   */
+  readonly linkIndex?: LinkIndexLookup;
 }
+
+/** The ifindex of a link by namespace and name, when known without asking the kernel. */
+export type LinkIndexLookup = (ns: string, name: string) => number | undefined;
 
 /** native/netns.c. Paths are /run/netns/NAME, or /proc/self/ns/net for our own namespace. */
 interface NetnsAddon {
@@ -125,8 +135,11 @@ export class Iproute2Executor implements Executor {
   /** A /proc scan scheduled but not yet begun, for callers to share (see procScan). */
   private pendingScan: Promise<Map<string, number[]>> | undefined;
 
+  private linkIndexLookup: LinkIndexLookup | undefined;
+
   constructor(options: Iproute2ExecutorOptions = {}) {
     this.log = options.log ?? silentLogger;
+    this.linkIndexLookup = options.linkIndex;
     this.opTimeoutMs = options.opTimeoutMs ?? 30_000;
     this.killWaitMs = options.killWaitMs ?? 2_000;
     this.native = loadNative(options.native ?? 'auto', this.log);
@@ -399,6 +412,11 @@ export class Iproute2Executor implements Executor {
     }
   }
 
+  /** See Iproute2ExecutorOptions.linkIndex. */
+  useLinkIndexes(lookup: LinkIndexLookup | undefined): void {
+    this.linkIndexLookup = lookup;
+  }
+
   /**
    * A change over rtnetlink instead of a batch line: the ifindex of every link the op names (one
    * RTM_GETLINK by name each, as ip looks them up), then the request that ip would send
@@ -411,7 +429,8 @@ export class Iproute2Executor implements Executor {
     let nl: NetlinkNamespace | undefined;
     try {
       nl = new NetlinkNamespace(namespacePath(op.ns), { addon: this.netlinkChanges! });
-      nl.change(op);
+      const lookup = this.linkIndexLookup;
+      nl.change(op, lookup && ((name) => lookup(op.ns, name)));
     } catch (e) {
       throw isAppError(e) ? e : classifyNetlink(e, op);
     } finally {

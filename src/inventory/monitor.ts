@@ -138,6 +138,12 @@ export class Monitor implements LinkRefs {
     return this.fd !== undefined && this.stacks.has(ns);
   }
 
+  /** The ifindex of a link of a watched namespace as the caught-up inventory knows it (undefined: not known here). */
+  linkIndex(ns: string, name: string): number | undefined {
+    if (!this.serves(ns)) return undefined;
+    return this.stack(ns)?.linkNamed(name)?.index;
+  }
+
   /** The inventory of a namespace, caught up with every event the kernel has sent so far. */
   stack(ns: string): NamespaceStack | undefined {
     this.catchUp();

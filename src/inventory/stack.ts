@@ -95,6 +95,12 @@ export class NamespaceStack {
     return this.maps.link.get(String(index))?.obj;
   }
 
+  /** The link of this name (no sorting, no copy). */
+  linkNamed(name: string): KernelLink | undefined {
+    for (const s of this.maps.link.values()) if (s.obj.name === name) return s.obj;
+    return undefined;
+  }
+
   /** Addresses grouped by link in ifindex order, each link's in the kernel's order; lifetimes as of now. */
   addresses(): KernelAddress[] {
     const now = this.now();

@@ -143,15 +143,16 @@ export class NetlinkNamespace {
   }
 
   /**
-   * Carries out a change op (src/netlink/changes.ts) as ip would: looks up each link it names,
+   * Carries out a change op (src/netlink/changes.ts) as ip would: looks up each link it names
+   * (in `known` first: an inventory kept from the kernel's announcements),
    * opens each other namespace it names (closed again before this returns: an fd kept would keep
    * that namespace alive), sends the request. Throws the kernel's refusal as a NetlinkError, a
    * link that is not there as a MissingLinkError, a namespace that cannot be opened as a
    * MissingNamespaceError.
    */
-  change(op: NetlinkChangeOp): void {
+  change(op: NetlinkChangeOp, known?: (name: string) => number | undefined): void {
     const indexes = new Map<string, number>();
-    for (const name of linkNamesOf(op)) if (!indexes.has(name)) indexes.set(name, this.linkIndex(name));
+    for (const name of linkNamesOf(op)) if (!indexes.has(name)) indexes.set(name, known?.(name) ?? this.linkIndex(name));
     const fds = new Map<string, number>();
     try {
       for (const ns of namespacesOf(op)) {
