@@ -292,6 +292,30 @@ describe('namespace events', () => {
   });
 });
 
+describe('namespace events from named rescans', () => {
+  it('look only at the names a directory change names: an addition, a removal, a name made again', async () => {
+    const { buildTestApp } = await import('../helpers/test-app.js');
+    const t = await buildTestApp();
+    t.kernel.addNamespace('one');
+    t.kernel.addNamespace('two');
+    const before = t.services.events.log.lastSeq;
+    await t.services.namespaceWatcher.rescan(['one']);
+    // 'two' exists too, but no change named it: it waits for its own (or a full) rescan.
+    expect(t.services.events.log.read(before, Number.MAX_SAFE_INTEGER, 10).map((e) => `${e.type} ${e.namespace}`)).toEqual(['namespace.added one']);
+    await t.kernel.run({ kind: 'netns.delete', ns: 'one' });
+    await t.services.namespaceWatcher.rescan(['one', 'nothing-here']);
+    t.kernel.addNamespace('one');
+    await t.services.namespaceWatcher.rescan(['one']);
+    await t.services.namespaceWatcher.rescan();
+    expect(t.services.events.log.read(before, Number.MAX_SAFE_INTEGER, 10).map((e) => `${e.type} ${e.namespace}`)).toEqual([
+      'namespace.added one',
+      'namespace.removed one',
+      'namespace.added one',
+      'namespace.added two',
+    ]);
+  });
+});
+
 describe('lists and the event log', () => {
   it('gives every list the seq it reflects, in the body and the X-Netnsd-Seq header', async () => {
     const { buildTestApp } = await import('../helpers/test-app.js');

@@ -13,6 +13,18 @@ describe('LinkRecords', () => {
     expect(r.get('ns2', 5, 'veth')).toBeUndefined();
   });
 
+  it('tells which links of a namespace had their records written since it was last asked, once', () => {
+    const r = new LinkRecords(openDb(':memory:'));
+    r.put(rec('ns1', 5));
+    r.put(rec('ns1', 7));
+    r.put(rec('ns2', 5));
+    r.delete('ns1', 7);
+    expect([...r.takeTouched('ns1')].sort()).toEqual([5, 7]);
+    expect([...r.takeTouched('ns1')]).toEqual([]);
+    r.move({ nsKey: 'ns2', ifindex: 5 }, { nsKey: 'ns3', ifindex: 9 }, 'veth');
+    expect([...r.takeTouched('ns3')]).toEqual([9]);
+  });
+
   it('moves a record to another namespace and ifindex in one step', () => {
     const r = new LinkRecords(openDb(':memory:'));
     r.put(rec('ns1', 5, 'tap', { a: '1' }));
