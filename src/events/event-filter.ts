@@ -18,6 +18,7 @@ export const EVENT_TYPES = [
   'route.added', 'route.changed', 'route.removed',
   'rule.added', 'rule.removed',
   'neighbor.added', 'neighbor.changed', 'neighbor.removed',
+  'firewall.changed',
   'resync',
   'traffic', 'traffic.alert',
 ] as const;

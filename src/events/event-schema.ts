@@ -64,6 +64,8 @@ export const EventSchema = Type.Object(
     namespaces: Type.Optional(Type.Array(Type.String(), { description: 'resync: the namespaces that were re-read.' })),
     differences: Type.Optional(Type.Array(Type.Unknown(), { description: 'resync: what differed from what netnsd knew, as events without seq.' })),
     reason: Type.Optional(Type.String({ description: 'resync: why netnsd re-read (start, monitor restart, overflow).' })),
+    change: Type.Optional(Type.String({ description: '`firewall.changed`: rule.added, rule.removed, nat.added, nat.removed, policy or ruleset (a PUT of the whole ruleset).' })),
+    id: Type.Optional(Type.String({ description: '`firewall.changed`: the managed rule added or removed.' })),
   },
   { $id: 'Event', description: 'One sequenced change.' },
 );

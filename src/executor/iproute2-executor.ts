@@ -30,6 +30,9 @@
  * - link.stats: a netlink link dump with counters (src/netlink/stats.ts) through a socket made
  *   inside the namespace for that read and closed after it; without the addon, `ip -s -s -j`.
  * - neigh.list: one-shot `ip -j` spawns.
+ * - nft.list / nft.apply: one-shot `nft -j` spawns (under `ip netns exec NS`: nft 1.0.6 has no
+ *   `-n`); a transaction's document goes on stdin, so a change is one nft process and one kernel
+ *   transaction.
  *
  * Only this file and batch-worker.ts start processes (netns-workers.ts owns BatchWorkers).
  */
@@ -40,7 +43,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { AppError, isAppError } from '../errors/app-error.js';
-import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseNeighbors, parseRoutes, parseRules, parseLinkStats, parseNetnsList, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
+import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseNeighbors, parseRoutes, parseRules, parseLinkStats, parseNetnsList, parseNftRuleset, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
 import { BatchWorker, type Logger, silentLogger, TOOL_ENV } from './batch-worker.js';
 import { classify, classifyNative, classifyNetlink, classifySpawnError } from './classify.js';
 import type { Executor, OpContext } from './executor.js';
@@ -296,6 +299,12 @@ export class Iproute2Executor implements Executor {
       case 'neigh.delete':
         await this.oneShot(only(commands), op, argv);
         return;
+      case 'nft.list':
+        return { ruleset: parseNftRuleset(await this.oneShot(only(commands), op, argv)) };
+      case 'nft.apply':
+        // One process per transaction: nft reads the whole document, then commits or aborts it.
+        await this.oneShot(only(commands), op, argv);
+        return;
       default: {
         const never: never = op;
         throw new AppError('INTERNAL', 'unknown op', { cause: never });
@@ -548,7 +557,7 @@ export class Iproute2Executor implements Executor {
     const child = execa(file, args, {
       env: TOOL_ENV,
       extendEnv: false,
-      stdin: 'ignore',
+      ...(cmd.stdin === undefined ? { stdin: 'ignore' as const } : { input: cmd.stdin }),
       reject: false,
       timeout: this.opTimeoutMs,
       killSignal: 'SIGKILL',

@@ -79,9 +79,24 @@ export type Op =
   /** Add a permanent neighbour entry (NEIGHBOR_EXISTS when the link has any entry for the address); `replace` replaces it atomically (or adds it). */
   | { readonly kind: 'neigh.add'; readonly ns: string; readonly spec: NeighAddSpec; readonly replace?: boolean }
   /** Delete the neighbour entry of this key (link and address), whatever its state. */
-  | { readonly kind: 'neigh.delete'; readonly ns: string; readonly link: string; readonly address: string };
+  | { readonly kind: 'neigh.delete'; readonly ns: string; readonly link: string; readonly address: string }
+  /** The namespace's whole nftables ruleset, every table of every family (`nft -j list ruleset`). */
+  | { readonly kind: 'nft.list'; readonly ns: string }
+  /**
+   * One nftables transaction (`nft -j -f -`, the document on stdin): every command of `commands`
+   * takes effect, or none does. `check: true` only asks the kernel (`nft -c`) and changes nothing.
+   */
+  | { readonly kind: 'nft.apply'; readonly ns: string; readonly commands: readonly NftCommand[]; readonly check?: boolean };
 
 export type OpKind = Op['kind'];
+
+/**
+ * One element of an nftables JSON document (libnftables-json(5), nftables 1.0.6): a command
+ * (`{ "add": { "rule": {...} } }`, `{ "flush": { "ruleset": null } }`) or a bare object, which
+ * nft reads as `add`. Built by the firewall service or given by an expert client (checked by the
+ * schema for its shape; nft checks the rest).
+ */
+export type NftCommand = Readonly<Record<string, unknown>>;
 
 export const ADDRESS_SCOPES = ['global', 'link', 'host', 'site'] as const;
 export type AddressScope = (typeof ADDRESS_SCOPES)[number];
@@ -497,6 +512,9 @@ export interface OpResults {
   'neigh.list': { readonly neighbors: readonly KernelNeighbor[] };
   'neigh.add': void;
   'neigh.delete': void;
+  /** The `nftables` array of `nft -j list ruleset` (metainfo first). */
+  'nft.list': { readonly ruleset: readonly NftCommand[] };
+  'nft.apply': void;
 }
 
 export type ResultOf<O extends Op> = OpResults[O['kind']];
@@ -523,6 +541,7 @@ export function isReadOp(op: Op): boolean {
     op.kind === 'route.list' ||
     op.kind === 'rule.list' ||
     op.kind === 'neigh.list' ||
+    op.kind === 'nft.list' ||
     op.kind === 'sysctl.read'
   );
 }
