@@ -186,31 +186,35 @@ export interface NftError {
   readonly message: string;
   /** The index (0-based) in the `nftables` array of the command it is about, when nft says. */
   readonly command?: number;
+  /** The index in that rule's `expr` array, when nft says. */
+  readonly expr?: number;
   /** Where in the input, when nft gives a real place (not for most JSON errors). */
   readonly line?: number;
   readonly column?: number;
 }
 
 const NFT_ERROR_LINE = /^(.*?):(\d+):(\d+)-(\d+): Error: (.*)$/;
-const NFT_COMMAND_INDEX = /^Parsing command array at index (\d+) failed\.$/;
+const NFT_PARSING = /^Parsing (command|expr) array at index (\d+) failed\.$/;
 
 /**
- * nft's stderr as a list of errors (nftables 1.0.6). `Parsing command array at index N failed.`
- * follows the line that says what was wrong with command N: it is folded into that error as
- * `command`. Other lines (a caret line under native syntax, blank lines) are dropped; a stderr
- * without any `Error:` line gives one error of its first line.
+ * nft's stderr as a list of errors (nftables 1.0.6). After the line that says what is wrong,
+ * nft's JSON parser names where, from the inside out: `Parsing expr array at index N failed.`,
+ * then `Parsing command array at index M failed.`. Those are folded into the errors before them
+ * as `expr` and `command`. Other lines (a caret line under native syntax, blank lines) are
+ * dropped; a stderr without any `Error:` line gives one error of its first line.
  */
 export function parseNftErrors(stderr: string): NftError[] {
-  const out: NftError[] = [];
+  const out: Array<{ -readonly [K in keyof NftError]: NftError[K] }> = [];
   for (const line of stderr.split('\n')) {
     const m = NFT_ERROR_LINE.exec(line.trim());
     if (!m) continue;
     const [, where, row, col, , message] = m as unknown as [string, string, string, string, string, string];
-    const index = NFT_COMMAND_INDEX.exec(message);
-    const last = out[out.length - 1];
-    if (index) {
-      if (last && last.command === undefined) out[out.length - 1] = { ...last, command: Number(index[1]) };
-      else out.push({ message, command: Number(index[1]) });
+    const parsing = NFT_PARSING.exec(message);
+    if (parsing) {
+      const key = parsing[1] as 'command' | 'expr';
+      const open = out.filter((e) => e[key] === undefined && e.command === undefined);
+      if (open.length === 0) out.push({ message, [key]: Number(parsing[2]) });
+      for (const e of open) e[key] = Number(parsing[2]);
       continue;
     }
     const placed = where !== 'internal' && Number(row) > 0;

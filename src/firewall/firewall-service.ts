@@ -10,6 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { AppError, invalidFields, isAppError } from '../errors/app-error.js';
+import type { NftError } from '../executor/classify.js';
 import type { Executor, OpContext } from '../executor/executor.js';
 import { HOST, type NftCommand } from '../executor/ops.js';
 import { type Family, formatPrefix, networkOf, parseIp, parsePrefix } from '../ip-address.js';
@@ -196,8 +197,8 @@ export class FirewallService {
   async replace(ns: string, body: NftRuleset, ctx: OpContext): Promise<Firewall> {
     await this.entry(ns);
     this.guardHost(ns);
-    // Only elements that describe or change a ruleset: `list` and friends have no key in the schema.
-    const commands: NftCommand[] = [{ flush: { ruleset: null } }, ...body.nftables.filter((c) => !('metainfo' in c))];
+    // The body as it is (a listed ruleset's metainfo is taken by nft), so element N is command N + 1.
+    const commands: NftCommand[] = [{ flush: { ruleset: null } }, ...body.nftables];
     return this.locked(ns, async () => {
       await this.apply(ns, commands, ctx, true);
       await this.apply(ns, commands, { ...ctx, continues: true }, true, false);
@@ -277,10 +278,16 @@ export class FirewallService {
     try {
       await this.ex.run({ kind: 'nft.apply', ns, commands, ...(check ? { check: true } : {}) }, ctx);
     } catch (e) {
-      if (!expert && isAppError(e) && e.code === 'FIREWALL_RULESET_INVALID') {
-        throw new AppError('FIREWALL_CHANGE_REFUSED', `nft refused the change in namespace '${ns}'; nothing was changed`, { cause: e, ...(e.meta ? { meta: e.meta } : {}) });
-      }
-      throw e;
+      if (!isAppError(e) || e.code !== 'FIREWALL_RULESET_INVALID') throw e;
+      // nft's complaints as problem `errors`: the field is the command nft names, in the body of
+      // an expert PUT (whose element N is command N + 1, after our `flush ruleset`).
+      const errors = ((e.meta?.errors ?? []) as NftError[]).map((x) => {
+        const { command, ...rest } = x;
+        const index = command === undefined ? undefined : command - 1;
+        return { field: expert && index !== undefined && index >= 0 ? `body.nftables[${index}]` : 'body', ...rest, ...(expert && index !== undefined && index >= 0 ? { command: index } : {}) };
+      });
+      if (!expert) throw new AppError('FIREWALL_CHANGE_REFUSED', `nft refused the change in namespace '${ns}'; nothing was changed`, { cause: e, meta: { errors } });
+      throw new AppError('FIREWALL_RULESET_INVALID', `nft refused the ruleset; nothing was changed: ${errors.map((x) => x.message).join('; ')}`, { cause: e, meta: { errors } });
     }
   }
 
