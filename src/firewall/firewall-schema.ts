@@ -167,7 +167,8 @@ const NFT_KEYS = [
 export const NftRulesetSchema = Type.Object(
   {
     nftables: Type.Array(
-      Type.Record(Type.Union(NFT_KEYS.map((k) => Type.Literal(k))), Type.Unknown(), {
+      // A pattern, not a union of literals: TypeBox makes a literal-keyed record require every key.
+      Type.Record(Type.String({ pattern: `^(${NFT_KEYS.join('|')})$` }), Type.Unknown(), {
         minProperties: 1,
         maxProperties: 1,
         description: 'One object (`{"table":{...}}`, read as add) or one command (`{"add":{"rule":{...}}}`), as libnftables-json(5) says.',

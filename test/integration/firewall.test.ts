@@ -92,7 +92,7 @@ describe('firewall against the real kernel', () => {
     expect(listed.counters.bytes).toBeGreaterThan(0);
     expect(fw.ruleset.nftables.some((o: Record<string, unknown>) => 'table' in o)).toBe(true);
     const counters = await r.services.firewall.ruleCounters(b);
-    expect(counters.find((c) => c.id === rule.id)).toMatchObject({ family: 'inet', table: 'netnsd', chain: 'input', verdict: 'drop', text: 'meta l4proto icmp ip saddr 198.51.100.1 drop' });
+    expect(counters.find((c) => c.id === rule.id)).toMatchObject({ family: 'inet', table: 'netnsd', chain: 'input', verdict: 'drop', text: 'ip saddr 198.51.100.1 meta l4proto icmp drop' });
 
     expect((await api('DELETE', `/v1/namespaces/${b}/firewall/rules/${rule.id}`)).status).toBe(204);
     expect(ping(a, '198.51.100.2')).toBe(true);
