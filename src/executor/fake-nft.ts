@@ -95,7 +95,8 @@ export class FakeNftTable<Space> {
     const [key, value] = Object.entries(cmd)[0] ?? [];
     if (key === 'metainfo') return;
     const verb = key !== undefined && COMMANDS.has(key) ? key : 'add';
-    const body = (verb === key ? value : cmd) as Obj | null;
+    const bare = verb !== key;
+    const body = (bare ? cmd : value) as Obj | null;
     const [what, spec] = Object.entries(body ?? {})[0] ?? [];
     if (what === undefined) throw refused(`Unknown object passed to ${verb} command.`, index);
     if (what === 'ruleset' && verb === 'flush') {
@@ -155,7 +156,8 @@ export class FakeNftTable<Space> {
         const expr = (s.expr as Obj[]).map((e) => ('counter' in e ? { counter: { packets: 0, bytes: 0, ...(e.counter as Obj | null) } } : clone(e)));
         const { handle: at, index: _i, ...rest } = s;
         const rule: Obj = { ...rest, expr, handle: t.nextHandle++ };
-        if (typeof at === 'number') {
+        // A listed rule sent back (a bare object) carries its old handle, which places nothing.
+        if (typeof at === 'number' && !bare) {
           const i = c.rules.findIndex((r) => r.handle === at);
           if (i < 0) throw refused('Could not process rule: No such file or directory');
           c.rules.splice(verb === 'insert' ? i : i + 1, 0, rule);
