@@ -169,6 +169,7 @@ export const NftRulesetSchema = Type.Object(
     nftables: Type.Array(
       // A pattern, not a union of literals: TypeBox makes a literal-keyed record require every key.
       Type.Record(Type.String({ pattern: `^(${NFT_KEYS.join('|')})$` }), Type.Unknown(), {
+        additionalProperties: false,
         minProperties: 1,
         maxProperties: 1,
         description: 'One object (`{"table":{...}}`, read as add) or one command (`{"add":{"rule":{...}}}`), as libnftables-json(5) says.',
