@@ -29,6 +29,8 @@ import { routeApi } from './routes/route-api.js';
 import { RuleService } from './rules/rule-service.js';
 import { ruleApi } from './rules/rule-api.js';
 import { NeighborService } from './neighbors/neighbor-service.js';
+import { FirewallService } from './firewall/firewall-service.js';
+import { firewallApi } from './firewall/firewall-api.js';
 import { neighborApi } from './neighbors/neighbor-api.js';
 import { QdiscService } from './qdisc/qdisc-service.js';
 import { qdiscApi } from './qdisc/qdisc-api.js';
@@ -78,6 +80,7 @@ export interface Services {
   readonly rules: RuleService;
   readonly neighbors: NeighborService;
   readonly qdiscs: QdiscService;
+  readonly firewall: FirewallService;
   readonly sysctls: SysctlService;
   readonly audit: AuditLog;
   readonly idempotency: IdempotencyStore;
@@ -152,6 +155,18 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   const routes = new RouteService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const rules = new RuleService({ executor, dir, hostAllowChanges: config.host.allowChanges });
   const neighbors = new NeighborService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
+  const firewall = new FirewallService({
+    executor,
+    dir,
+    hostAllowChanges: config.host.allowChanges,
+    available: () => {
+      const c = capabilities.get();
+      if (c.nftables) return { ok: true };
+      return { ok: false, reason: c.tools.nft === null ? 'nft is not installed' : 'the nftables probe failed (GET /v1/capabilities)' };
+    },
+    // `events` is made below; a change can only happen once the services are built.
+    changed: (ns, change, id) => void events.publish([{ type: 'firewall.changed', namespace: ns, change, ...(id === undefined ? {} : { id }) }]),
+  });
   const audit = new AuditLog(db, config.audit.retentionCount);
   const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
   const events = new EventBus({
@@ -243,6 +258,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     rules,
     neighbors,
     qdiscs,
+    firewall,
     sysctls,
     audit,
     idempotency,
@@ -352,6 +368,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(ruleApi(s.rules));
   await app.register(neighborApi(s.neighbors));
   await app.register(qdiscApi(s.qdiscs));
+  await app.register(firewallApi(s.firewall));
   await app.register(
     eventApi({
       bus: s.events,

@@ -19,6 +19,7 @@ export const EVENT_TYPES = [
   'rule.added', 'rule.removed',
   'neighbor.added', 'neighbor.changed', 'neighbor.removed',
   'qdisc.changed',
+  'firewall.changed',
   'resync',
   'traffic', 'traffic.alert',
 ] as const;

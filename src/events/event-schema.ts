@@ -67,6 +67,8 @@ export const EventSchema = Type.Object(
     link: Type.Optional(Type.String({ description: '`qdisc.changed`: the link whose shaping netnsd changed.' })),
     direction: Type.Optional(Type.String({ description: '`qdisc.changed`: `egress` or `ingress`.' })),
     spec: Type.Optional(Type.Unknown({ description: '`qdisc.changed`: the QdiscSpec now set, or null after a DELETE.' })),
+    change: Type.Optional(Type.String({ description: '`firewall.changed`: rule.added, rule.removed, nat.added, nat.removed, policy or ruleset (a PUT of the whole ruleset).' })),
+    id: Type.Optional(Type.String({ description: '`firewall.changed`: the managed rule added or removed.' })),
   },
   { $id: 'Event', description: 'One sequenced change.' },
 );

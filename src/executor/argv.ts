@@ -29,6 +29,7 @@ import {
   type LinkAddSpec,
   type LinkChange,
   type LinkCounters,
+  type NftCommand,
   type Op,
   type ProbeClassifier,
   type ProbeLinkFeature,
@@ -50,6 +51,8 @@ export interface Command {
   /** Run inside this named namespace; absent = the daemon's own (root) namespace. */
   readonly netns?: string;
   readonly args: readonly string[];
+  /** Written to the tool's stdin (then closed); absent = no stdin. Only one-shot spawns take it. */
+  readonly stdin?: string;
 }
 
 /** The probe veth's peer: the device the qdisc probes use, so they never touch nnp0's root qdisc. */
@@ -585,9 +588,45 @@ export function commandsFor(op: Op): readonly Command[] {
         tcIn(op.ns, 'filter', 'add', 'dev', link(op.dev), 'parent', 'ffff:', 'protocol', 'all', 'prio', '1',
           'u32', 'match', 'u32', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', link(op.to)),
       ];
+    case 'nft.list':
+      // `-j`: JSON (libnftables-json(5)); handles are always in JSON output (no `-a` needed).
+      return [{ tool: 'nft', ...nftNetns(op.ns), args: ['-j', 'list', 'ruleset'] }];
+    case 'nft.apply':
+      return [nftApply(op.ns, op.commands, op.check === true)];
     default:
       return unreachable(op);
   }
+}
+
+/** nft 1.0.6 has no `-n`: a namespace other than host is entered with `ip netns exec` (spawnArgv). */
+function nftNetns(ns: string): { netns?: string } {
+  const netns = namedOrHost(ns);
+  return netns === undefined ? {} : { netns };
+}
+
+/**
+ * `nft -j [-c] -f -` with the document on stdin: nft reads a whole file as one transaction (all
+ * or nothing, in the kernel), and `-c` sends it to the kernel and aborts it (so it checks what
+ * the kernel would refuse too: a missing chain, a NAT statement in a filter chain). The document
+ * is JSON that this process serializes, so no value in it can become an nft option or file.
+ */
+function nftApply(ns: string, commands: readonly NftCommand[], check: boolean): Command {
+  if (commands.length === 0) throw new AppError('INTERNAL', 'an empty nft transaction');
+  return { tool: 'nft', ...nftNetns(ns), args: ['-j', ...(check ? ['-c'] : []), '-f', '-'], stdin: JSON.stringify({ nftables: commands }) };
+}
+
+/**
+ * The `nftables` array of `nft -j list ruleset` (nftables 1.0.6: `{"nftables":[{"metainfo":...},
+ * {"table":...}, {"chain":...}, {"rule":...}, ...]}`; fixture test/fixtures/stdout/nft-ruleset.json).
+ */
+export function parseNftRuleset(stdout: string): NftCommand[] {
+  try {
+    const v = JSON.parse(stdout) as { nftables?: unknown };
+    if (Array.isArray(v.nftables)) return v.nftables.filter((x): x is NftCommand => typeof x === 'object' && x !== null && !Array.isArray(x));
+  } catch {
+    // fall through: not JSON
+  }
+  throw new AppError('INTERNAL', 'unexpected nft output', { cause: stdout.slice(0, 200) });
 }
 
 const RULE_WORD = /^[a-z0-9][a-z0-9_/.-]{0,31}$/;

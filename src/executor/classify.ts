@@ -196,12 +196,76 @@ const QDISC_RULES: ReadonlyArray<OpRule<QdiscOp>> = [
   },
 ];
 
+type NftOp = Extract<Op, { kind: `nft.${string}` }>;
+
+/**
+ * Rules for nft ops (nftables 1.0.6, kernel 6.18; stderr recorded in test/fixtures/stderr/nft-*.txt).
+ * nft prints one `LOCATION: Error: MESSAGE` line per problem; for a JSON document the location is
+ * `internal:0:0-0` (nothing to point at) and a parse failure adds `Parsing command array at index
+ * N failed.`, which names the command. A refused transaction is FIREWALL_RULESET_INVALID with the
+ * lines parsed into `errors`: the one place where the tool's own words are the answer.
+ */
+const NFT_RULES: ReadonlyArray<OpRule<NftOp>> = [
+  // Without CAP_NET_ADMIN the kernel refuses the netlink socket's requests.
+  { match: /Operation not permitted/, code: () => 'PRIVILEGE_REQUIRED', detail: (op) => `netnsd lacks the privilege for ${op.kind} (it needs CAP_NET_ADMIN: run it as root)` },
+  // A kernel without nf_tables answers the first request (the cache fill) with EPROTONOSUPPORT.
+  { match: /^.*Error: .*(?:Protocol not supported|cache initialization failed).*$/m, code: () => 'FIREWALL_UNAVAILABLE', detail: () => 'nftables does not work in this kernel (nf_tables is missing)' },
+  {
+    match: /Error: /,
+    code: (op) => (op.kind === 'nft.apply' ? 'FIREWALL_RULESET_INVALID' : undefined),
+    detail: (op) => `nft refused the ruleset${op.kind === 'nft.apply' && op.check === true ? ' (checked with nft -c)' : ''}; nothing was changed`,
+  },
+];
+
+/** One problem nft reported, as the API shows it (`errors` of FIREWALL_RULESET_INVALID). */
+export interface NftError {
+  readonly message: string;
+  /** The index (0-based) in the `nftables` array of the command it is about, when nft says. */
+  readonly command?: number;
+  /** The index in that rule's `expr` array, when nft says. */
+  readonly expr?: number;
+  /** Where in the input, when nft gives a real place (not for most JSON errors). */
+  readonly line?: number;
+  readonly column?: number;
+}
+
+const NFT_ERROR_LINE = /^(.*?):(\d+):(\d+)-(\d+): Error: (.*)$/;
+const NFT_PARSING = /^Parsing (command|expr) array at index (\d+) failed\.$/;
+
+/**
+ * nft's stderr as a list of errors (nftables 1.0.6). After the line that says what is wrong,
+ * nft's JSON parser names where, from the inside out: `Parsing expr array at index N failed.`,
+ * then `Parsing command array at index M failed.`. Those are folded into the errors before them
+ * as `expr` and `command`. Other lines (a caret line under native syntax, blank lines) are
+ * dropped; a stderr without any `Error:` line gives one error of its first line.
+ */
+export function parseNftErrors(stderr: string): NftError[] {
+  const out: Array<{ -readonly [K in keyof NftError]: NftError[K] }> = [];
+  for (const line of stderr.split('\n')) {
+    const m = NFT_ERROR_LINE.exec(line.trim());
+    if (!m) continue;
+    const [, where, row, col, , message] = m as unknown as [string, string, string, string, string, string];
+    const parsing = NFT_PARSING.exec(message);
+    if (parsing) {
+      const key = parsing[1] as 'command' | 'expr';
+      const open = out.filter((e) => e[key] === undefined && e.command === undefined);
+      if (open.length === 0) out.push({ message, [key]: Number(parsing[2]) });
+      for (const e of open) e[key] = Number(parsing[2]);
+      continue;
+    }
+    const placed = where !== 'internal' && Number(row) > 0;
+    out.push({ message, ...(placed ? { line: Number(row), column: Number(col) } : {}) });
+  }
+  if (out.length === 0 && stderr.trim() !== '') out.push({ message: stderr.trim().split('\n')[0]!.slice(0, 500) });
+  return out;
+}
+
 /** Rules whose code may depend on the op (undefined: not this rule, try the next). */
 type OpRule<O extends Op> = { readonly match: RegExp; readonly code: (op: O) => ErrorCode | undefined; readonly detail: (op: O, m: RegExpExecArray) => string };
 
 /** The ops of one area (`link.`, `addr.`, ...) with the rules that read their failures. */
 const AREAS: ReadonlyArray<readonly [string, ReadonlyArray<OpRule<never>>]> = [
-  ['link.', LINK_RULES], ['addr.', ADDR_RULES], ['route.', ROUTE_RULES], ['rule.', RULE_RULES], ['neigh.', NEIGH_RULES], ['qdisc.', QDISC_RULES],
+  ['link.', LINK_RULES], ['addr.', ADDR_RULES], ['route.', ROUTE_RULES], ['rule.', RULE_RULES], ['neigh.', NEIGH_RULES], ['qdisc.', QDISC_RULES], ['nft.', NFT_RULES],
 ];
 
 /**
@@ -214,7 +278,10 @@ export function classify(stderr: string, exitCode: number | null, op: Op): AppEr
   for (const rule of (area?.[1] ?? []) as ReadonlyArray<OpRule<Op>>) {
     const m = rule.match.exec(stderr);
     const code = m ? rule.code(op) : undefined;
-    if (m && code) return new AppError(code, rule.detail(op, m), { cause });
+    if (m && code) {
+      const meta = code === 'FIREWALL_RULESET_INVALID' ? { errors: parseNftErrors(stderr) } : undefined;
+      return new AppError(code, rule.detail(op, m), { cause, ...(meta ? { meta } : {}) });
+    }
   }
   for (const rule of RULES) {
     const m = rule.match.exec(stderr);

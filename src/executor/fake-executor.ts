@@ -14,6 +14,7 @@ import { FakeNeighborTable } from './fake-neighbors.js';
 import { FakeRouteTable } from './fake-routes.js';
 import { FakeRuleTable } from './fake-rules.js';
 import { FakeQdiscTable } from './fake-qdiscs.js';
+import { FakeNftTable } from './fake-nft.js';
 import { type FakeLink, type FakeLinkSpace, FakeLinkTable } from './fake-links.js';
 import { HOST, type KernelNeighbor, type Op, type OpKind, type OpOf, type OpResults, type ResultOf } from './ops.js';
 
@@ -156,6 +157,8 @@ export class FakeKernel extends FakeExecutor {
   private readonly neighTable = new FakeNeighborTable<FakeLinkSpace>();
   /** The qdiscs of every link (see fake-qdiscs.ts), by namespace name and link name. */
   private readonly qdiscTable = new FakeQdiscTable((ns, dev) => this.linkTable.find(this.space(ns), dev) !== undefined);
+  /** The nftables rulesets of every namespace (see fake-nft.ts). */
+  private readonly nftTable = new FakeNftTable<FakeLinkSpace>();
 
   constructor(options: FakeExecutorOptions = {}) {
     super(options);
@@ -207,6 +210,7 @@ export class FakeKernel extends FakeExecutor {
         this.routeTable.removeSpace(this.get(op.ns));
         this.ruleTable.removeSpace(this.get(op.ns));
         this.neighTable.removeSpace(this.get(op.ns));
+        this.nftTable.removeSpace(this.get(op.ns));
         this.linkTable.removeSpace(this.get(op.ns));
         this.qdiscTable.forget(op.ns);
         this.namespaces.delete(op.ns);
@@ -321,6 +325,11 @@ export class FakeKernel extends FakeExecutor {
       case 'neigh.delete':
         this.neighTable.delete(this.space(op.ns), this.linkTable.list(this.space(op.ns)), op.link, op.address);
         return undefined;
+      case 'nft.list':
+        return { ruleset: this.nftTable.list(this.space(op.ns)) };
+      case 'nft.apply':
+        this.nftTable.apply(this.space(op.ns), op.commands, op.check === true);
+        return undefined;
       case 'qdisc.show':
         return { qdiscs: this.qdiscTable.show(op.ns, op.dev) };
       case 'qdisc.classes':
@@ -348,6 +357,12 @@ export class FakeKernel extends FakeExecutor {
   learnNeighbor(ns: string, n: Omit<KernelNeighbor, 'flags'> & { readonly flags?: readonly string[] }): this {
     const sp = this.space(ns);
     this.neighTable.learn(sp, this.linkTable.list(sp), n);
+    return this;
+  }
+
+  /** Moves the counter of the nftables rule with this handle (`host` allowed), as traffic would. */
+  countNft(ns: string, handle: number, packets: number, bytes: number): this {
+    this.nftTable.count(this.space(ns), handle, packets, bytes);
     return this;
   }
 

@@ -35,17 +35,21 @@
  *   names its step and the service can restore what was there before. (A `tc -batch` worker
  *   would save the spawns; it would need stdin on Command and the `Command failed -:N` bookkeeping
  *   the ip workers have, for a resource that is changed rarely.)
+ * - nft.list / nft.apply: one-shot `nft -j` spawns (under `ip netns exec NS`: nft 1.0.6 has no
+ *   `-n`); a transaction's document goes on stdin, so a change is one nft process and one kernel
+ *   transaction.
  *
  * Only this file and batch-worker.ts start processes (netns-workers.ts owns BatchWorkers).
  */
 import { existsSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { AppError, isAppError } from '../errors/app-error.js';
-import { type Command, commandsFor, parseAddresses, parseLinkNames, parseLinks, parseNeighbors, parseRoutes, parseRules, parseLinkStats, parseNetnsList, parseQdiscs, parseClasses, parseFilters, parseNsids, parseToolVersion, spawnArgv } from './argv.js';
+import { type Command, commandsFor, parseAddresses, parseClasses, parseFilters, parseLinkNames, parseLinkStats, parseLinks, parseNeighbors, parseNetnsList, parseNftRuleset, parseNsids, parseQdiscs, parseRoutes, parseRules, parseToolVersion, spawnArgv } from './argv.js';
 import { BatchWorker, type Logger, silentLogger, TOOL_ENV } from './batch-worker.js';
 import { classify, classifyNative, classifyNetlink, classifySpawnError } from './classify.js';
 import type { Executor, OpContext } from './executor.js';
@@ -314,6 +318,10 @@ export class Iproute2Executor implements Executor {
       case 'neigh.delete':
         await this.oneShot(only(commands), op, argv);
         return;
+      case 'nft.list':
+        return { ruleset: parseNftRuleset(await this.oneShot(only(commands), op, argv)) };
+      case 'nft.apply':
+        // One process per transaction: nft reads the whole document, then commits or aborts it.
       case 'qdisc.show':
         return { qdiscs: parseQdiscs(await this.oneShot(only(commands), op, argv)) };
       case 'qdisc.classes':
@@ -580,14 +588,36 @@ export class Iproute2Executor implements Executor {
     return r.stdout;
   }
 
-  /** Spawn cmd and collect its output; rejects only when it could not run to an exit status. */
+  /**
+   * Spawn cmd and collect its output; rejects only when it could not run to an exit status.
+   * A command's stdin is written to a private temporary file whose descriptor becomes the tool's
+   * stdin: nft reads `-f -` by opening /dev/stdin (nftables 1.0.6), which fails with ENXIO on the
+   * socket pair Node gives a child for a pipe.
+   */
   private async spawnOnce(cmd: Command, argv: string[][]): Promise<Spawned> {
+    if (cmd.stdin === undefined) return this.spawnWith(cmd, argv, 'ignore');
+    const dir = await mkdtemp(join(tmpdir(), 'netnsd-stdin-'));
+    const path = join(dir, 'stdin');
+    let fh: FileHandle | undefined;
+    try {
+      await writeFile(path, cmd.stdin, { mode: 0o600 });
+      fh = await open(path, 'r');
+      return await this.spawnWith(cmd, argv, fh.fd);
+    } finally {
+      await fh?.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private async spawnWith(cmd: Command, argv: string[][], stdin: 'ignore' | number): Promise<Spawned> {
     const [file, ...args] = spawnArgv(cmd);
     argv.push([file, ...args]);
     const child = execa(file, args, {
       env: TOOL_ENV,
       extendEnv: false,
-      stdin: 'ignore',
+      // A descriptor is handed to the child as it is (no stream in between); execa 9 takes any fd
+      // at run time, though its types name only 3-9 for stdin.
+      stdin: stdin as 'ignore',
       reject: false,
       timeout: this.opTimeoutMs,
       killSignal: 'SIGKILL',

@@ -108,9 +108,24 @@ export type Op =
   /** Remove the ingress qdisc and its filters. */
   | { readonly kind: 'qdisc.deleteIngress'; readonly ns: string; readonly dev: string }
   /** On the ingress qdisc: a u32 match-all filter redirecting every packet to the egress of `to` (an ifb). */
-  | { readonly kind: 'qdisc.addRedirect'; readonly ns: string; readonly dev: string; readonly to: string };
+  | { readonly kind: 'qdisc.addRedirect'; readonly ns: string; readonly dev: string; readonly to: string }
+  /** The namespace's whole nftables ruleset, every table of every family (`nft -j list ruleset`). */
+  | { readonly kind: 'nft.list'; readonly ns: string }
+  /**
+   * One nftables transaction (`nft -j -f -`, the document on stdin): every command of `commands`
+   * takes effect, or none does. `check: true` only asks the kernel (`nft -c`) and changes nothing.
+   */
+  | { readonly kind: 'nft.apply'; readonly ns: string; readonly commands: readonly NftCommand[]; readonly check?: boolean };
 
 export type OpKind = Op['kind'];
+
+/**
+ * One element of an nftables JSON document (libnftables-json(5), nftables 1.0.6): a command
+ * (`{ "add": { "rule": {...} } }`, `{ "flush": { "ruleset": null } }`) or a bare object, which
+ * nft reads as `add`. Built by the firewall service or given by an expert client (checked by the
+ * schema for its shape; nft checks the rest).
+ */
+export type NftCommand = Readonly<Record<string, unknown>>;
 
 export const ADDRESS_SCOPES = ['global', 'link', 'host', 'site'] as const;
 export type AddressScope = (typeof ADDRESS_SCOPES)[number];
@@ -646,6 +661,9 @@ export interface OpResults {
   'qdisc.addIngress': void;
   'qdisc.deleteIngress': void;
   'qdisc.addRedirect': void;
+  /** The `nftables` array of `nft -j list ruleset` (metainfo first). */
+  'nft.list': { readonly ruleset: readonly NftCommand[] };
+  'nft.apply': void;
 }
 
 export type ResultOf<O extends Op> = OpResults[O['kind']];
@@ -675,6 +693,7 @@ export function isReadOp(op: Op): boolean {
     op.kind === 'qdisc.show' ||
     op.kind === 'qdisc.classes' ||
     op.kind === 'qdisc.filters' ||
+    op.kind === 'nft.list' ||
     op.kind === 'sysctl.read'
   );
 }

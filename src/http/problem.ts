@@ -23,8 +23,18 @@ export const ProblemSchema = Type.Object(
     retryable: Type.Optional(Type.Boolean({ description: 'Present and true when the same request may succeed later.' })),
     errors: Type.Optional(
       Type.Array(
-        Type.Object({ field: Type.String(), message: Type.String() }, { additionalProperties: false }),
-        { description: 'Each bad field of an invalid request.' },
+        Type.Object(
+          {
+            field: Type.String(),
+            message: Type.String(),
+            command: Type.Optional(Type.Integer({ description: 'FIREWALL_*: the index in `nftables` of the command nft complained about, when it says.' })),
+            expr: Type.Optional(Type.Integer({ description: "FIREWALL_*: the index in that rule's `expr`, when nft says." })),
+            line: Type.Optional(Type.Integer({ description: 'FIREWALL_*: where nft says the problem is, when it gives a real place.' })),
+            column: Type.Optional(Type.Integer()),
+          },
+          { additionalProperties: false },
+        ),
+        { description: "Each bad field of an invalid request; for FIREWALL_RULESET_INVALID and FIREWALL_CHANGE_REFUSED each complaint of nft (the message is nft's own)." },
       ),
     ),
   },
