@@ -35,9 +35,13 @@ export function namedNetns(): string[] {
     .sort();
 }
 
-/** The nsid of a named namespace as `ip netns list-id` reports it, or undefined. */
+/**
+ * The nsid of a named namespace as `ip netns list` reports it (`NAME (id: N)`), or undefined.
+ * Not `ip netns list-id`: iproute2 6.1 stops its dump after ~134 nsids, so on a machine with many
+ * namespaces it may leave ours out.
+ */
 export function nsidOf(name: string): number | undefined {
-  const m = ip('netns', 'list-id').match(new RegExp(`nsid (\\d+) \\(iproute2 netns name: ${name.replaceAll('.', '\\.')}\\)`));
+  const m = ip('netns', 'list').match(new RegExp(`^${name.replaceAll('.', '\\.')} \\(id: (\\d+)\\)$`, 'm'));
   return m ? Number(m[1]) : undefined;
 }
 
