@@ -315,6 +315,16 @@ export class FakeKernel extends FakeExecutor {
       case 'neigh.delete':
         this.neighTable.delete(this.space(op.ns), this.linkTable.list(this.space(op.ns)), op.link, op.address);
         return undefined;
+      case 'route.get':
+      case 'diag.ping':
+      case 'diag.tcpConnect':
+      case 'diag.sockets':
+      case 'diag.conntrack':
+      case 'diag.nftCounters':
+      case 'diag.exec':
+        // No simulated network: tests script these (expect/default).
+        this.space(op.ns);
+        throw new AppError('INTERNAL', `FakeKernel: no reply scripted for ${op.kind}`);
       default: {
         const never: never = op;
         return never;
