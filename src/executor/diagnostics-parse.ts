@@ -20,7 +20,7 @@ export function parsePing(stdout: string, stderr: string): PingResult {
   }
   const stats = STATS_RE.exec(stdout);
   const rtt = RTT_RE.exec(stdout);
-  const failure = stats ? null : (stderr.trim().split('\n')[0]?.replace(/^ping: /, '') || 'ping printed no statistics');
+  const failure = stats ? null : (stderr.trim().split('\n')[0]?.replace(/^(?:\S*\/)?ping: /, '') || 'ping printed no statistics');
   return {
     sent: stats ? Number(stats[1]) : 0,
     received: stats ? Number(stats[2]) : 0,

@@ -26,6 +26,8 @@ describe('parsePing (iputils 20221126)', () => {
   });
   it('reports why ping could not send when there is no route', () => {
     expect(parsePing('', out('ping-v4-no-route.txt'))).toMatchObject({ sent: 0, received: 0, lossPercent: 100, failure: 'connect: Network is unreachable' });
+    // Run by full path (as the executor does), ping names itself by that path.
+    expect(parsePing('', '/usr/bin/ping: connect: Network is unreachable\n').failure).toBe('connect: Network is unreachable');
   });
 });
 
