@@ -30,6 +30,8 @@ import { RuleService } from './rules/rule-service.js';
 import { ruleApi } from './rules/rule-api.js';
 import { NeighborService } from './neighbors/neighbor-service.js';
 import { neighborApi } from './neighbors/neighbor-api.js';
+import { DiagnosticsService } from './diagnostics/diagnostics-service.js';
+import { diagnosticsApi } from './diagnostics/diagnostics-api.js';
 import { LinkRecords, hostNamespaceKey } from './store/link-records.js';
 import { KernelNetnsDirectory, type NetnsDirectory } from './namespaces/netns-dir.js';
 import { openDb, type Db } from './store/db.js';
@@ -74,6 +76,7 @@ export interface Services {
   readonly routes: RouteService;
   readonly rules: RuleService;
   readonly neighbors: NeighborService;
+  readonly diagnostics: DiagnosticsService;
   readonly sysctls: SysctlService;
   readonly audit: AuditLog;
   readonly idempotency: IdempotencyStore;
@@ -148,6 +151,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   const routes = new RouteService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
   const rules = new RuleService({ executor, dir, hostAllowChanges: config.host.allowChanges });
   const neighbors = new NeighborService({ executor, records: linkRecords, dir, hostAllowChanges: config.host.allowChanges, hostKey: hostNamespaceKey() });
+  const diagnostics = new DiagnosticsService(executor, dir, config.exec);
   const audit = new AuditLog(db, config.audit.retentionCount);
   const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
   const events = new EventBus({
@@ -230,6 +234,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     routes,
     rules,
     neighbors,
+    diagnostics,
     sysctls,
     audit,
     idempotency,
@@ -338,6 +343,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(routeApi(s.routes));
   await app.register(ruleApi(s.rules));
   await app.register(neighborApi(s.neighbors));
+  await app.register(diagnosticsApi(s.diagnostics));
   await app.register(
     eventApi({
       bus: s.events,
