@@ -574,7 +574,7 @@ export class Iproute2Executor implements Executor {
   /**
    * An exec request: its own timeout and output cap (the program is killed when either is hit, and
    * what it printed so far is answered), stdin when given. `ip netns exec` prints
-   * `exec of "X" failed: ...` and exits 255 when the program cannot be started: EXEC_PROGRAM_NOT_FOUND.
+   * `exec of "X" failed: ...` and exits 1 (measured, iproute2 6.1; 255 in older ones) when the program cannot be started: EXEC_PROGRAM_NOT_FOUND.
    */
   private async execProgram(cmd: Command, op: Extract<Op, { kind: 'diag.exec' }>, argv: string[][]): Promise<ExecResult> {
     const [file, ...args] = spawnArgv(cmd);
@@ -596,7 +596,7 @@ export class Iproute2Executor implements Executor {
       const r = await child;
       const text = (b: unknown): string => (b instanceof Uint8Array ? Buffer.from(b).subarray(0, op.maxOutputBytes).toString('utf8') : '');
       const stderr = text(r.stderr);
-      if (r.exitCode === 255 && /^exec of "[^"]*" failed: [^\n]*\n?$/.test(stderr)) {
+      if ((r.exitCode === 1 || r.exitCode === 255) && /^exec of "[^"]*" failed: [^\n]*\n?$/.test(stderr)) {
         throw new AppError('EXEC_PROGRAM_NOT_FOUND', `${op.argv[0]} cannot be run in namespace "${op.ns}"`, { cause: stderr });
       }
       if (r.exitCode === undefined && !r.timedOut && !r.isMaxBuffer && r.signal === undefined) throw classifySpawnError(r, file);

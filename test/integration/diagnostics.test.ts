@@ -51,7 +51,7 @@ describe('diagnostics against the real kernel', () => {
     const tcp = (port: number) => api('POST', `/v1/namespaces/${a}/diagnostics/tcp-connect`, { address: '198.51.100.2', port, timeout: '500ms' });
     expect((await tcp(8080)).json()).toMatchObject({ connected: true, outcome: 'connected' });
     expect((await tcp(9)).json()).toMatchObject({ connected: false, outcome: 'refused' });
-    ip('netns', 'exec', b, '/usr/sbin/nft', 'add table inet t; add chain inet t in { type filter hook input priority 0; }; add rule inet t in tcp dport 9 counter drop');
+    ip('netns', 'exec', b, '/usr/sbin/nft', 'add table inet dgt; add chain inet dgt inp { type filter hook input priority 0; }; add rule inet dgt inp tcp dport 9 counter drop');
     expect((await tcp(9)).json()).toMatchObject({ connected: false, outcome: 'timeout' });
   });
 
@@ -72,7 +72,7 @@ describe('diagnostics against the real kernel', () => {
     listen(b, 8081);
     await until(async () => (await api('POST', `/v1/namespaces/${a}/diagnostics/tcp-connect`, { address: '198.51.100.2', port: 8081, timeout: '500ms' })).json().connected === true, 5000, 'connect');
     // Without a ruleset nothing makes the kernel track connections here: add one that does.
-    ip('netns', 'exec', b, '/usr/sbin/nft', 'add table inet ct; add chain inet ct in { type filter hook input priority 0; }; add rule inet ct in ct state new counter accept');
+    ip('netns', 'exec', b, '/usr/sbin/nft', 'add table inet dgc; add chain inet dgc inp { type filter hook input priority 0; }; add rule inet dgc inp ct state new counter accept');
     await api('POST', `/v1/namespaces/${a}/diagnostics/tcp-connect`, { address: '198.51.100.2', port: 8081, timeout: '500ms' });
     const res = await api('GET', `/v1/namespaces/${b}/conntrack`);
     expect(res.status).toBe(200);
