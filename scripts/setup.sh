@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in ip:iproute2 tc:iproute2 nft:nftables ping:iputils-ping ss:iproute2; do
+for pair in ip:iproute2 tc:iproute2 nft:nftables ping:iputils-ping ss:iproute2 conntrack:conntrack; do
   tool=${pair%%:*} pkg=${pair#*:}
   if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ] && [ ! -x "/sbin/$tool" ]; then
     [[ " ${need[*]-} " == *" $pkg "* ]] || need+=("$pkg")

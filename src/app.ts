@@ -35,6 +35,8 @@ import { neighborApi } from './neighbors/neighbor-api.js';
 import { QdiscService } from './qdisc/qdisc-service.js';
 import { qdiscApi } from './qdisc/qdisc-api.js';
 import { QdiscRecords } from './store/qdisc-records.js';
+import { DiagnosticsService } from './diagnostics/diagnostics-service.js';
+import { diagnosticsApi } from './diagnostics/diagnostics-api.js';
 import { LinkRecords, hostNamespaceKey } from './store/link-records.js';
 import { KernelNetnsDirectory, type NetnsDirectory } from './namespaces/netns-dir.js';
 import { openDb, type Db } from './store/db.js';
@@ -81,6 +83,7 @@ export interface Services {
   readonly neighbors: NeighborService;
   readonly qdiscs: QdiscService;
   readonly firewall: FirewallService;
+  readonly diagnostics: DiagnosticsService;
   readonly sysctls: SysctlService;
   readonly audit: AuditLog;
   readonly idempotency: IdempotencyStore;
@@ -167,6 +170,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     // `events` is made below; a change can only happen once the services are built.
     changed: (ns, change, id) => void events.publish([{ type: 'firewall.changed', namespace: ns, change, ...(id === undefined ? {} : { id }) }]),
   });
+  const diagnostics = new DiagnosticsService(executor, dir, config.exec);
   const audit = new AuditLog(db, config.audit.retentionCount);
   const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
   const events = new EventBus({
@@ -259,6 +263,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     neighbors,
     qdiscs,
     firewall,
+    diagnostics,
     sysctls,
     audit,
     idempotency,
@@ -369,6 +374,7 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   await app.register(neighborApi(s.neighbors));
   await app.register(qdiscApi(s.qdiscs));
   await app.register(firewallApi(s.firewall));
+  await app.register(diagnosticsApi(s.diagnostics));
   await app.register(
     eventApi({
       bus: s.events,

@@ -31,6 +31,7 @@ import {
   type LinkCounters,
   type NftCommand,
   type Op,
+  type PingSpec,
   type ProbeClassifier,
   type ProbeLinkFeature,
   type ProbeLinkKind,
@@ -43,7 +44,11 @@ import {
   type U32FilterSpec,
 } from './ops.js';
 
-export type Tool = 'ip' | 'tc' | 'nft';
+/**
+ * `node` is this very Node binary (process.execPath: the TCP probe); `program` is an exec
+ * request's own argv[0], an absolute path the service checked.
+ */
+export type Tool = 'ip' | 'tc' | 'nft' | 'ping' | 'ss' | 'conntrack' | 'node' | 'program';
 
 /** One invocation of a tool, before it is turned into a spawn argv or a batch line. */
 export interface Command {
@@ -73,6 +78,8 @@ const toolPaths = new Map<Tool, string>();
  * answers `/usr/sbin/TOOL`, whose spawn then fails with ENOENT (TOOL_MISSING).
  */
 export function toolPath(tool: Tool): string {
+  if (tool === 'node') return process.execPath;
+  if (tool === 'program') throw new AppError('INTERNAL', 'a program has no tool path');
   const cached = toolPaths.get(tool);
   if (cached !== undefined) return cached;
   for (const dir of TOOL_DIRS) {
@@ -94,9 +101,16 @@ export function toolPath(tool: Tool): string {
  * `ip netns exec NS`, which setns()es and then execs nft.
  */
 export function spawnArgv(cmd: Command): readonly [string, ...string[]] {
+  if (cmd.tool === 'program') {
+    const [file, ...args] = cmd.args;
+    if (file === undefined) throw new AppError('INTERNAL', 'an empty program argv');
+    return cmd.netns === undefined ? [file, ...args] : [toolPath('ip'), 'netns', 'exec', cmd.netns, file, ...args];
+  }
   const file = toolPath(cmd.tool);
   if (cmd.netns === undefined) return [file, ...cmd.args];
-  if (cmd.tool === 'nft') return [toolPath('ip'), 'netns', 'exec', cmd.netns, file, ...cmd.args];
+  // ss has its own `-N NS` (iproute2 6.1); ping, conntrack and node have none.
+  if (cmd.tool === 'ss') return [file, '-N', cmd.netns, ...cmd.args];
+  if (cmd.tool === 'nft' || cmd.tool === 'ping' || cmd.tool === 'conntrack' || cmd.tool === 'node') return [toolPath('ip'), 'netns', 'exec', cmd.netns, file, ...cmd.args];
   return [file, '-n', cmd.netns, ...cmd.args];
 }
 
@@ -593,6 +607,30 @@ export function commandsFor(op: Op): readonly Command[] {
       return [{ tool: 'nft', ...nftNetns(op.ns), args: ['-j', 'list', 'ruleset'] }];
     case 'nft.apply':
       return [nftApply(op.ns, op.commands, op.check === true)];
+    case 'route.get':
+      if (isIP(op.dst) !== op.family || (op.from !== undefined && isIP(op.from) !== op.family)) throw new AppError('INTERNAL', 'bad address in route.get', { cause: op });
+      return [
+        ip(namedOrHost(op.ns), '-j', op.family === 4 ? '-4' : '-6', 'route', 'get', op.dst,
+          ...(op.from === undefined ? [] : ['from', op.from]), ...(op.iif === undefined ? [] : ['iif', link(op.iif)])),
+      ];
+    case 'diag.ping':
+      return [inNs(op.ns, 'ping', pingArgs(op.spec))];
+    case 'diag.tcpConnect':
+      // `--` ends node's options: what follows is the probe's argv, never read as a node flag.
+      return [inNs(op.ns, 'node', ['-e', TCP_PROBE_SOURCE, '--', ipAddr(op.address), int(op.port, 1, 65535), int(op.timeoutMs, 1, 60_000)])];
+    case 'diag.sockets':
+      // -H no header, -n numeric, -a listening and not, -t -u TCP and UDP, -p processes, -O one line each.
+      return [inNs(op.ns, 'ss', ['-H', '-n', '-a', '-t', '-u', '-p', '-O'])];
+    case 'diag.conntrack':
+      return [inNs(op.ns, 'conntrack', ['-L', '-o', 'extended'])];
+    case 'diag.nftCounters':
+      // Text, not -j: the text form is what `text` shows, and -a adds the handles (nftables 1.0.6).
+      return [inNs(op.ns, 'nft', ['-a', 'list', 'ruleset'])];
+    case 'diag.exec': {
+      const [file] = op.argv;
+      if (file === undefined || !file.startsWith('/') || op.argv.some((a) => a.includes('\0'))) throw new AppError('INTERNAL', 'bad exec argv', { cause: op.argv });
+      return [inNs(op.ns, 'program', op.argv)];
+    }
     default:
       return unreachable(op);
   }
@@ -727,6 +765,45 @@ function routeAdd(ns: string, spec: RouteSpec, replace: boolean): Command {
     ]),
   );
 }
+
+/** A command inside namespace `ns` (none for `host`). */
+function inNs(ns: string, tool: Tool, args: readonly string[]): Command {
+  const netns = namedOrHost(ns);
+  return netns === undefined ? { tool, args } : { tool, netns, args };
+}
+
+/** Seconds with millisecond precision, as ping's -i and -W take them (iputils 20221126 parses decimals). */
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(3);
+}
+
+/**
+ * `ping -n -4|-6 -c N -i S -s BYTES -W S -w S TARGET`. -w (whole seconds) ends the run however
+ * many replies are missing; the executor's own timeout is the backstop.
+ */
+function pingArgs(p: PingSpec): string[] {
+  return [
+    '-n', p.family === 4 ? '-4' : '-6', '-c', int(p.count, 1, 100), '-i', seconds(Number(int(p.intervalMs, 1, 60_000))),
+    '-s', int(p.size, 0, 65507), '-W', seconds(Number(int(p.timeoutMs, 1, 60_000))), '-w', String(Math.max(1, Math.ceil(Number(int(p.deadlineMs, 1, 120_000)) / 1000))),
+    ipAddr(p.target),
+  ];
+}
+
+/**
+ * The TCP probe, run as `node -e SOURCE -- ADDRESS PORT TIMEOUT_MS` inside the namespace: one
+ * connect, then one JSON line `{outcome, errno, elapsedMs}` on stdout. A process of its own,
+ * because a socket must be made inside the namespace and the daemon's event loop must never wait
+ * for a connect; the source is this constant (no user text in it), the values are argv.
+ */
+export const TCP_PROBE_SOURCE = [
+  "const [host, port, ms] = process.argv.slice(1);",
+  "const t0 = process.hrtime.bigint();",
+  "const done = (outcome, errno) => { process.stdout.write(JSON.stringify({ outcome, errno: errno ?? null, elapsedMs: Number(process.hrtime.bigint() - t0) / 1e6 }) + '\\n'); process.exit(0); };",
+  "const s = require('node:net').connect({ host, port: Number(port) });",
+  "const timer = setTimeout(() => { s.destroy(); done('timeout'); }, Number(ms));",
+  "s.on('connect', () => { clearTimeout(timer); s.destroy(); done('connected'); });",
+  "s.on('error', (e) => { clearTimeout(timer); done(e.code === 'ECONNREFUSED' ? 'refused' : ['EHOSTUNREACH', 'ENETUNREACH'].includes(e.code) ? 'unreachable' : 'error', e.code); });",
+].join('\n');
 
 function unreachable(x: never): never {
   throw new AppError('INTERNAL', 'unknown op', { cause: x });

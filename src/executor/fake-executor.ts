@@ -346,6 +346,16 @@ export class FakeKernel extends FakeExecutor {
         this.space(op.ns);
         this.qdiscTable.change(op.ns, op);
         return undefined;
+      case 'route.get':
+      case 'diag.ping':
+      case 'diag.tcpConnect':
+      case 'diag.sockets':
+      case 'diag.conntrack':
+      case 'diag.nftCounters':
+      case 'diag.exec':
+        // No simulated network: tests script these (expect/default).
+        this.space(op.ns);
+        throw new AppError('INTERNAL', `FakeKernel: no reply scripted for ${op.kind}`);
       default: {
         const never: never = op;
         return never;

@@ -58,7 +58,8 @@ import { isNetlinkChange, type NetlinkChangeOp } from '../netlink/changes.js';
 import { type NetlinkAddon, NetlinkNamespace, namespacePath } from '../netlink/netlink.js';
 import { readLinkCounters } from '../netlink/stats.js';
 import { DEFAULT_NETNS_DIR } from '../namespaces/netns-dir.js';
-import { HOST, type Op, type OpResults, type ProbeResult, type ResultOf, type ToolVersions, opNamespace } from './ops.js';
+import { parseConntrack, parseNftCounters, parsePing, parseRouteGet, parseRouteGetError, parseSockets } from './diagnostics-parse.js';
+import { HOST, type ExecResult, type TcpOutcome, type Op, type OpResults, type ProbeResult, type ResultOf, type ToolVersions, opNamespace } from './ops.js';
 
 export type { Logger } from './batch-worker.js';
 
@@ -337,6 +338,42 @@ export class Iproute2Executor implements Executor {
       case 'qdisc.addRedirect':
         await this.oneShot(only(commands), op, argv);
         return;
+      case 'route.get': {
+        const r = await this.spawnOnce(only(commands), argv);
+        if (r.exitCode === 0) return parseRouteGet(r.stdout);
+        // No way to the destination is the answer, not a failure of the op.
+        const refused = parseRouteGetError(r.stderr);
+        if (refused && r.exitCode === 2) return refused;
+        throw classify(r.stderr, r.exitCode, op);
+      }
+      case 'diag.ping': {
+        const r = await this.spawnOnce(only(commands), argv, op.spec.deadlineMs + 2_000);
+        // Exit 1: sent, no reply; exit 2: could not send (no route). Both are answers.
+        const missing = classify(r.stderr, r.exitCode, op);
+        if (missing.code === 'NAMESPACE_NOT_FOUND' || missing.code === 'TOOL_MISSING' || missing.code === 'PRIVILEGE_REQUIRED') throw missing;
+        return parsePing(r.stdout, r.stderr);
+      }
+      case 'diag.tcpConnect': {
+        const stdout = await this.oneShot(only(commands), op, argv, op.timeoutMs + 5_000);
+        const res = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { outcome?: string; errno?: string | null; elapsedMs?: number };
+        if (typeof res.outcome !== 'string') throw new AppError('INTERNAL', 'the TCP probe printed no result', { cause: stdout });
+        return { outcome: res.outcome as TcpOutcome, errno: res.errno ?? null, elapsedMs: Math.round((res.elapsedMs ?? 0) * 1000) / 1000 };
+      }
+      case 'diag.sockets':
+        return { sockets: parseSockets(await this.oneShot(only(commands), op, argv)) };
+      case 'diag.conntrack': {
+        const r = await this.spawnOnce(only(commands), argv);
+        if (r.exitCode === 0) return { entries: parseConntrack(r.stdout) };
+        // nf_conntrack not loaded / not in this kernel: conntrack cannot open its netlink family.
+        if (/Protocol not supported|Operation not supported|No such file or directory.*conntrack|can't open handler/i.test(r.stderr) && !/Cannot open network namespace|exec of/.test(r.stderr)) {
+          throw new AppError('CONNTRACK_UNAVAILABLE', 'Connection tracking is not available in this kernel', { cause: r.stderr });
+        }
+        throw classify(r.stderr, r.exitCode, op);
+      }
+      case 'diag.nftCounters':
+        return parseNftCounters(await this.oneShot(only(commands), op, argv));
+      case 'diag.exec':
+        return this.execProgram(only(commands), op, argv);
       default: {
         const never: never = op;
         throw new AppError('INTERNAL', 'unknown op', { cause: never });
@@ -581,9 +618,52 @@ export class Iproute2Executor implements Executor {
     return { supported: true };
   }
 
+  /**
+   * An exec request: its own timeout and output cap (the program is killed when either is hit, and
+   * what it printed so far is answered), stdin when given. `ip netns exec` prints
+   * `exec of "X" failed: ...` and exits 1 (measured, iproute2 6.1; 255 in older ones) when the program cannot be started: EXEC_PROGRAM_NOT_FOUND.
+   */
+  private async execProgram(cmd: Command, op: Extract<Op, { kind: 'diag.exec' }>, argv: string[][]): Promise<ExecResult> {
+    const [file, ...args] = spawnArgv(cmd);
+    argv.push([file, ...args]);
+    const started = performance.now();
+    const child = execa(file, args, {
+      env: TOOL_ENV,
+      extendEnv: false,
+      ...(op.stdin === undefined ? { stdin: 'ignore' as const } : { input: op.stdin }),
+      reject: false,
+      timeout: op.timeoutMs,
+      killSignal: 'SIGKILL',
+      maxBuffer: op.maxOutputBytes,
+      encoding: 'buffer',
+    });
+    const pid = child.pid;
+    if (pid !== undefined) this.children.add(pid);
+    try {
+      const r = await child;
+      const text = (b: unknown): string => (b instanceof Uint8Array ? Buffer.from(b).subarray(0, op.maxOutputBytes).toString('utf8') : '');
+      const stderr = text(r.stderr);
+      if ((r.exitCode === 1 || r.exitCode === 255) && /^exec of "[^"]*" failed: [^\n]*\n?$/.test(stderr)) {
+        throw new AppError('EXEC_PROGRAM_NOT_FOUND', `${op.argv[0]} cannot be run in namespace "${op.ns}"`, { cause: stderr });
+      }
+      if (r.exitCode === undefined && !r.timedOut && !r.isMaxBuffer && r.signal === undefined) throw classifySpawnError(r, file);
+      return {
+        exitCode: r.exitCode ?? null,
+        signal: r.signal ?? null,
+        stdout: text(r.stdout),
+        stderr,
+        truncated: r.isMaxBuffer,
+        timedOut: r.timedOut,
+        durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+      };
+    } finally {
+      if (pid !== undefined) this.children.delete(pid);
+    }
+  }
+
   /** Spawn cmd; stdout on success, a classified AppError otherwise. */
-  private async oneShot(cmd: Command, op: Op, argv: string[][]): Promise<string> {
-    const r = await this.spawnOnce(cmd, argv);
+  private async oneShot(cmd: Command, op: Op, argv: string[][], timeoutMs?: number): Promise<string> {
+    const r = await this.spawnOnce(cmd, argv, timeoutMs);
     if (r.exitCode !== 0) throw classify(r.stderr, r.exitCode, op);
     return r.stdout;
   }
@@ -594,22 +674,22 @@ export class Iproute2Executor implements Executor {
    * stdin: nft reads `-f -` by opening /dev/stdin (nftables 1.0.6), which fails with ENXIO on the
    * socket pair Node gives a child for a pipe.
    */
-  private async spawnOnce(cmd: Command, argv: string[][]): Promise<Spawned> {
-    if (cmd.stdin === undefined) return this.spawnWith(cmd, argv, 'ignore');
+  private async spawnOnce(cmd: Command, argv: string[][], timeoutMs = this.opTimeoutMs): Promise<Spawned> {
+    if (cmd.stdin === undefined) return this.spawnWith(cmd, argv, 'ignore', timeoutMs);
     const dir = await mkdtemp(join(tmpdir(), 'netnsd-stdin-'));
     const path = join(dir, 'stdin');
     let fh: FileHandle | undefined;
     try {
       await writeFile(path, cmd.stdin, { mode: 0o600 });
       fh = await open(path, 'r');
-      return await this.spawnWith(cmd, argv, fh.fd);
+      return await this.spawnWith(cmd, argv, fh.fd, timeoutMs);
     } finally {
       await fh?.close();
       await rm(dir, { recursive: true, force: true });
     }
   }
 
-  private async spawnWith(cmd: Command, argv: string[][], stdin: 'ignore' | number): Promise<Spawned> {
+  private async spawnWith(cmd: Command, argv: string[][], stdin: 'ignore' | number, timeoutMs: number): Promise<Spawned> {
     const [file, ...args] = spawnArgv(cmd);
     argv.push([file, ...args]);
     const child = execa(file, args, {
@@ -619,7 +699,7 @@ export class Iproute2Executor implements Executor {
       // at run time, though its types name only 3-9 for stdin.
       stdin: stdin as 'ignore',
       reject: false,
-      timeout: this.opTimeoutMs,
+      timeout: timeoutMs,
       killSignal: 'SIGKILL',
       maxBuffer: MAX_OUTPUT,
     });
@@ -627,7 +707,7 @@ export class Iproute2Executor implements Executor {
     if (pid !== undefined) this.children.add(pid);
     try {
       const r = await child;
-      if (r.timedOut) throw new AppError('EXECUTOR_TIMEOUT', `${cmd.tool} did not finish within ${this.opTimeoutMs} ms`);
+      if (r.timedOut) throw new AppError('EXECUTOR_TIMEOUT', `${cmd.tool} did not finish within ${timeoutMs} ms`);
       if (r.isMaxBuffer) throw new AppError('INTERNAL', `${cmd.tool} printed more than ${MAX_OUTPUT} bytes`);
       if (r.exitCode === undefined) throw classifySpawnError(r, file);
       return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };

@@ -115,7 +115,21 @@ export type Op =
    * One nftables transaction (`nft -j -f -`, the document on stdin): every command of `commands`
    * takes effect, or none does. `check: true` only asks the kernel (`nft -c`) and changes nothing.
    */
-  | { readonly kind: 'nft.apply'; readonly ns: string; readonly commands: readonly NftCommand[]; readonly check?: boolean };
+  | { readonly kind: 'nft.apply'; readonly ns: string; readonly commands: readonly NftCommand[]; readonly check?: boolean }
+  /** The kernel's route lookup (`ip route get`): for a packet to `dst` (from `from`, arriving on `iif`). A refusal is an answer, not an error. */
+  | { readonly kind: 'route.get'; readonly ns: string; readonly family: 4 | 6; readonly dst: string; readonly from?: string; readonly iif?: string }
+  /** `ping` from inside the namespace; every number was checked against the caps by the service. */
+  | { readonly kind: 'diag.ping'; readonly ns: string; readonly spec: PingSpec }
+  /** A TCP connect from inside the namespace, by a short-lived node process (tcp-probe source in argv.ts). */
+  | { readonly kind: 'diag.tcpConnect'; readonly ns: string; readonly address: string; readonly port: number; readonly timeoutMs: number }
+  /** TCP and UDP sockets of the namespace, listening and connected, with their processes (`ss`). */
+  | { readonly kind: 'diag.sockets'; readonly ns: string }
+  /** The namespace's connection tracking table (`conntrack -L`). */
+  | { readonly kind: 'diag.conntrack'; readonly ns: string }
+  /** Rule counters and chain policies of the namespace's nftables ruleset (`nft -a list ruleset`). */
+  | { readonly kind: 'diag.nftCounters'; readonly ns: string }
+  /** Run a program (argv, never a shell) inside the namespace, time- and output-bounded. */
+  | { readonly kind: 'diag.exec'; readonly ns: string; readonly argv: readonly string[]; readonly timeoutMs: number; readonly maxOutputBytes: number; readonly stdin?: string };
 
 export type OpKind = Op['kind'];
 
@@ -126,6 +140,148 @@ export type OpKind = Op['kind'];
  * schema for its shape; nft checks the rest).
  */
 export type NftCommand = Readonly<Record<string, unknown>>;
+
+/** What `diag.ping` sends. */
+export interface PingSpec {
+  readonly family: 4 | 6;
+  readonly target: string;
+  readonly count: number;
+  readonly intervalMs: number;
+  /** ICMP payload bytes (`-s`). */
+  readonly size: number;
+  /** How long to wait for each reply (`-W`). */
+  readonly timeoutMs: number;
+  /** The whole run ends after this (`-w`, in whole seconds, rounded up). */
+  readonly deadlineMs: number;
+}
+
+/** One echo reply. */
+export interface PingReply {
+  readonly seq: number;
+  readonly from: string;
+  readonly ttl: number | null;
+  readonly timeMs: number;
+}
+
+/** A ping run, parsed from ping's output (iputils 20221126). */
+export interface PingResult {
+  readonly sent: number;
+  readonly received: number;
+  readonly lossPercent: number;
+  /** null when nothing answered. */
+  readonly rtt: { readonly minMs: number; readonly avgMs: number; readonly maxMs: number; readonly mdevMs: number } | null;
+  readonly replies: readonly PingReply[];
+  /** ICMP errors and duplicates (`From 198.51.100.1 icmp_seq=1 Destination Host Unreachable`), as ping prints them. */
+  readonly errors: readonly string[];
+  /** Why ping could not send at all (`connect: Network is unreachable`), else null. */
+  readonly failure: string | null;
+}
+
+/** How a TCP connect ended. */
+export const TCP_OUTCOMES = ['connected', 'refused', 'timeout', 'unreachable', 'error'] as const;
+export type TcpOutcome = (typeof TCP_OUTCOMES)[number];
+
+export interface TcpConnectResult {
+  readonly outcome: TcpOutcome;
+  readonly elapsedMs: number;
+  /** The errno name when it did not connect (ECONNREFUSED, EHOSTUNREACH, ...). */
+  readonly errno: string | null;
+}
+
+/** The kernel's answer to `route.get`. */
+export type RouteLookup =
+  | {
+      readonly ok: true;
+      /** unicast, local, broadcast, multicast, ... (ip prints no type for unicast). */
+      readonly type: string;
+      readonly dst: string;
+      readonly dev: string | null;
+      readonly gateway: string | null;
+      readonly prefsrc: string | null;
+      readonly table: number | null;
+    }
+  | {
+      readonly ok: false;
+      /** ENETUNREACH (no route), EHOSTUNREACH (an unreachable route, or forwarding off for an `iif` lookup), EINVAL (a martian or rp_filter drop for an `iif` lookup), EACCES (prohibit), ... */
+      readonly errno: string;
+      readonly message: string;
+    };
+
+/** One socket as ss lists it. */
+export interface KernelSocket {
+  readonly protocol: 'tcp' | 'udp';
+  /** ss's state word: LISTEN, ESTAB, UNCONN, TIME-WAIT, SYN-SENT, ... */
+  readonly state: string;
+  readonly recvQ: number;
+  readonly sendQ: number;
+  readonly local: SocketEnd;
+  readonly peer: SocketEnd;
+  readonly processes: readonly { readonly name: string; readonly pid: number; readonly fd: number }[];
+}
+
+export interface SocketEnd {
+  /** The address (`*` for any), without brackets; an IPv4-mapped address stays as ss prints it. */
+  readonly address: string;
+  /** The port, or null for `*`. */
+  readonly port: number | null;
+  /** The link the address is scoped to (`%eth0`), or null. */
+  readonly link: string | null;
+}
+
+/** One connection tracking entry (conntrack -L -o extended). */
+export interface ConntrackEntry {
+  readonly family: 4 | 6;
+  readonly protocol: string;
+  readonly timeoutSeconds: number | null;
+  /** TCP state (ESTABLISHED, TIME_WAIT, ...) or null. */
+  readonly state: string | null;
+  readonly original: ConntrackTuple;
+  readonly reply: ConntrackTuple;
+  /** ASSURED, UNREPLIED, ... */
+  readonly flags: readonly string[];
+  readonly mark: number | null;
+}
+
+export interface ConntrackTuple {
+  readonly src: string;
+  readonly dst: string;
+  readonly sport: number | null;
+  readonly dport: number | null;
+}
+
+/** One nftables rule with its counter (rules without a `counter` have none and are not listed). */
+export interface NftRuleCounter {
+  readonly family: string;
+  readonly table: string;
+  readonly chain: string;
+  readonly handle: number;
+  /** The verdict the rule ends in (drop, reject, accept, jump X, ...), when it has one. */
+  readonly verdict?: string;
+  /** The rule as nft prints it, counter values and handle left out. */
+  readonly text: string;
+  readonly packets: number;
+  readonly bytes: number;
+}
+
+export interface NftChainPolicy {
+  readonly family: string;
+  readonly table: string;
+  readonly chain: string;
+  readonly hook?: string;
+  readonly policy?: string;
+}
+
+/** What `diag.exec` answers. */
+export interface ExecResult {
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Some output was cut at maxOutputBytes (and the program was killed). */
+  readonly truncated: boolean;
+  readonly timedOut: boolean;
+  readonly durationMs: number;
+}
 
 export const ADDRESS_SCOPES = ['global', 'link', 'host', 'site'] as const;
 export type AddressScope = (typeof ADDRESS_SCOPES)[number];
@@ -664,6 +820,13 @@ export interface OpResults {
   /** The `nftables` array of `nft -j list ruleset` (metainfo first). */
   'nft.list': { readonly ruleset: readonly NftCommand[] };
   'nft.apply': void;
+  'route.get': RouteLookup;
+  'diag.ping': PingResult;
+  'diag.tcpConnect': TcpConnectResult;
+  'diag.sockets': { readonly sockets: readonly KernelSocket[] };
+  'diag.conntrack': { readonly entries: readonly ConntrackEntry[] };
+  'diag.nftCounters': { readonly rules: readonly NftRuleCounter[]; readonly chains: readonly NftChainPolicy[] };
+  'diag.exec': ExecResult;
 }
 
 export type ResultOf<O extends Op> = OpResults[O['kind']];
@@ -694,6 +857,16 @@ export function isReadOp(op: Op): boolean {
     op.kind === 'qdisc.classes' ||
     op.kind === 'qdisc.filters' ||
     op.kind === 'nft.list' ||
-    op.kind === 'sysctl.read'
+    op.kind === 'sysctl.read' ||
+    isDiagnosticOp(op)
   );
+}
+
+/**
+ * Diagnostics: they read (or, for exec, do whatever the program does) and may take seconds. They
+ * take no turn in their namespace's FIFO, so a 10-second ping never holds up that namespace's
+ * changes; the diagnostics service bounds how many run at once.
+ */
+export function isDiagnosticOp(op: Op): boolean {
+  return op.kind === 'route.get' || op.kind.startsWith('diag.');
 }
