@@ -170,7 +170,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     // `events` is made below; a change can only happen once the services are built.
     changed: (ns, change, id) => void events.publish([{ type: 'firewall.changed', namespace: ns, change, ...(id === undefined ? {} : { id }) }]),
   });
-  const diagnostics = new DiagnosticsService(executor, dir, config.exec);
+  const diagnostics = new DiagnosticsService(executor, dir, config.exec, { links, firewall });
   const audit = new AuditLog(db, config.audit.retentionCount);
   const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
   const events = new EventBus({

@@ -1,4 +1,4 @@
-/** POST /v1/namespaces/{ns}/diagnostics/{ping,tcp-connect}, GET .../sockets, .../conntrack, POST .../exec. */
+/** POST /v1/namespaces/{ns}/diagnostics/{ping,tcp-connect}, GET .../sockets, .../conntrack, POST .../exec, POST /v1/diagnostics/path. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
@@ -6,7 +6,10 @@ import { namespaceParam, opContext } from '../http/auth-hooks.js';
 import { problemResponses } from '../http/problem.js';
 import { NamespaceNameSchema } from '../names.js';
 import { DURATION_PATTERN } from '../duration.js';
-import { CAPS, type DiagnosticsService } from './diagnostics-service.js';
+import { CAPS, MAX_PATH_TARGETS, type DiagnosticsService } from './diagnostics-service.js';
+import { MAX_HOPS, PATH_CHECKS, PATH_REASONS } from './path.js';
+import { requireNamespace } from '../auth/tokens.js';
+import { parseIp } from '../ip-address.js';
 
 const Params = Type.Object({ ns: NamespaceNameSchema }, { additionalProperties: false });
 const byNs = namespaceParam('ns');
@@ -102,6 +105,40 @@ const ExecResultSchema = Type.Object(
   { $id: 'ExecResult', additionalProperties: false },
 );
 
+const lit = (values: readonly string[], description?: string) => Type.Union(values.map((v) => Type.Literal(v)), description ? { description } : {});
+const PathBody = obj({
+  from: NamespaceNameSchema,
+  to: Type.String({ minLength: 1, maxLength: 45, description: 'An IPv4/IPv6 address, or a namespace name: each of its global addresses (at most ' + MAX_PATH_TARGETS + ').', examples: ['198.51.100.2', 'blue'] }),
+  family: Type.Optional(Type.Union([Type.Literal(4), Type.Literal(6)], { description: 'With a namespace `to`: only its addresses of this family.' })),
+});
+const RuleHit = obj({
+  family: Type.String(), table: Type.String(), chain: Type.String(), handle: Type.Integer(),
+  id: Type.Optional(Type.String({ description: 'The id of a rule netnsd manages (…/firewall/rules/{id}).' })),
+  verdict: Type.Optional(Type.String()), text: Type.String(), packets: Type.Integer({ description: "How many of the probe's packets it counted." }),
+});
+const PathStepSchema = obj({
+  direction: lit(['forward', 'return']),
+  namespace: Type.String(),
+  check: lit(PATH_CHECKS, 'route: the kernel\'s route lookup there (with `from`/`iif` after the first hop: forwarding and rp_filter included); link: the egress link\'s state; peer: where the link leads and who owns the next hop; delivery: the address is local there; firewall: a rule or chain policy that dropped the probe; probe: the ping.'),
+  ok: Type.Boolean(),
+  detail: Type.String(),
+  reason: Type.Optional(lit(PATH_REASONS)),
+  link: Type.Optional(Type.String()),
+  via: Type.Optional(Type.String()),
+  source: Type.Optional(Type.String()),
+  rule: Type.Optional(RuleHit),
+});
+const PathAnswerSchema = obj({
+  from: Type.String(),
+  to: Type.String({ description: 'The destination address this answer is about.' }),
+  reachable: Type.Boolean({ description: 'The probe got a reply.' }),
+  reason: lit(PATH_REASONS, '`reachable`, or why not: the first failing step (the walk), else a firewall rule whose counter moved during the probe, else a chain with policy drop, else `no-reply`.'),
+  verdict: Type.String({ description: 'One sentence for a human.' }),
+  steps: Type.Array(PathStepSchema),
+  probe: PingResultSchema,
+});
+const PathResultSchema = Type.Object({ items: Type.Array(PathAnswerSchema) }, { $id: 'PathResult', additionalProperties: false });
+
 export function diagnosticsApi(service: DiagnosticsService) {
   return async function register(fastify: FastifyInstance): Promise<void> {
     const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
@@ -132,6 +169,24 @@ export function diagnosticsApi(service: DiagnosticsService) {
       '/v1/namespaces/:ns/conntrack',
       { config: { namespaceOf: byNs }, schema: { tags, summary: 'Connection tracking entries of the namespace', description: '503 CONNTRACK_UNAVAILABLE when the kernel has none; 503 TOOL_MISSING without the conntrack tool.', params: Params, response: { 200: ConntrackListSchema, ...problemResponses(404, 503) } } },
       async (req) => ({ items: await service.conntrack(req.params.ns) }) as Static<typeof ConntrackListSchema>,
+    );
+    app.post(
+      '/v1/diagnostics/path',
+      {
+        config: { action: 'diagnostics.path', namespaceOf: (req) => (req.body as { from?: string } | undefined)?.from },
+        schema: {
+          tags,
+          summary: "Why can (or can't) a namespace reach an address",
+          description:
+            `Follows the packet from live state, hop by hop (at most ${MAX_HOPS} namespaces, over veths and bridges): the route lookup in each namespace, the egress link and its state, where it leads and who owns the next hop, forwarding and rp_filter where it arrives; then the way back; then a ping (3 requests, ~1.4 s) with the firewall counters of every namespace on the way compared before and after it. One answer per destination address. \`write\` scope (\`admin\` from \`host\`); a token limited to namespace patterns needs \`from\` and a namespace \`to\` to match them.`,
+          body: PathBody,
+          response: { 200: PathResultSchema, ...problemResponses(403, 404, 413, 415, 422, 503) },
+        },
+      },
+      async (req) => {
+        if (!parseIp(req.body.to)) requireNamespace(req.principal, req.body.to);
+        return { items: await service.path(req.body, opContext(req)) } as Static<typeof PathResultSchema>;
+      },
     );
     app.post(
       '/v1/namespaces/:ns/exec',

@@ -2,7 +2,7 @@
  * Troubleshooting: ping, TCP connect, sockets, conntrack and (opt-in) exec inside a namespace.
  * Every number is capped here (see CAPS) so that no request runs for long, and at most
  * MAX_RUNNING diagnostics run at once (DIAGNOSTICS_BUSY beyond), so they never take every slot
- * of the executor pool. `diagnostics/path` is not written yet (see the branch report).
+ * of the executor pool. `diagnostics/path` follows a packet through the namespaces (path.ts).
  */
 import { AppError } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
@@ -10,6 +10,7 @@ import type { ConntrackEntry, ExecResult, KernelSocket, PingResult, TcpConnectRe
 import { parseDuration } from '../duration.js';
 import { parseIp } from '../ip-address.js';
 import { existingNamespace, type NetnsDirectory } from '../namespaces/netns-dir.js';
+import { PathTracer, type FirewallCounters, type LinkLister, type PathAnswer } from './path.js';
 
 /** The caps (documented in the README). */
 export const CAPS = {
@@ -24,6 +25,8 @@ export const CAPS = {
   execMinOutputBytes: 4096,
 } as const;
 const MAX_RUNNING = 4;
+/** A namespace target with more global addresses is traced to its first ones only (each trace probes for ~1.4 s). */
+export const MAX_PATH_TARGETS = 4;
 
 export interface PingRequest { readonly target: string; readonly count?: number; readonly interval?: string; readonly size?: number; readonly timeout?: string }
 export interface ExecConfig { readonly enabled: boolean; readonly timeout: string; readonly maxOutputBytes: number }
@@ -32,7 +35,30 @@ type FieldError = { field: string; message: string };
 
 export class DiagnosticsService {
   private running = 0;
-  constructor(private readonly ex: Executor, private readonly dir: NetnsDirectory, private readonly exec: ExecConfig) {}
+  private readonly tracer: PathTracer | undefined;
+  constructor(
+    private readonly ex: Executor,
+    private readonly dir: NetnsDirectory,
+    private readonly exec: ExecConfig,
+    paths?: { readonly links: LinkLister; readonly firewall?: FirewallCounters },
+  ) {
+    this.tracer = paths && new PathTracer({ executor: ex, dir, links: paths.links, ...(paths.firewall ? { firewall: paths.firewall } : {}) });
+  }
+
+  /**
+   * Why `from` can or cannot reach `to` (an address, or each global address of a namespace, of
+   * `family` when given): one answer per destination. Counts as one running diagnostic.
+   */
+  async path(req: { from: string; to: string; family?: 4 | 6 }, ctx: OpContext): Promise<PathAnswer[]> {
+    if (!this.tracer) throw new AppError('INTERNAL', 'path tracing is not wired');
+    await existingNamespace(this.dir, req.from);
+    const targets = await this.tracer.targets(req.to, req.family);
+    return this.bounded(async () => {
+      const out: PathAnswer[] = [];
+      for (const t of targets.slice(0, MAX_PATH_TARGETS)) out.push(await this.tracer!.trace(req.from, t, ctx));
+      return out;
+    });
+  }
 
   async ping(ns: string, req: PingRequest, ctx: OpContext): Promise<PingResult & { target: string }> {
     const errors: FieldError[] = [];

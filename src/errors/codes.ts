@@ -83,6 +83,7 @@ export const ERROR_CODES = {
   FIREWALL_UNAVAILABLE: { kind: 'unavailable', title: 'nftables does not work on this machine' },
   HOST_ROUTE_CONFLICT: { kind: 'conflict', title: 'The change would touch routes the host depends on' },
   TARGET_NAMESPACE_NOT_FOUND: { kind: 'unprocessable', title: 'A namespace named in the request body does not exist' },
+  PATH_TARGET_UNADDRESSED: { kind: 'unprocessable', title: 'The target namespace has no global address to reach' },
   IDEMPOTENCY_KEY_INVALID: { kind: 'invalid', title: 'The Idempotency-Key header is not valid' },
   IDEMPOTENCY_KEY_REUSED: { kind: 'unprocessable', title: 'The Idempotency-Key was used for another request' },
   IDEMPOTENCY_KEY_IN_PROGRESS: { kind: 'conflict', title: 'A request with this Idempotency-Key is still running', retryable: true },

@@ -623,9 +623,6 @@ export function commandsFor(op: Op): readonly Command[] {
       return [inNs(op.ns, 'ss', ['-H', '-n', '-a', '-t', '-u', '-p', '-O'])];
     case 'diag.conntrack':
       return [inNs(op.ns, 'conntrack', ['-L', '-o', 'extended'])];
-    case 'diag.nftCounters':
-      // Text, not -j: the text form is what `text` shows, and -a adds the handles (nftables 1.0.6).
-      return [inNs(op.ns, 'nft', ['-a', 'list', 'ruleset'])];
     case 'diag.exec': {
       const [file] = op.argv;
       if (file === undefined || !file.startsWith('/') || op.argv.some((a) => a.includes('\0'))) throw new AppError('INTERNAL', 'bad exec argv', { cause: op.argv });

@@ -1,9 +1,9 @@
 /**
  * Readers of the diagnostic tools' output, each tested against output recorded on this machine
  * (test/fixtures/stdout): iputils ping 20221126, ss (iproute2 6.1), conntrack-tools 1.4.7,
- * nftables 1.0.6 (`nft -a list ruleset`), `ip -j route get` (iproute2 6.1).
+ * `ip -j route get` (iproute2 6.1).
  */
-import type { ConntrackEntry, ConntrackTuple, KernelSocket, NftChainPolicy, NftRuleCounter, PingResult, PingReply, RouteLookup, SocketEnd } from './ops.js';
+import type { ConntrackEntry, ConntrackTuple, KernelSocket, PingResult, PingReply, RouteLookup, SocketEnd } from './ops.js';
 
 const REPLY_RE = /^\d+ bytes from ([^\s:]+|[0-9a-f:]+): icmp_seq=(\d+)(?: ttl=(\d+))? time=([\d.]+) ms/;
 const STATS_RE = /^(\d+) packets transmitted, (\d+) received,(?: \+\d+ duplicates,)?(?: \+\d+ errors,)? ([\d.]+)% packet loss/m;
@@ -135,40 +135,3 @@ export function parseConntrack(stdout: string): ConntrackEntry[] {
 
 const VERDICT_RE = /(?:^|\s)(drop|reject(?: with .*)?|accept|queue|return|continue|(?:jump|goto) \S+|masquerade|snat to \S+|dnat to \S+|redirect)(?:\s|$)/;
 
-/**
- * `nft -a list ruleset`: every rule that has a `counter`, with its packets and bytes, and every
- * base chain's hook and policy. The text (nftables 1.0.6) nests `table F N { # handle H`,
- * `chain N { # handle H`, then `type filter hook input priority filter; policy drop;` and rules
- * ending in `# handle H`.
- */
-export function parseNftCounters(stdout: string): { rules: NftRuleCounter[]; chains: NftChainPolicy[] } {
-  const rules: NftRuleCounter[] = [];
-  const chains: NftChainPolicy[] = [];
-  let family = '';
-  let table = '';
-  let chain: NftChainPolicy | undefined;
-  for (const raw of stdout.split('\n')) {
-    const line = raw.trim();
-    let m: RegExpExecArray | null;
-    if ((m = /^table (\S+) (\S+) \{/.exec(line))) {
-      family = m[1]!;
-      table = m[2]!;
-    } else if ((m = /^chain (\S+) \{/.exec(line))) {
-      chain = { family, table, chain: m[1]! };
-      chains.push(chain);
-    } else if ((m = /^type \S+ hook (\S+)(?: device \S+)? priority [^;]+;(?: policy (\S+);)?/.exec(line)) && chain) {
-      const i = chains.indexOf(chain);
-      chain = { ...chain, hook: m[1]!, ...(m[2] ? { policy: m[2] } : {}) };
-      chains[i] = chain;
-    } else if ((m = /^(.*) # handle (\d+)$/.exec(line)) && chain && !line.startsWith('chain ') && !line.startsWith('set ') && !line.startsWith('map ')) {
-      const c = /counter packets (\d+) bytes (\d+)/.exec(m[1]!);
-      if (!c) continue;
-      const text = m[1]!.replace(/counter packets \d+ bytes \d+/, 'counter').trim();
-      const verdict = VERDICT_RE.exec(text.replace(/ comment ".*"$/, ''))?.[1];
-      rules.push({ family, table, chain: chain.chain, handle: Number(m[2]), ...(verdict ? { verdict } : {}), text, packets: Number(c[1]), bytes: Number(c[2]) });
-    } else if (line === '}') {
-      // closes a chain or a table; the next `chain`/`table` line sets them again
-    }
-  }
-  return { rules, chains };
-}

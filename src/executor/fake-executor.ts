@@ -351,7 +351,6 @@ export class FakeKernel extends FakeExecutor {
       case 'diag.tcpConnect':
       case 'diag.sockets':
       case 'diag.conntrack':
-      case 'diag.nftCounters':
       case 'diag.exec':
         // No simulated network: tests script these (expect/default).
         this.space(op.ns);

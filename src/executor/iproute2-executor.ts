@@ -58,7 +58,7 @@ import { isNetlinkChange, type NetlinkChangeOp } from '../netlink/changes.js';
 import { type NetlinkAddon, NetlinkNamespace, namespacePath } from '../netlink/netlink.js';
 import { readLinkCounters } from '../netlink/stats.js';
 import { DEFAULT_NETNS_DIR } from '../namespaces/netns-dir.js';
-import { parseConntrack, parseNftCounters, parsePing, parseRouteGet, parseRouteGetError, parseSockets } from './diagnostics-parse.js';
+import { parseConntrack, parsePing, parseRouteGet, parseRouteGetError, parseSockets } from './diagnostics-parse.js';
 import { HOST, type ExecResult, type TcpOutcome, type Op, type OpResults, type ProbeResult, type ResultOf, type ToolVersions, opNamespace } from './ops.js';
 
 export type { Logger } from './batch-worker.js';
@@ -370,8 +370,6 @@ export class Iproute2Executor implements Executor {
         }
         throw classify(r.stderr, r.exitCode, op);
       }
-      case 'diag.nftCounters':
-        return parseNftCounters(await this.oneShot(only(commands), op, argv));
       case 'diag.exec':
         return this.execProgram(only(commands), op, argv);
       default: {

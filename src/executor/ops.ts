@@ -126,8 +126,6 @@ export type Op =
   | { readonly kind: 'diag.sockets'; readonly ns: string }
   /** The namespace's connection tracking table (`conntrack -L`). */
   | { readonly kind: 'diag.conntrack'; readonly ns: string }
-  /** Rule counters and chain policies of the namespace's nftables ruleset (`nft -a list ruleset`). */
-  | { readonly kind: 'diag.nftCounters'; readonly ns: string }
   /** Run a program (argv, never a shell) inside the namespace, time- and output-bounded. */
   | { readonly kind: 'diag.exec'; readonly ns: string; readonly argv: readonly string[]; readonly timeoutMs: number; readonly maxOutputBytes: number; readonly stdin?: string };
 
@@ -247,28 +245,6 @@ export interface ConntrackTuple {
   readonly dst: string;
   readonly sport: number | null;
   readonly dport: number | null;
-}
-
-/** One nftables rule with its counter (rules without a `counter` have none and are not listed). */
-export interface NftRuleCounter {
-  readonly family: string;
-  readonly table: string;
-  readonly chain: string;
-  readonly handle: number;
-  /** The verdict the rule ends in (drop, reject, accept, jump X, ...), when it has one. */
-  readonly verdict?: string;
-  /** The rule as nft prints it, counter values and handle left out. */
-  readonly text: string;
-  readonly packets: number;
-  readonly bytes: number;
-}
-
-export interface NftChainPolicy {
-  readonly family: string;
-  readonly table: string;
-  readonly chain: string;
-  readonly hook?: string;
-  readonly policy?: string;
 }
 
 /** What `diag.exec` answers. */
@@ -825,7 +801,6 @@ export interface OpResults {
   'diag.tcpConnect': TcpConnectResult;
   'diag.sockets': { readonly sockets: readonly KernelSocket[] };
   'diag.conntrack': { readonly entries: readonly ConntrackEntry[] };
-  'diag.nftCounters': { readonly rules: readonly NftRuleCounter[]; readonly chains: readonly NftChainPolicy[] };
   'diag.exec': ExecResult;
 }
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { commandsFor, spawnArgv } from '../../src/executor/argv.js';
-import { parseConntrack, parseNftCounters, parsePing, parseRouteGet, parseRouteGetError, parseSockets } from '../../src/executor/diagnostics-parse.js';
+import { parseConntrack, parsePing, parseRouteGet, parseRouteGetError, parseSockets } from '../../src/executor/diagnostics-parse.js';
 
 const out = (f: string): string => readFileSync(new URL(`../fixtures/stdout/${f}`, import.meta.url), 'utf8');
 const err = (f: string): string => readFileSync(new URL(`../fixtures/stderr/${f}`, import.meta.url), 'utf8');
@@ -68,18 +68,6 @@ describe('parseConntrack (conntrack-tools 1.4.7)', () => {
         reply: { src: '198.51.100.2', dst: '198.51.100.1', sport: 8080, dport: 53260 },
       },
     ]);
-  });
-});
-
-describe('parseNftCounters (nftables 1.0.6, nft -a list ruleset)', () => {
-  it('lists counted rules with verdict and text, and base chains with hook and policy', () => {
-    const { rules, chains } = parseNftCounters(out('nft-list-ruleset-handles.txt'));
-    expect(rules).toContainEqual({ family: 'inet', table: 't1', chain: 'input', handle: 3, verdict: 'drop', text: 'ip saddr 198.51.100.1 icmp type echo-request counter drop', packets: 2, bytes: 168 });
-    expect(rules.find((r) => r.handle === 2 && r.table === 't1')).toMatchObject({ verdict: 'drop', text: 'tcp dport 9 counter drop comment "block discard"' });
-    expect(rules.find((r) => r.handle === 4 && r.table === 't1')?.verdict).toBeUndefined();
-    expect(rules.find((r) => r.table === 'nat')).toMatchObject({ family: 'ip', chain: 'post', verdict: 'masquerade' });
-    expect(chains).toContainEqual({ family: 'inet', table: 't1', chain: 'forward', hook: 'forward', policy: 'drop' });
-    expect(chains).toContainEqual({ family: 'inet', table: 't1', chain: 'input', hook: 'input', policy: 'accept' });
   });
 });
 
