@@ -1,5 +1,5 @@
 // netnsd native helper: the few namespace operations that iproute2 can only do by forking a
-// process per namespace (`ip -n NS link set lo up`, `ip netns set NS auto`). Doing them here costs
+// process per namespace (`ip -n NS link set lo up`, `ip netns set NS auto`, `ip netns add NS`). Doing them here costs
 // microseconds instead of a process spawn.
 //
 // Safety: setns(CLONE_NEWNET) changes the namespace of the *calling thread* only. Every function
@@ -16,8 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include <linux/net_namespace.h>
@@ -29,7 +32,8 @@
 
 #define NN_MAX_PATH 4096
 
-static napi_value throw_errno(napi_env env, const char *what, int err) {
+// An Error with .code (the errno's name) and .errno, message "what: strerror". Loop thread only.
+static napi_value errno_error(napi_env env, const char *what, int err) {
   char msg[256];
   snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
   napi_value code, message, error;
@@ -40,7 +44,11 @@ static napi_value throw_errno(napi_env env, const char *what, int err) {
   napi_value errnum;
   napi_create_int32(env, err, &errnum);
   napi_set_named_property(env, error, "errno", errnum);
-  napi_throw(env, error);
+  return error;
+}
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  napi_throw(env, errno_error(env, what, err));
   return NULL;
 }
 
@@ -366,6 +374,137 @@ static napi_value assign_nsid(napi_env env, napi_callback_info info) { return ns
 /** getNsid(path): the namespace's nsid in ours, or -1. */
 static napi_value get_nsid(napi_env env, napi_callback_info info) { return nsid_common(env, info, 0); }
 
+// ---- netnsAdd: `ip netns add NAME` without a process ----
+//
+// What iproute2 6.1 ip/ipnetns.c netns_add does, step by step:
+//  1. mkdir the run directory (0755) unless it is there;
+//  2. make it a shared mount (`mount --make-rshared`), bind-mounting it on itself first when it
+//     is not a mount point yet (the first mount answers EINVAL), so that unmounting a namespace
+//     file in one mount namespace unmounts it in all of them and the namespace is freed sooner.
+//     iproute2 holds an exclusive flock on the directory around this, because several `ip netns
+//     add` racing here stacked bind mounts recursively until the machine locked up
+//     (https://bugs.debian.org/949235); it proceeds without the lock when flock fails. We take
+//     the same flock (other processes on the machine run `ip netns add` too) and do this once
+//     per process and directory (the static below, under a mutex), not once per namespace;
+//  3. create the namespace file, O_RDONLY|O_CREAT|O_EXCL mode 0: EEXIST is "the name is taken";
+//  4. unshare(CLONE_NEWNET) and bind-mount the calling task's namespace file on it.
+// Step 4 runs on a pthread of its own made for it: unshare() moves the calling *thread* into the
+// new namespace for good, so it must be neither the event loop nor a libuv pool thread. The
+// source is /proc/thread-self/ns/net (/proc/self/ns/net is the main thread's, the daemon's own
+// namespace). The thread then exits; the bind mount keeps the namespace alive.
+// On failure after step 3 the file is removed (nothing is mounted on it: the mount is the last
+// step), as iproute2 removes it.
+//
+// The whole job runs as napi_async_work: steps 1-3 on a libuv pool thread, which waits for the
+// step-4 thread; no N-API call is made off the loop thread, the answer is a promise settled in
+// the completion callback (on the loop thread), which also frees the job. Several creations
+// run at once, one pool thread each.
+
+static pthread_mutex_t run_dir_mutex = PTHREAD_MUTEX_INITIALIZER;
+static char shared_run_dir[NN_MAX_PATH];  // the directory made shared already (under the mutex)
+
+struct add_job {
+  napi_async_work work;
+  napi_deferred deferred;
+  char path[NN_MAX_PATH];
+  char dir[NN_MAX_PATH];
+  int err;
+  const char *what;
+};
+
+static int fail(struct add_job *job, const char *what, int err) {
+  job->err = err;
+  job->what = what;
+  return -1;
+}
+
+static int prepare_run_dir(struct add_job *job) {
+  if (mkdir(job->dir, S_IRWXU | S_IRGRP | S_IXGRP | S_IROTH | S_IXOTH) < 0 && errno != EEXIST)
+    return fail(job, "mkdir netns directory", errno);
+  pthread_mutex_lock(&run_dir_mutex);
+  int rc = 0;
+  if (strcmp(shared_run_dir, job->dir) != 0) {
+    int lock = open(job->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock < 0) {
+      rc = fail(job, "open netns directory", errno);
+    } else {
+      int locked = flock(lock, LOCK_EX) == 0;
+      int made_mount = 0;
+      while (mount("", job->dir, "none", MS_SHARED | MS_REC, NULL) < 0) {
+        if (errno != EINVAL || made_mount) { rc = fail(job, "mount --make-shared netns directory", errno); break; }
+        if (mount(job->dir, job->dir, "none", MS_BIND | MS_REC, NULL) < 0) { rc = fail(job, "mount --bind netns directory", errno); break; }
+        made_mount = 1;
+      }
+      if (locked) flock(lock, LOCK_UN);
+      close(lock);
+      if (rc == 0) snprintf(shared_run_dir, sizeof shared_run_dir, "%s", job->dir);
+    }
+  }
+  pthread_mutex_unlock(&run_dir_mutex);
+  return rc;
+}
+
+static void *add_thread(void *arg) {
+  struct add_job *job = arg;
+  if (unshare(CLONE_NEWNET) < 0) { fail(job, "unshare(CLONE_NEWNET)", errno); return NULL; }
+  if (mount("/proc/thread-self/ns/net", job->path, "none", MS_BIND, NULL) < 0) fail(job, "mount --bind namespace", errno);
+  return NULL;
+}
+
+// libuv pool thread: no N-API here.
+static void add_execute(napi_env env, void *data) {
+  struct add_job *job = data;
+  if (prepare_run_dir(job) < 0) return;
+  int fd = open(job->path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+  if (fd < 0) { fail(job, "create namespace file", errno); return; }
+  close(fd);
+  pthread_t t;
+  int rc = pthread_create(&t, NULL, add_thread, job);
+  if (rc != 0) fail(job, "pthread_create", rc);
+  else pthread_join(t, NULL);
+  if (job->err) unlink(job->path);
+}
+
+// Loop thread.
+static void add_complete(napi_env env, napi_status status, void *data) {
+  struct add_job *job = data;
+  if (status == napi_ok && job->err == 0) {
+    napi_value undefined;
+    napi_get_undefined(env, &undefined);
+    napi_resolve_deferred(env, job->deferred, undefined);
+  } else {
+    int err = job->err ? job->err : ECANCELED;
+    napi_reject_deferred(env, job->deferred, errno_error(env, job->err ? job->what : "netnsAdd", err));
+  }
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+/** netnsAdd(path): a promise; creates a network namespace bound at path (as `ip netns add`). */
+static napi_value netns_add(napi_env env, napi_callback_info info) {
+  struct add_job *job = calloc(1, sizeof *job);
+  if (!job) return throw_errno(env, "calloc", ENOMEM);
+  const char *slash;
+  if (get_path_arg(env, info, job->path) < 0 || job->path[0] != '/' || !(slash = strrchr(job->path, '/')) ||
+      slash == job->path || !slash[1] || !strcmp(slash + 1, ".") || !strcmp(slash + 1, "..")) {
+    free(job);
+    return throw_errno(env, "netnsAdd(path)", EINVAL);
+  }
+  memcpy(job->dir, job->path, (size_t)(slash - job->path));
+  job->dir[slash - job->path] = 0;
+  napi_value promise, name;
+  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok) { free(job); return throw_errno(env, "napi_create_promise", ENOMEM); }
+  napi_create_string_utf8(env, "netnsAdd", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, add_execute, add_complete, job, &job->work) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    // The promise was made: settle it rather than leave it pending.
+    napi_reject_deferred(env, job->deferred, errno_error(env, "napi_queue_async_work", ENOMEM));
+    if (job->work) napi_delete_async_work(env, job->work);
+    free(job);
+  }
+  return promise;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"loopbackUp", NULL, loopback_up, NULL, NULL, NULL, napi_default, NULL},
@@ -373,6 +512,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"assignNsid", NULL, assign_nsid, NULL, NULL, NULL, napi_default, NULL},
       {"getNsid", NULL, get_nsid, NULL, NULL, NULL, napi_default, NULL},
       {"sysctls", NULL, sysctls, NULL, NULL, NULL, napi_default, NULL},
+      {"netnsAdd", NULL, netns_add, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return netlink_init(env, exports);

@@ -294,6 +294,8 @@ export function classify(stderr: string, exitCode: number | null, op: Op): AppEr
 export function classifyNative(err: unknown, op: Op): AppError {
   switch ((err as { code?: unknown } | null)?.code) {
     case 'ENOENT':
+      // netnsAdd: the directory above the netns directory is missing (not a missing namespace).
+      if (op.kind === 'netns.add') return new AppError('INTERNAL', `${op.kind} failed`, { cause: err });
       return new AppError('NAMESPACE_NOT_FOUND', notFound(op), { cause: err });
     // setns() on a name that is no longer a namespace: `ip netns del` unmounts the namespace,
     // then removes the file; in between the file is there and is not a namespace.

@@ -10,7 +10,7 @@
 export const HOST = 'host';
 
 export type Op =
-  /** `ip netns add NAME` (root batch worker). */
+  /** `ip netns add NAME` (the addon's netnsAdd in-process; without it, a root batch worker line). */
   | { readonly kind: 'netns.add'; readonly ns: string }
   /** `ip netns del NAME`: unmounts and removes the name; the kernel frees the stack later. */
   | { readonly kind: 'netns.delete'; readonly ns: string }

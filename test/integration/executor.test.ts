@@ -48,7 +48,7 @@ describe('Iproute2Executor', () => {
     await ex.close();
   });
 
-  it('pipelines 100 concurrent adds and deletes through the root batch worker, each with its own result', async () => {
+  it('runs 100 concurrent adds (in-process) and deletes (root batch worker), each with its own result', async () => {
     const names = Array.from({ length: 100 }, () => name('p'));
     const taken = names[37] as string;
     ipSync('netns', 'add', taken);
@@ -71,10 +71,12 @@ describe('Iproute2Executor', () => {
     const records: OpRecord[] = [];
     await ex.run({ kind: 'netns.add', ns }, { record: (r) => records.push(r) });
     await ex.run({ kind: 'netns.loopbackUp', ns }, { record: (r) => records.push(r) });
+    await ex.run({ kind: 'netns.delete', ns }, { record: (r) => records.push(r) });
     expect(records).toEqual([
-      expect.objectContaining({ kind: 'netns.add', ns, ok: true, argv: [[IP, 'netns', 'add', ns]] }),
       // served in-process by the native addon: nothing was spawned
+      expect.objectContaining({ kind: 'netns.add', ns, ok: true, argv: [] }),
       expect.objectContaining({ kind: 'netns.loopbackUp', ns, ok: true, argv: [] }),
+      expect.objectContaining({ kind: 'netns.delete', ns, ok: true, argv: [[IP, 'netns', 'del', ns]] }),
     ]);
   });
 
@@ -198,6 +200,86 @@ describe('Iproute2Executor', () => {
     await e.close();
     await add;
     expect(existsSync(`/run/netns/${ns}`)).toBe(true);
+  });
+});
+
+describe('netns.add in-process (native netnsAdd)', () => {
+  let ex: Iproute2Executor;
+  beforeAll(() => {
+    ex = new Iproute2Executor({ native: true });
+  });
+  afterAll(async () => {
+    await ex.close();
+  });
+
+  /** The nsfs inode bound at /run/netns/NAME (`stat -L` of a namespace file is its namespace). */
+  const inode = (ns: string): string => execFileSync('stat', ['-L', '-c', '%d:%i', `/run/netns/${ns}`], { encoding: 'utf8' }).trim();
+  const own = (): string => execFileSync('stat', ['-L', '-c', '%d:%i', '/proc/self/ns/net'], { encoding: 'utf8' }).trim();
+
+  it('makes a real namespace: an nsfs mount that ip lists and enters, with lo and nothing else', async () => {
+    const ns = name('real');
+    await ex.run({ kind: 'netns.add', ns });
+    expect(ipSync('netns', 'list').split('\n').map((l) => l.split(' ')[0])).toContain(ns);
+    expect(execFileSync('stat', ['-f', '-c', '%T', `/run/netns/${ns}`], { encoding: 'utf8' }).trim()).toBe('nsfs');
+    expect(execFileSync('findmnt', ['-n', '-o', 'TARGET', `/run/netns/${ns}`], { encoding: 'utf8' }).trim()).toBe(`/run/netns/${ns}`);
+    const links = JSON.parse(ipSync('-n', ns, '-j', 'link', 'show')) as Array<{ ifname: string; operstate: string }>;
+    expect(links.map((l) => l.ifname)).toEqual(['lo']);
+    expect(inode(ns)).not.toBe(own());
+  });
+
+  it('answers NAMESPACE_EXISTS for a name taken by hand and leaves that namespace as it was', async () => {
+    const ns = name('taken');
+    ipSync('netns', 'add', ns);
+    ipSync('-n', ns, 'link', 'set', 'lo', 'up');
+    const before = inode(ns);
+    await expect(ex.run({ kind: 'netns.add', ns })).rejects.toMatchObject({ code: 'NAMESPACE_EXISTS', detail: `namespace "${ns}" already exists` });
+    expect(inode(ns)).toBe(before);
+    expect(ipSync('-n', ns, 'link', 'show', 'lo')).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
+  });
+
+  it('makes 50 namespaces at once, all distinct, and `ip netns del` frees every one', async () => {
+    const names = Array.from({ length: 50 }, () => name('many'));
+    const adds = await Promise.allSettled(names.map((ns) => ex.run({ kind: 'netns.add', ns })));
+    adds.forEach((r, i) => expect(r.status, names[i]).toBe('fulfilled'));
+    const inodes = names.map(inode);
+    expect(new Set(inodes).size).toBe(50);
+    expect(inodes).not.toContain(own());
+    for (const ns of names) expect(ipSync('-n', ns, 'link', 'show', 'lo')).toMatch(/^1: lo:/);
+    for (const ns of names) ipSync('netns', 'del', ns);
+    for (const ns of names) expect(existsSync(`/run/netns/${ns}`)).toBe(false);
+    // No namespace is left mounted where they were.
+    const mounts = execFileSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' }).split('\n');
+    for (const ns of names) expect(mounts).not.toContain(`/run/netns/${ns}`);
+  });
+
+  it('keeps no thread of the daemon in a namespace it made', async () => {
+    const names = Array.from({ length: 8 }, () => name('tid'));
+    await Promise.all(names.map((ns) => ex.run({ kind: 'netns.add', ns })));
+    const mine = own();
+    const tids = execFileSync('ls', [`/proc/${process.pid}/task`], { encoding: 'utf8' }).trim().split('\n');
+    const threadNs = tids.flatMap((tid) => {
+      try {
+        return [execFileSync('stat', ['-L', '-c', '%d:%i', `/proc/${process.pid}/task/${tid}/ns/net`], { encoding: 'utf8' }).trim()];
+      } catch {
+        return []; // exited meanwhile
+      }
+    });
+    expect(threadNs.every((k) => k === mine)).toBe(true);
+  });
+
+  it('uses the root batch worker without netnsAdd (nativeNetnsAdd: false), with the same answers', async () => {
+    const batch = new Iproute2Executor({ native: true, nativeNetnsAdd: false });
+    try {
+      const ns = name('batch');
+      const records: OpRecord[] = [];
+      await batch.run({ kind: 'netns.add', ns }, { record: (r) => records.push(r) });
+      expect(records[0]).toMatchObject({ kind: 'netns.add', ok: true, argv: [[IP, 'netns', 'add', ns]] });
+      expect(execFileSync('stat', ['-f', '-c', '%T', `/run/netns/${ns}`], { encoding: 'utf8' }).trim()).toBe('nsfs');
+      await expect(batch.run({ kind: 'netns.add', ns })).rejects.toMatchObject({ code: 'NAMESPACE_EXISTS' });
+      await expect(ex.run({ kind: 'netns.add', ns })).rejects.toMatchObject({ code: 'NAMESPACE_EXISTS' });
+    } finally {
+      await batch.close();
+    }
   });
 });
 

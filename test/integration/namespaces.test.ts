@@ -139,6 +139,22 @@ describe('namespaces against the real kernel', () => {
     expect(dels.every((d) => d.status === 204)).toBe(true);
   });
 
+  it('creates 50 namespaces at once, each a distinct namespace with lo up, that `ip netns del` frees', async () => {
+    const names = Array.from({ length: 50 }, (_, i) => nsName(`m${i}`));
+    const results = await Promise.all(names.map((name) => tcp('POST', '/v1/namespaces', { name })));
+    results.forEach((res, i) => expect(res.status, names[i]).toBe(201));
+    const ids = results.map((res) => res.json().id as string);
+    expect(new Set(ids).size).toBe(50);
+    const listed = new Set(namedNetns());
+    for (const name of names) {
+      expect(listed.has(name)).toBe(true);
+      expect(ip('-n', name, 'link', 'show', 'lo')).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
+    }
+    for (const name of names) ip('netns', 'del', name);
+    for (const name of names) expect(netnsExists(name)).toBe(false);
+    await until(async () => (await Promise.all(names.map(async (n) => (await tcp('GET', `/v1/namespaces/${n}`)).status))).every((s) => s === 404), 5000, 'the daemon to see them gone');
+  });
+
   it('replays an idempotent creation instead of failing with NAMESPACE_EXISTS', async () => {
     const name = nsName('idem');
     const key = { 'idempotency-key': `it-${name}` };
@@ -152,6 +168,7 @@ describe('namespaces against the real kernel', () => {
   it('audits real changes with the command lines they ran', async () => {
     const name = nsName('audit');
     await tcp('POST', '/v1/namespaces', { name });
+    expect((await tcp('DELETE', `/v1/namespaces/${name}`)).status).toBe(204);
     let items: Array<{ namespace: string; action: string; actor: string; ops: Array<{ kind: string; argv: string[][] }> }> = [];
     let cursor: string | undefined;
     do {
@@ -161,7 +178,10 @@ describe('namespaces against the real kernel', () => {
     } while (cursor);
     const entry = items.find((e) => e.namespace === name && e.action === 'namespace.create');
     expect(entry).toMatchObject({ actor: 'admin' });
-    expect(entry!.ops.find((o) => o.kind === 'netns.add')!.argv[0]!.slice(-3)).toEqual(['netns', 'add', name]);
+    // Made in-process by the native addon (netnsAdd): no command line ran.
+    expect(entry!.ops.find((o) => o.kind === 'netns.add')!.argv).toEqual([]);
+    const deleted = items.find((e) => e.namespace === name && e.action === 'namespace.delete');
+    expect(deleted!.ops.find((o) => o.kind === 'netns.delete')!.argv[0]!.slice(-3)).toEqual(['netns', 'del', name]);
   });
 
   it('reports this kernel in capabilities and is ready', async () => {

@@ -55,6 +55,7 @@ describe('classify', () => {
 
 describe('classifyNative', () => {
   const errno = (code: string): Error => Object.assign(new Error(`open namespace: ${code}`), { code });
+  const op: Op = { kind: 'netns.loopbackUp', ns: 'blue' };
 
   it.each([
     ['ENOENT', 'NAMESPACE_NOT_FOUND'],
@@ -77,6 +78,32 @@ describe('classifyNative', () => {
   it('answers NAMESPACE_NOT_FOUND when setns finds the name is no longer a namespace (deleted meanwhile), INTERNAL for another EINVAL', () => {
     expect(classifyNative(Object.assign(new Error('setns: Invalid argument'), { code: 'EINVAL' }), op).code).toBe('NAMESPACE_NOT_FOUND');
     expect(classifyNative(Object.assign(new Error('nlDump request: Invalid argument'), { code: 'EINVAL' }), op).code).toBe('INTERNAL');
+  });
+});
+
+describe('classifyNative of netnsAdd (native/netns.c) errors', () => {
+  const add: Op = { kind: 'netns.add', ns: 'blue' };
+  // The messages are the addon's: "<step>: <strerror>", .code the errno's name.
+  const err = (message: string, code: string): Error => Object.assign(new Error(message), { code });
+
+  it.each([
+    ['the name is taken (O_EXCL)', 'create namespace file: File exists', 'EEXIST', 'NAMESPACE_EXISTS'],
+    ['not root: mount refused', 'mount --make-shared netns directory: Operation not permitted', 'EPERM', 'PRIVILEGE_REQUIRED'],
+    ['not root: unshare refused', 'unshare(CLONE_NEWNET): Operation not permitted', 'EPERM', 'PRIVILEGE_REQUIRED'],
+    ['not root: the directory refused', 'create namespace file: Permission denied', 'EACCES', 'PRIVILEGE_REQUIRED'],
+    ['no directory above /run/netns (not a missing namespace)', 'mkdir netns directory: No such file or directory', 'ENOENT', 'INTERNAL'],
+    ['out of namespaces', 'unshare(CLONE_NEWNET): No space left on device', 'ENOSPC', 'INTERNAL'],
+  ])('answers %s with %s', (_what, message, code, expected) => {
+    const e = classifyNative(err(message, code), add);
+    expect(e.code).toBe(expected);
+    expect(e.cause).toBeInstanceOf(Error);
+  });
+
+  it('names the namespace when it exists, as the batch line\'s classification does', () => {
+    const native = classifyNative(err('create namespace file: File exists', 'EEXIST'), add);
+    const batch = classify('Cannot create namespace file "/run/netns/blue": File exists', null, add);
+    expect(native.code).toBe(batch.code);
+    expect(native.detail).toBe(batch.detail);
   });
 });
 
