@@ -16,6 +16,7 @@ import { AppError } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
 import type { KernelAddress, PingResult } from '../executor/ops.js';
 import { formatIp, parseIp, sameIp, type IpAddress } from '../ip-address.js';
+import type { ChainPolicy, RuleCounter } from '../firewall/firewall-service.js';
 import type { Link } from '../links/link-schema.js';
 import { parseLabelSelector } from '../labels.js';
 import { existingNamespace, type NetnsDirectory } from '../namespaces/netns-dir.js';
@@ -62,18 +63,8 @@ export interface PathStep {
   readonly rule?: FirewallRuleHit;
 }
 
-export interface FirewallRuleHit {
-  readonly family: string;
-  readonly table: string;
-  readonly chain: string;
-  readonly handle: number;
-  /** The netnsd id of a managed rule. */
-  readonly id?: string;
-  readonly verdict?: string;
-  readonly text: string;
-  /** How many of the probe's packets it counted. */
-  readonly packets: number;
-}
+/** A rule that counted the probe's packets: the firewall's counter of it, `packets` the probe's share. */
+export type FirewallRuleHit = Omit<RuleCounter, 'bytes'>;
 
 export interface PathAnswer {
   readonly from: string;
@@ -85,10 +76,10 @@ export interface PathAnswer {
   readonly probe: PingResult & { readonly target: string };
 }
 
-/** The firewall's counters (FirewallService has exactly these). */
+/** The firewall's counters (FirewallService). */
 export interface FirewallCounters {
-  ruleCounters(ns: string): Promise<readonly { family: string; table: string; chain: string; handle: number; id?: string; verdict?: string; text: string; packets: number; bytes: number }[]>;
-  chainPolicies(ns: string): Promise<readonly { family: string; table: string; chain: string; hook?: string; policy?: string }[]>;
+  ruleCounters(ns: string): Promise<readonly RuleCounter[]>;
+  chainPolicies(ns: string): Promise<readonly ChainPolicy[]>;
 }
 
 /** Link views of a namespace (LinkService.list). */
@@ -284,8 +275,8 @@ export class PathTracer {
     }
   }
 
-  private async counters(namespaces: ReadonlySet<string>): Promise<Map<string, Map<string, FirewallRuleHit & { bytes: number }>>> {
-    const out = new Map<string, Map<string, FirewallRuleHit & { bytes: number }>>();
+  private async counters(namespaces: ReadonlySet<string>): Promise<Map<string, Map<string, RuleCounter>>> {
+    const out = new Map<string, Map<string, RuleCounter>>();
     if (!this.d.firewall) return out;
     for (const ns of namespaces) {
       try {
@@ -315,7 +306,7 @@ export class PathTracer {
 }
 
 /** Drop/reject rules whose packet counters moved between the two snapshots. */
-function moved(before: Map<string, Map<string, FirewallRuleHit & { bytes: number }>>, after: Map<string, Map<string, FirewallRuleHit & { bytes: number }>>): Array<{ namespace: string; rule: FirewallRuleHit }> {
+function moved(before: Map<string, Map<string, RuleCounter>>, after: Map<string, Map<string, RuleCounter>>): Array<{ namespace: string; rule: FirewallRuleHit }> {
   const out: Array<{ namespace: string; rule: FirewallRuleHit }> = [];
   for (const [ns, rules] of after) {
     for (const [key, r] of rules) {
