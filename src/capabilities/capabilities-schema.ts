@@ -17,6 +17,7 @@ export const CapabilitiesSchema = Type.Object(
         ip: Type.Union([Type.String(), Type.Null()], { description: 'iproute2 version, or null when `ip` is missing.' }),
         tc: Type.Union([Type.String(), Type.Null()]),
         nft: Type.Union([Type.String(), Type.Null()], { description: 'nftables version, or null when `nft` is missing.' }),
+        conntrack: Type.Union([Type.String(), Type.Null()], { description: 'conntrack-tools version, or null when `conntrack` is missing (GET .../conntrack then answers 503 TOOL_MISSING).' }),
       },
       { additionalProperties: false },
     ),

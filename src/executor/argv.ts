@@ -509,6 +509,7 @@ export function commandsFor(op: Op): readonly Command[] {
         { tool: 'ip', args: ['-V'] },
         { tool: 'tc', args: ['-V'] },
         { tool: 'nft', args: ['--version'] },
+        { tool: 'conntrack', args: ['--version'] },
       ];
     case 'probe.linkKind':
       return linkKindProbe(named(op.ns), op.linkKind);
@@ -811,8 +812,8 @@ function unreachable(x: never): never {
  * `nft --version` (`nftables v1.0.6 (Lester Gooch #5)` -> `1.0.6`) output; else its first line.
  */
 export function parseToolVersion(stdout: string): string | null {
-  const m = /iproute2-(?:ss)?(\d[\w.]*)|nftables v(\d[\w.]*)/.exec(stdout);
-  const version = m?.[1] ?? m?.[2] ?? stdout.trim().split('\n')[0];
+  const m = /iproute2-(?:ss)?(\d[\w.]*)|nftables v(\d[\w.]*)|conntrack v(\d[\w.]*)/.exec(stdout);
+  const version = m?.[1] ?? m?.[2] ?? m?.[3] ?? stdout.trim().split('\n')[0];
   return version === undefined || version === '' ? null : version;
 }
 

@@ -253,7 +253,7 @@ export class FakeKernel extends FakeExecutor {
         return undefined;
       }
       case 'probe.tools':
-        return { ip: '6.1.0', tc: '6.1.0', nft: '1.0.6' };
+        return { ip: '6.1.0', tc: '6.1.0', nft: '1.0.6', conntrack: '1.4.7' };
       case 'probe.linkKind':
       case 'probe.linkFeature':
       case 'probe.qdisc':

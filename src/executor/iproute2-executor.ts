@@ -619,7 +619,7 @@ export class Iproute2Executor implements Executor {
         throw e;
       }
     };
-    return { ip: await version('ip'), tc: await version('tc'), nft: await version('nft') };
+    return { ip: await version('ip'), tc: await version('tc'), nft: await version('nft'), conntrack: await version('conntrack') };
   }
 
   /**

@@ -737,6 +737,8 @@ export interface ToolVersions {
   readonly ip: string | null;
   readonly tc: string | null;
   readonly nft: string | null;
+  /** conntrack-tools (GET .../conntrack). */
+  readonly conntrack: string | null;
 }
 
 export interface ProbeResult {

@@ -164,6 +164,7 @@ describe('Iproute2Executor', () => {
     const tools = await ex.run({ kind: 'probe.tools' });
     expect(tools.ip).toMatch(/^\d+\.\d+/);
     expect(tools.tc).toMatch(/^\d+\.\d+/);
+    expect(tools.conntrack).toMatch(/^\d+\.\d+/); // scripts/setup.sh installs conntrack
     const ns = name('probe');
     await ex.run({ kind: 'netns.add', ns });
     const results: Record<string, ProbeResult> = {};

@@ -19,7 +19,7 @@ const table: ReadonlyArray<readonly [Op, readonly Command[]]> = [
   [{ kind: 'netns.linkNames', ns: 'host' }, [ip(undefined, '-j link show')]],
   [{ kind: 'netns.pids', ns: 'blue' }, []],
   [{ kind: 'netns.killPids', ns: 'blue', pids: [42] }, []],
-  [{ kind: 'probe.tools' }, [ip(undefined, '-V'), { tool: 'tc', args: ['-V'] }, { tool: 'nft', args: ['--version'] }]],
+  [{ kind: 'probe.tools' }, [ip(undefined, '-V'), { tool: 'tc', args: ['-V'] }, { tool: 'nft', args: ['--version'] }, { tool: 'conntrack', args: ['--version'] }]],
   [{ kind: 'probe.linkKind', ns: S, linkKind: 'veth' }, [ip(S, 'link add nnp0 type veth peer name nnp1')]],
   [{ kind: 'probe.linkKind', ns: S, linkKind: 'bridge' }, [ip(S, 'link add name nnpk type bridge'), ip(S, 'link del nnpk')]],
   [{ kind: 'probe.linkKind', ns: S, linkKind: 'macvlan' }, [ip(S, 'link add link nnp0 name nnpk type macvlan'), ip(S, 'link del nnpk')]],
@@ -116,10 +116,11 @@ describe('batchLine', () => {
 });
 
 describe('output readers', () => {
-  it('reads the versions of ip, tc and nft', () => {
+  it('reads the versions of ip, tc, nft and conntrack', () => {
     expect(parseToolVersion(fixture('stdout/ip-version.txt'))).toBe('6.1.0');
     expect(parseToolVersion(fixture('stdout/tc-version.txt'))).toBe('6.1.0');
     expect(parseToolVersion(fixture('stdout/nft-version.txt'))).toBe('1.0.6');
+    expect(parseToolVersion(fixture('stdout/conntrack-version.txt'))).toBe('1.4.7');
     expect(parseToolVersion('')).toBeNull();
   });
 

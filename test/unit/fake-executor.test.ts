@@ -117,7 +117,7 @@ describe('FakeExecutor.kernel', () => {
 
   it('answers probes as supported and tools with versions', async () => {
     const k = FakeExecutor.kernel().addNamespace('p');
-    expect(await k.run({ kind: 'probe.tools' })).toEqual({ ip: '6.1.0', tc: '6.1.0', nft: '1.0.6' });
+    expect(await k.run({ kind: 'probe.tools' })).toEqual({ ip: '6.1.0', tc: '6.1.0', nft: '1.0.6', conntrack: '1.4.7' });
     expect(await k.run({ kind: 'probe.qdisc', ns: 'p', qdisc: 'htb' })).toEqual({ supported: true });
   });
 

@@ -98,7 +98,7 @@ describe('system endpoints', () => {
   it('reports capabilities from the probe', async () => {
     const { app } = await buildTestApp();
     const caps = (await app.inject({ url: '/v1/capabilities' })).json();
-    expect(caps.tools).toEqual({ ip: '6.1.0', tc: '6.1.0', nft: '1.0.6' });
+    expect(caps.tools).toEqual({ ip: '6.1.0', tc: '6.1.0', nft: '1.0.6', conntrack: '1.4.7' });
     expect(caps.linkKinds.supported).toContain('veth');
     expect(caps.nativeHelper).toBe(true);
   });
