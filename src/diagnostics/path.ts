@@ -14,7 +14,7 @@
  */
 import { AppError } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
-import type { KernelAddress, PingResult } from '../executor/ops.js';
+import type { KernelAddress, PingResult, RouteLookup } from '../executor/ops.js';
 import { formatIp, parseIp, sameIp, type IpAddress } from '../ip-address.js';
 import type { ChainPolicy, RuleCounter } from '../firewall/firewall-service.js';
 import type { Link } from '../links/link-schema.js';
@@ -123,13 +123,13 @@ export class PathTracer {
 
   async trace(from: string, target: IpAddress, ctx: OpContext): Promise<PathAnswer> {
     const to = formatIp(target);
-    const forward = await this.walk('forward', from, target, null);
+    const forward = await this.walk('forward', from, target);
     const steps = [...forward.steps];
     const seen = new Set(forward.namespaces);
     let failure: PathReason | undefined = forward.end.ok ? undefined : forward.end.reason;
     if (forward.end.ok && forward.end.source !== null) {
       const src = parseIp(forward.end.source)!;
-      const back = await this.walk('return', forward.end.namespace, src, null);
+      const back = await this.walk('return', forward.end.namespace, src);
       steps.push(...back.steps);
       for (const n of back.namespaces) seen.add(n);
       if (!back.end.ok) failure = back.end.reason === 'no-route' ? 'no-return-route' : back.end.reason;
@@ -166,8 +166,8 @@ export class PathTracer {
     return { from, to, reachable, reason, verdict: verdictOf(reason, from, to, steps), steps, probe: { target: to, ...probe } };
   }
 
-  /** Follows a packet to `dst` from `start` (a `from` address once the first hop chose one). */
-  private async walk(direction: 'forward' | 'return', start: string, dst: IpAddress, from0: string | null): Promise<Walk> {
+  /** Follows a packet to `dst` from `start`; the first hop's lookup chooses the source address. */
+  private async walk(direction: 'forward' | 'return', start: string, dst: IpAddress): Promise<Walk> {
     const steps: PathStep[] = [];
     const namespaces = new Set<string>([start]);
     const step = (s: Omit<PathStep, 'direction'>) => steps.push({ direction, ...s });
@@ -175,10 +175,10 @@ export class PathTracer {
     const to = formatIp(dst);
     let ns = start;
     let iif: string | undefined;
-    let from = from0;
+    let from: string | null = null;
     for (let hop = 0; hop < MAX_HOPS; hop++) {
-      const viaIif = iif !== undefined && from !== null;
-      const r = await this.d.executor.run({ kind: 'route.get', ns, family: dst.family, dst: to, ...(viaIif ? { from: from!, iif: iif! } : {}) });
+      const viaIif: boolean = iif !== undefined && from !== null;
+      const r: RouteLookup = await this.d.executor.run({ kind: 'route.get', ns, family: dst.family, dst: to, ...(viaIif ? { from: from!, iif: iif! } : {}) });
       if (!r.ok) {
         const reason = await this.refusal(ns, r.errno, viaIif ? iif : undefined, dst.family);
         step({ namespace: ns, check: 'route', ok: false, reason: reason.reason, detail: `route lookup for ${to}${viaIif ? ` from ${from} arriving on ${iif}` : ''}: ${r.message}${reason.detail ? `; ${reason.detail}` : ''}`, ...(iif ? { link: iif } : {}) });

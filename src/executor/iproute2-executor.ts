@@ -91,13 +91,6 @@ export interface Iproute2ExecutorOptions {
   /** netns.killPids gives up (INTERNAL) when processes are still inside after this. Default 2 s. */
   readonly killWaitMs?: number;
   readonly log?: Logger;
-  /**
-   * Where a netlink change may look a link's ifindex up instead of asking the kernel (one
-   * RTM_GETLINK per name): the ifindex of `name` in `ns` as a kept, caught-up inventory knows it,
-   * or undefined (then the kernel is asked). Set later with useLinkIndexes when the inventory is
-   * made after the executor.
-   */
-  readonly linkIndex?: LinkIndexLookup;
 }
 
 /** The ifindex of a link by namespace and name, when known without asking the kernel. */
@@ -157,7 +150,6 @@ export class Iproute2Executor implements Executor {
 
   constructor(options: Iproute2ExecutorOptions = {}) {
     this.log = options.log ?? silentLogger;
-    this.linkIndexLookup = options.linkIndex;
     this.opTimeoutMs = options.opTimeoutMs ?? 30_000;
     this.killWaitMs = options.killWaitMs ?? 2_000;
     this.native = options.addon ? (options.addon as NetnsAddon) : loadNative(options.native ?? 'auto', this.log);
@@ -471,7 +463,12 @@ export class Iproute2Executor implements Executor {
     }
   }
 
-  /** See Iproute2ExecutorOptions.linkIndex. */
+  /**
+   * Where netlink changes look a link's ifindex up instead of asking the kernel (one RTM_GETLINK
+   * per name): the ifindex of `name` in `ns` as a kept, caught-up inventory knows it, or
+   * undefined (then the kernel is asked). Set once the inventory exists (it is made after the
+   * executor).
+   */
   useLinkIndexes(lookup: LinkIndexLookup | undefined): void {
     this.linkIndexLookup = lookup;
   }

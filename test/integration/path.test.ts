@@ -1,24 +1,13 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { nsName } from '../helpers/kernel.js';
-import { overTcp, startRealApp, type RealApp } from '../helpers/real-app.js';
+import { adminClient, useRealApp } from '../helpers/real-app.js';
 
-let r: RealApp;
-beforeAll(async () => {
-  r = await startRealApp();
-});
-afterAll(async () => {
-  await r?.close();
-});
+const app = useRealApp();
+const { api, ok } = adminClient(app);
 const made: string[] = [];
 afterEach(async () => {
   for (const name of made.splice(0)) await api('DELETE', `/v1/namespaces/${name}?force=true`);
 });
-const api = (method: string, path: string, body?: unknown) => overTcp(r.tcpUrl, method, path, body);
-async function ok(method: string, path: string, body?: unknown): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const res = await api(method, path, body);
-  expect(res.status, `${method} ${path}: ${res.body}`).toBeLessThan(300);
-  return res.body ? res.json() : undefined;
-}
 
 /**
  * a —(va|ra)— r —(rb|vb)— b, all through the API: a 198.51.100.1/30, r 198.51.100.2/30 and
@@ -33,18 +22,18 @@ async function line(): Promise<{ a: string; r: string; b: string }> {
   }
   await ok('POST', `/v1/namespaces/${a}/links`, { name: 'va', kind: 'veth', peer: { name: 'ra', namespace: rt }, up: true });
   await ok('POST', `/v1/namespaces/${b}/links`, { name: 'vb', kind: 'veth', peer: { name: 'rb', namespace: rt }, up: true });
-  for (const l of ['ra', 'rb']) await ok('PATCH', `/v1/namespaces/${rt}/links/${l}`, { up: true });
+  for (const l of ['ra', 'rb']) await ok('PATCH', `/v1/namespaces/${rt}/links/${l}`, { up: true }, 200);
   await ok('POST', `/v1/namespaces/${a}/addresses`, { link: 'va', address: '198.51.100.1/30' });
   await ok('POST', `/v1/namespaces/${rt}/addresses`, { link: 'ra', address: '198.51.100.2/30' });
   await ok('POST', `/v1/namespaces/${rt}/addresses`, { link: 'rb', address: '203.0.113.1/30' });
   await ok('POST', `/v1/namespaces/${b}/addresses`, { link: 'vb', address: '203.0.113.2/30' });
   await ok('POST', `/v1/namespaces/${a}/routes`, { dst: 'default', via: '198.51.100.2' });
   await ok('POST', `/v1/namespaces/${b}/routes`, { dst: '198.51.100.0/30', via: '203.0.113.1' });
-  await ok('PATCH', `/v1/namespaces/${rt}/sysctls`, { 'net.ipv4.ip_forward': 1 });
+  await ok('PATCH', `/v1/namespaces/${rt}/sysctls`, { 'net.ipv4.ip_forward': 1 }, 200);
   return { a, r: rt, b };
 }
 
-const path = async (from: string, to: string) => (await ok('POST', '/v1/diagnostics/path', { from, to })).items;
+const path = async (from: string, to: string) => (await ok('POST', '/v1/diagnostics/path', { from, to }, 200)).items;
 
 describe('diagnostics/path against the real kernel', () => {
   it('follows a working path through a router namespace and back, and the probe gets replies', async () => {
@@ -66,8 +55,8 @@ describe('diagnostics/path against the real kernel', () => {
 
   it('explains a missing route back: the destination has no route to the source', async () => {
     const t = await line();
-    const routes = (await ok('GET', `/v1/namespaces/${t.b}/routes`)).items as Array<{ id: string; dst: string }>;
-    await ok('DELETE', `/v1/namespaces/${t.b}/routes/${routes.find((x) => x.dst === '198.51.100.0/30')!.id}`);
+    const routes = (await ok('GET', `/v1/namespaces/${t.b}/routes`, undefined, 200)).items as Array<{ id: string; dst: string }>;
+    expect((await api('DELETE', `/v1/namespaces/${t.b}/routes/${routes.find((x) => x.dst === '198.51.100.0/30')!.id}`)).status).toBe(204);
     const [answer] = await path(t.a, t.b);
     expect(answer).toMatchObject({ reachable: false, reason: 'no-return-route' });
     expect(answer.steps.find((s: { ok: boolean }) => !s.ok)).toMatchObject({ direction: 'return', namespace: t.b, check: 'route' });
@@ -85,7 +74,7 @@ describe('diagnostics/path against the real kernel', () => {
 
   it('says the router does not forward when ip_forward is off', async () => {
     const t = await line();
-    await ok('PATCH', `/v1/namespaces/${t.r}/sysctls`, { 'net.ipv4.ip_forward': 0 });
+    await ok('PATCH', `/v1/namespaces/${t.r}/sysctls`, { 'net.ipv4.ip_forward': 0 }, 200);
     const [answer] = await path(t.a, '203.0.113.2');
     expect(answer).toMatchObject({ reachable: false, reason: 'forwarding-disabled' });
     expect(answer.steps.find((s: { ok: boolean }) => !s.ok)).toMatchObject({ namespace: t.r, check: 'route', link: 'ra' });
@@ -93,7 +82,7 @@ describe('diagnostics/path against the real kernel', () => {
 
   it('says the link on the way has no carrier when its veth peer is down', async () => {
     const t = await line();
-    await ok('PATCH', `/v1/namespaces/${t.r}/links/ra`, { up: false });
+    await ok('PATCH', `/v1/namespaces/${t.r}/links/ra`, { up: false }, 200);
     const [answer] = await path(t.a, '203.0.113.2');
     expect(answer).toMatchObject({ reachable: false, reason: 'no-carrier' });
     expect(answer.steps.find((s: { ok: boolean }) => !s.ok)).toMatchObject({ namespace: t.a, check: 'link', link: 'va' });
