@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Daemon, daemonEntry } from './daemon.js';
-import { type Client, call, drive, RequestError } from './http-load.js';
+import { type Client, call, closeClients, drive, RequestError } from './http-load.js';
 import { listNamespaces, runPrefix, sweep, waitFreed } from './netns.js';
 import { AbortedError, IP, runOk } from './proc.js';
 
@@ -287,6 +287,7 @@ export class DaemonBackend {
     const d = this.d;
     if (!d) return [];
     const problems: string[] = [];
+    closeClients();
     const s = await d.stop();
     const warnings = d.warnings.length;
     this.notes.push(...summarize(d));
