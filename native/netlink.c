@@ -2,15 +2,14 @@
 // requests are built and replies parsed in TypeScript (src/netlink/); this file opens sockets,
 // sends, receives whole datagrams, and watches event sockets from the libuv loop.
 //
-// Safety: as in netns.c, a socket is created on a short-lived pthread that setns()es into the
-// namespace first, so the Node threads never leave the daemon's namespace. A netlink socket
+// Safety: a socket is created with the calling thread inside the namespace for that one call
+// (nn_in_netns, native/enter.c), which returns it to the daemon's namespace. A netlink socket
 // belongs for good to the namespace it was created in (sock_net is fixed at creation), so once
 // created it can be used, bound and read from any thread.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,14 +66,11 @@ struct open_job {
   const char *what;
 };
 
-static void *open_thread(void *arg) {
+// Inside the namespace (nn_in_netns).
+static void open_inside(void *arg) {
   struct open_job *job = arg;
-  int nsfd = open(job->path, O_RDONLY | O_CLOEXEC);
-  if (nsfd < 0) { job->err = errno; job->what = "open namespace"; return NULL; }
-  if (setns(nsfd, CLONE_NEWNET) < 0) { job->err = errno; job->what = "setns"; close(nsfd); return NULL; }
-  close(nsfd);
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
-  if (fd < 0) { job->err = errno; job->what = "netlink socket"; return NULL; }
+  if (fd < 0) { job->err = errno; job->what = "netlink socket"; return; }
   int size = job->rcvbuf > 0 ? job->rcvbuf : NL_DEFAULT_RCVBUF;
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);  // not root: capped by rmem_max
@@ -84,18 +80,25 @@ static void *open_thread(void *arg) {
   setsockopt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one);
   struct sockaddr_nl local = {.nl_family = AF_NETLINK};  // nl_pid 0: the kernel picks a port id
   if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) {
-    job->err = errno; job->what = "bind netlink"; close(fd); return NULL;
+    job->err = errno; job->what = "bind netlink"; close(fd); return;
   }
   if (job->all_nsid && setsockopt(fd, SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, &one, sizeof one) < 0) {
-    job->err = errno; job->what = "NETLINK_LISTEN_ALL_NSID"; close(fd); return NULL;
+    job->err = errno; job->what = "NETLINK_LISTEN_ALL_NSID"; close(fd); return;
   }
   for (int i = 0; i < job->ngroups; i++) {
     if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &job->groups[i], sizeof job->groups[i]) < 0) {
-      job->err = errno; job->what = "NETLINK_ADD_MEMBERSHIP"; close(fd); return NULL;
+      job->err = errno; job->what = "NETLINK_ADD_MEMBERSHIP"; close(fd); return;
     }
   }
   job->fd = fd;
-  return NULL;
+}
+
+// The socket of job, made inside its namespace: 0 (job->fd set), or -1 with job->err and job->what.
+static int open_socket(struct open_job *job) {
+  const char *what = NULL;
+  int err = nn_in_netns(job->path, open_inside, job, &what);
+  if (err) { job->err = err; job->what = what; }
+  return job->fd < 0 ? -1 : 0;
 }
 
 /**
@@ -138,11 +141,7 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
     if (t == napi_boolean) napi_get_value_bool(env, argv[3], &all);
     job.all_nsid = all ? 1 : 0;
   }
-  pthread_t t;
-  int rc = pthread_create(&t, NULL, open_thread, &job);
-  if (rc != 0) return nl_throw(env, "pthread_create", rc);
-  pthread_join(t, NULL);
-  if (job.fd < 0) return nl_throw(env, job.what, job.err);
+  if (open_socket(&job) < 0) return nl_throw(env, job.what, job.err);
   napi_value result;
   napi_create_int32(env, job.fd, &result);
   return result;
@@ -268,11 +267,7 @@ static napi_value nl_dump(napi_env env, napi_callback_info info) {
     job.path = path;
     job.fd = -1;
     job.rcvbuf = 1024 * 1024;
-    pthread_t th;
-    int rc = pthread_create(&th, NULL, open_thread, &job);
-    if (rc != 0) return nl_throw(env, "pthread_create", rc);
-    pthread_join(th, NULL);
-    if (job.fd < 0) return nl_throw(env, job.what, job.err);
+    if (open_socket(&job) < 0) return nl_throw(env, job.what, job.err);
     fd = job.fd;
     owned = 1;
   }

@@ -3,8 +3,9 @@
 // microseconds instead of a process spawn.
 //
 // Safety: setns(CLONE_NEWNET) changes the namespace of the *calling thread* only. Every function
-// that must act inside a namespace runs on a short-lived pthread of its own, so the Node threads
-// (event loop, libuv pool) never leave the daemon's namespace, even when something fails half-way.
+// that must act inside a namespace does it within one synchronous call through nn_in_netns
+// (native/enter.c), which returns the thread to the daemon's namespace before the call returns
+// (or aborts the process if it cannot), so no JavaScript ever runs in another namespace.
 // Functions that speak rtnetlink about a namespace (nsid) run from the daemon's own namespace and
 // name the target by file descriptor, never by IFLA_TARGET_NETNSID (see DESIGN.md 7: dangerous).
 #define _GNU_SOURCE
@@ -62,7 +63,7 @@ static int get_path_arg(napi_env env, napi_callback_info info, char *path) {
   return 0;
 }
 
-// ---- work done inside a namespace, on a thread of its own ----
+// ---- work done inside a namespace (nn_in_netns) ----
 
 struct in_ns_job {
   const char *path;
@@ -108,36 +109,31 @@ static void sysctl_rw(struct in_ns_job *job) {
   }
 }
 
-static void *in_ns_thread(void *arg) {
+// Inside the namespace (nn_in_netns).
+static void in_ns(void *arg) {
   struct in_ns_job *job = arg;
-  int nsfd = open(job->path, O_RDONLY | O_CLOEXEC);
-  if (nsfd < 0) { job->err = errno; job->what = "open namespace"; return NULL; }
-  if (setns(nsfd, CLONE_NEWNET) < 0) {
-    job->err = errno; job->what = "setns"; close(nsfd); return NULL;
-  }
-  close(nsfd);
   if (job->op >= 2) {
     sysctl_rw(job);
   } else if (job->op == 0) {
     // A socket belongs to the namespace its creating thread is in.
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) { job->err = errno; job->what = "socket"; return NULL; }
+    if (s < 0) { job->err = errno; job->what = "socket"; return; }
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
     strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) { job->err = errno; job->what = "SIOCGIFFLAGS lo"; close(s); return NULL; }
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) { job->err = errno; job->what = "SIOCGIFFLAGS lo"; close(s); return; }
     if (!(ifr.ifr_flags & IFF_UP)) {
       ifr.ifr_flags |= IFF_UP;
-      if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) { job->err = errno; job->what = "SIOCSIFFLAGS lo"; close(s); return NULL; }
+      if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) { job->err = errno; job->what = "SIOCSIFFLAGS lo"; close(s); return; }
     }
     close(s);
   } else {
     struct if_nameindex *list = if_nameindex();
-    if (!list) { job->err = errno; job->what = "if_nameindex"; return NULL; }
+    if (!list) { job->err = errno; job->what = "if_nameindex"; return; }
     int total = 0;
     for (struct if_nameindex *p = list; p->if_index != 0; p++) total++;
     job->names = malloc((size_t)(total ? total : 1) * IF_NAMESIZE);
-    if (!job->names) { job->err = ENOMEM; job->what = "malloc"; if_freenameindex(list); return NULL; }
+    if (!job->names) { job->err = ENOMEM; job->what = "malloc"; if_freenameindex(list); return; }
     for (int n = 0; n < total; n++) {
       strncpy(job->names[n], list[n].if_name, IF_NAMESIZE - 1);
       job->names[n][IF_NAMESIZE - 1] = 0;
@@ -145,14 +141,12 @@ static void *in_ns_thread(void *arg) {
     job->count = total;
     if_freenameindex(list);
   }
-  return NULL;
 }
 
 static int run_in_ns(struct in_ns_job *job) {
-  pthread_t t;
-  int rc = pthread_create(&t, NULL, in_ns_thread, job);
-  if (rc != 0) { job->err = rc; job->what = "pthread_create"; return -1; }
-  pthread_join(t, NULL);
+  const char *what = NULL;
+  int err = nn_in_netns(job->path, in_ns, job, &what);
+  if (err) { job->err = err; job->what = what; }
   return job->err ? -1 : 0;
 }
 
@@ -515,6 +509,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"netnsAdd", NULL, netns_add, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  nn_enter_init();  // a failure shows at the first call that needs it
   return netlink_init(env, exports);
 }
 

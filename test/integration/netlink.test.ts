@@ -3,7 +3,8 @@
  * argv.ts on the same namespace, events as changes are made with `ip`, and overflow.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAddresses, parseLinks, parseRoutes, parseRules } from '../../src/executor/argv.js';
 import { FIB_TABLE_MISSING } from '../../src/executor/iproute2-executor.js';
@@ -206,5 +207,31 @@ describe('events', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(events).toEqual([]);
     w.close();
+  });
+});
+
+describe('the calling thread enters a namespace only within one call', () => {
+  it('leaves the event-loop thread in the daemon namespace after sockets, dumps, loopbackUp, linkNames and sysctls, failing ones too', () => {
+    const home = readlinkSync('/proc/thread-self/ns/net');
+    const ns = nsName('home');
+    ip('netns', 'add', ns);
+    const addon = createRequire(import.meta.url)('../../native/build/Release/netns.node') as {
+      loopbackUp(p: string): void;
+      linkNames(p: string): string[];
+      sysctls(p: string, keys: string[], values?: string[]): Array<string | null> | undefined;
+    };
+    const path = namespacePath(ns);
+    const nl = netlink(ns);
+    expect(nl.dumpLinks().map((l) => l.name)).toEqual(['lo']);
+    addon.loopbackUp(path);
+    expect(addon.linkNames(path)).toEqual(['lo']);
+    expect(addon.sysctls(path, ['ipv4/ip_forward'])).toEqual(['0\n']);
+    // Inside the namespace: a key it does not have fails after the thread entered it.
+    expect(() => addon.sysctls(path, ['ipv4/conf/nosuchlink/forwarding'], ['1'])).toThrow(/sysctl/);
+    expect(() => addon.linkNames('/run/netns/nnt-no-such-namespace')).toThrow(/open namespace/);
+    expect(readlinkSync('/proc/thread-self/ns/net')).toBe(home);
+    // And the answers were about the namespace: the daemon's own has more links than lo.
+    expect(addon.linkNames('/proc/self/ns/net').length).toBeGreaterThan(1);
+    expect(readlinkSync('/proc/thread-self/ns/net')).toBe(home);
   });
 });
