@@ -178,9 +178,13 @@ function netnsArg(from: string, to: string): string[] {
 /** The daemon's own network namespace, as a path any process on the machine can open. */
 export const HOST_NETNS_PATH = `/proc/${process.pid}/ns/net`;
 
-/** `mtu M address MAC`: the options `ip link add` takes for every kind. */
+/** `mtu M address MAC [up]`: the options `ip link add` takes for every kind (`up`: veth and bridge specs only). */
 function commonAddArgs(spec: LinkAddSpec): string[] {
-  return [...(spec.mtu === undefined ? [] : ['mtu', int(spec.mtu, 1, 0x7fffffff)]), ...(spec.mac === undefined ? [] : ['address', mac(spec.mac)])];
+  return [
+    ...(spec.mtu === undefined ? [] : ['mtu', int(spec.mtu, 1, 0x7fffffff)]),
+    ...(spec.mac === undefined ? [] : ['address', mac(spec.mac)]),
+    ...((spec.linkKind === 'veth' || spec.linkKind === 'bridge') && spec.up ? ['up'] : []),
+  ];
 }
 
 /**

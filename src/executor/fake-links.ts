@@ -115,6 +115,7 @@ export class FakeLinkTable {
         const pst = this.state(ps);
         if (this.find(ps, spec.peer.name) || spec.peer.name === spec.name && ps === space) throw exists(spec.peer.name);
         const a = this.make(st, spec.name, 'veth', opts);
+        if (spec.up) a.up = true;
         st.links.push(a);
         const b = this.make(pst, spec.peer.name, 'veth', spec.mtu === undefined ? {} : { mtu: spec.mtu });
         pst.links.push(b);
@@ -128,7 +129,7 @@ export class FakeLinkTable {
       }
       case 'bridge':
         if (spec.vlanFiltering) throw new AppError('LINK_KIND_UNSUPPORTED', 'vlan_filtering: Operation not supported');
-        st.links.push({ ...this.make(st, spec.name, 'bridge', opts), bridge: { stp: spec.stp ?? false, vlanFiltering: false } });
+        st.links.push({ ...this.make(st, spec.name, 'bridge', opts), ...(spec.up ? { up: true } : {}), bridge: { stp: spec.stp ?? false, vlanFiltering: false } });
         return;
       case 'macvlan':
       case 'vlan': {

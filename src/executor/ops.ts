@@ -630,8 +630,10 @@ interface LinkAddCommon {
 /** What `link.add` creates; every name and value was validated by the schema. */
 export type LinkAddSpec = LinkAddCommon &
   (
-    | { readonly linkKind: 'veth'; readonly peer: { readonly name: string; readonly ns: string } }
-    | { readonly linkKind: 'bridge'; readonly stp?: boolean; readonly vlanFiltering?: boolean }
+    // up: created up (IFF_UP in the request), one request fewer than a `link.set` after it. A
+    // veth's peer cannot be (the kernel sets it up before the pair is tied: ENOTCONN).
+    | { readonly linkKind: 'veth'; readonly peer: { readonly name: string; readonly ns: string }; readonly up?: true }
+    | { readonly linkKind: 'bridge'; readonly stp?: boolean; readonly vlanFiltering?: boolean; readonly up?: true }
     | { readonly linkKind: 'macvlan'; readonly parent: string; readonly mode: MacvlanMode }
     | {
         readonly linkKind: 'vxlan';

@@ -180,7 +180,9 @@ export class LinkService {
       }
     }
 
-    const spec = toSpec(body, peerNs);
+    // Created up in the one request when nothing has to be set before `up` (alias, master come first).
+    const upAtCreate = body.up === true && (body.kind === 'veth' || body.kind === 'bridge') && body.alias === undefined && body.master === undefined;
+    const spec = toSpec(body, peerNs, upAtCreate);
     const isTun = body.kind === 'tun' || body.kind === 'tap';
     const set = (change: LinkChange, where = ns, name = body.name): Step['run'] => (c) => this.ex.run({ kind: 'link.set', ns: where, name, change }, c);
     const steps: Step[] = [];
@@ -188,7 +190,7 @@ export class LinkService {
     if (isTun && body.mac !== undefined) steps.push({ name: 'mac', run: set({ mac: body.mac }) });
     if (body.alias !== undefined) steps.push({ name: 'alias', run: set({ alias: body.alias }) });
     if (body.master !== undefined) steps.push({ name: 'master', run: set({ master: body.master }) });
-    if (body.up) steps.push({ name: 'up', run: set({ up: true }) });
+    if (body.up && !upAtCreate) steps.push({ name: 'up', run: set({ up: true }) });
     // A veth peer cannot be created up (ENOTCONN): it comes up inside its own namespace.
     if (body.up && body.kind === 'veth' && body.peer) steps.push({ name: 'peerUp', run: set({ up: true }, peerNs, body.peer.name) });
 
@@ -629,7 +631,7 @@ function isMulticast(a: string): boolean {
 }
 
 /** The executor's spec for a validated body (checkFields ran). tun/tap take mtu/mac as later steps. */
-function toSpec(body: LinkCreate, peerNs: string): LinkAddSpec {
+function toSpec(body: LinkCreate, peerNs: string, up: boolean): LinkAddSpec {
   const isTun = body.kind === 'tun' || body.kind === 'tap';
   const common = {
     name: body.name,
@@ -638,9 +640,15 @@ function toSpec(body: LinkCreate, peerNs: string): LinkAddSpec {
   };
   switch (body.kind) {
     case 'veth':
-      return { ...common, linkKind: 'veth', peer: { name: body.peer!.name, ns: peerNs } };
+      return { ...common, linkKind: 'veth', peer: { name: body.peer!.name, ns: peerNs }, ...(up ? { up: true } : {}) };
     case 'bridge':
-      return { ...common, linkKind: 'bridge', ...(body.stp === undefined ? {} : { stp: body.stp }), ...(body.vlanFiltering === undefined ? {} : { vlanFiltering: body.vlanFiltering }) };
+      return {
+        ...common,
+        linkKind: 'bridge',
+        ...(body.stp === undefined ? {} : { stp: body.stp }),
+        ...(body.vlanFiltering === undefined ? {} : { vlanFiltering: body.vlanFiltering }),
+        ...(up ? { up: true } : {}),
+      };
     case 'macvlan':
       return { ...common, linkKind: 'macvlan', parent: body.parent!, mode: body.mode ?? 'bridge' };
     case 'vxlan':

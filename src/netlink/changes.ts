@@ -197,8 +197,8 @@ export function isNetlinkLinkSpec(spec: LinkAddSpec): spec is NetlinkLinkSpec {
 }
 
 /**
- * `ip link add name N [mtu M] [address A] type veth peer name P [mtu M] [netns NS]` and
- * `ip link add name N [mtu M] [address A] type bridge [stp_state S] [vlan_filtering V]`:
+ * `ip link add name N [mtu M] [address A] [up] type veth peer name P [mtu M] [netns NS]` and
+ * `ip link add name N [mtu M] [address A] [up] type bridge [stp_state S] [vlan_filtering V]`:
  * RTM_NEWLINK, create + exclusive, in the socket's own namespace (never IFLA_TARGET_NETNSID,
  * DESIGN.md 7). ip's order: the words' attributes, then IFLA_IFNAME, then IFLA_LINKINFO (the kind
  * without its NUL; IFLA_INFO_DATA only when options follow the kind). The veth's peer is an
@@ -218,7 +218,13 @@ export function linkAddRequest(seq: number, spec: NetlinkLinkSpec, peerNsFd?: nu
   }
   const info = [M.attr(M.IFLA_INFO_KIND, Buffer.from(spec.linkKind, 'utf8')), ...(data.length === 0 ? [] : [M.attr(M.IFLA_INFO_DATA, Buffer.concat(data))])];
   attrs.push(M.attr(M.IFLA_LINKINFO, Buffer.concat(info)));
-  return M.message(M.RTM_NEWLINK, M.NLM_F_REQUEST | M.NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, Buffer.alloc(M.IFINFOMSG_LEN), attrs);
+  const ifi = Buffer.alloc(M.IFINFOMSG_LEN);
+  if (spec.up) {
+    // As `ip link add ... up`: ifi_flags and ifi_change both IFF_UP (applied once the link exists).
+    ifi.writeUInt32LE(M.IFF_UP, 8);
+    ifi.writeUInt32LE(M.IFF_UP, 12);
+  }
+  return M.message(M.RTM_NEWLINK, M.NLM_F_REQUEST | M.NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, ifi, attrs);
 }
 
 /** The ops sent as one rtnetlink request (with a name lookup or two before it). */

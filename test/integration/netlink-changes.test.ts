@@ -140,6 +140,13 @@ describe('netlink changes', () => {
     await nl.run({ kind: 'link.add', ns, spec: { name: 've2', linkKind: 'veth', peer: { name: 've3', ns } } });
     await nl.run({ kind: 'link.add', ns, spec: { name: 'br1', linkKind: 'bridge', stp: true } });
     await nl.run({ kind: 'link.add', ns, spec: { name: 'br2', linkKind: 'bridge', stp: false } });
+    await nl.run({ kind: 'link.add', ns, spec: { name: 've4', linkKind: 'veth', peer: { name: 've5', ns: peer }, up: true } });
+    await nl.run({ kind: 'link.add', ns, spec: { name: 'br3', linkKind: 'bridge', up: true } });
+    // Created up: the local end and the bridge are up, the veth's peer stays down (so no carrier).
+    expect(json(ns, 'link', 'show', 'dev', 've4')[0].flags).toContain('UP');
+    expect(json(peer, 'link', 'show', 'dev', 've5')[0].flags).not.toContain('UP');
+    expect(json(ns, 'link', 'show', 'dev', 'br3')[0].flags).toContain('UP');
+    expect(json(ns, 'link', 'show', 'dev', 'br2')[0].flags).not.toContain('UP');
     const ve0 = json(ns, '-d', 'link', 'show', 'dev', 've0')[0];
     expect(ve0).toMatchObject({ mtu: 1400, address: '02:00:00:0a:bc:02', linkinfo: { info_kind: 'veth' } });
     expect(ve0.link_netnsid).toBeDefined();

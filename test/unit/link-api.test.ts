@@ -81,11 +81,26 @@ describe('POST /v1/namespaces/{ns}/links', () => {
     ]);
   });
 
-  it('brings the veth peer up inside its own namespace, after the local end', async () => {
+  it('creates the local end of a veth up in the same request, then brings the peer up inside its own namespace', async () => {
     const t = await withNamespaces('a', 'b');
     const from = t.kernel.calls.length;
-    await post(t, 'a', { name: 'va', kind: 'veth', peer: { name: 'vb', namespace: 'b' }, up: true });
-    expect(changes(t, from).map((c) => [c.kind, 'ns' in c ? c.ns : ''])).toEqual([['link.add', 'a'], ['link.set', 'a'], ['link.set', 'b']]);
+    const res = await post(t, 'a', { name: 'va', kind: 'veth', peer: { name: 'vb', namespace: 'b' }, up: true });
+    expect(res.json()).toMatchObject({ name: 'va', state: 'up' });
+    const made = changes(t, from);
+    expect(made.map((c) => [c.kind, 'ns' in c ? c.ns : ''])).toEqual([['link.add', 'a'], ['link.set', 'b']]);
+    expect(made[0]).toMatchObject({ spec: { linkKind: 'veth', up: true } });
+    expect(made[1]).toMatchObject({ name: 'vb', change: { up: true } });
+  });
+
+  it('sets alias and master before bringing a new link up, so then up is a step of its own', async () => {
+    const t = await withNamespaces('a');
+    await post(t, 'a', { name: 'br0', kind: 'bridge' });
+    const from = t.kernel.calls.length;
+    await post(t, 'a', { name: 'br1', kind: 'bridge', alias: 'x', up: true });
+    const made = changes(t, from);
+    expect(made.map((c) => c.kind)).toEqual(['link.add', 'link.set', 'link.set']);
+    expect(made[0]).not.toMatchObject({ spec: { up: true } });
+    expect(made.slice(1).map((c) => ('change' in c ? c.change : undefined))).toEqual([{ alias: 'x' }, { up: true }]);
   });
 
   it('returns 409 LINK_EXISTS for a taken name and for a taken peer name, changing nothing', async () => {
@@ -199,8 +214,8 @@ describe('POST /v1/namespaces/{ns}/links', () => {
   it('says when a half-created link could not be removed', async () => {
     const t = await withNamespaces('a');
     t.kernel.expect('link.set', new AppError('LINK_CHANGE_UNSUPPORTED', 'no')).expect('link.delete', new AppError('EXECUTOR_TIMEOUT', 'slow'));
-    const body = expectProblem(await post(t, 'a', { name: 'br0', kind: 'bridge', up: true }), 'LINK_CHANGE_UNSUPPORTED', 422);
-    expect(body).toMatchObject({ step: 'up', undone: false });
+    const body = expectProblem(await post(t, 'a', { name: 'br0', kind: 'bridge', alias: 'x', up: true }), 'LINK_CHANGE_UNSUPPORTED', 422);
+    expect(body).toMatchObject({ step: 'alias', undone: false });
     expect(body.detail).toContain('could not be removed');
   });
 

@@ -16,6 +16,8 @@ const table: ReadonlyArray<readonly [Op, readonly Command[]]> = [
   [{ kind: 'link.stats', ns: 'a', name: 'va' }, [ip('a', '-s -s -j link show dev va')]],
   [{ kind: 'link.add', ns: 'a', spec: { name: 'va', linkKind: 'veth', peer: { name: 'vb', ns: 'b' } } }, [ip('a', 'link add name va type veth peer name vb netns b')]],
   [{ kind: 'link.add', ns: 'a', spec: { name: 'va', linkKind: 'veth', peer: { name: 'vb', ns: 'a' } } }, [ip('a', 'link add name va type veth peer name vb')]],
+  [{ kind: 'link.add', ns: 'a', spec: { name: 'va', mtu: 1400, linkKind: 'veth', peer: { name: 'vb', ns: 'b' }, up: true } }, [ip('a', 'link add name va mtu 1400 up type veth peer name vb mtu 1400 netns b')]],
+  [{ kind: 'link.add', ns: 'a', spec: { name: 'br0', linkKind: 'bridge', up: true } }, [ip('a', 'link add name br0 up type bridge')]],
   [
     { kind: 'link.add', ns: 'a', spec: { name: 'va', mtu: 9000, mac: '02:AA:00:00:00:01', linkKind: 'veth', peer: { name: 'vb', ns: 'host' } } },
     [ip('a', `link add name va mtu 9000 address 02:aa:00:00:00:01 type veth peer name vb mtu 9000 netns ${HOST_NETNS_PATH}`)],
