@@ -362,12 +362,14 @@ export class Monitor implements LinkRefs {
   private dump(ns: string): StackSnapshot {
     const nl = new NetlinkNamespace(namespacePath(ns), { names: this.names, addon: this.o.addon });
     try {
+      const links = nl.dumpLinks();
+      const names = new Map(links.map((l) => [l.index, l.name]));
       return {
-        links: nl.dumpLinks(),
-        addresses: nl.dumpAddresses(),
-        routes: [...nl.dumpRoutes(4, 'all'), ...nl.dumpRoutes(6, 'all')],
+        links,
+        addresses: nl.dumpAddresses(undefined, names),
+        routes: [...nl.dumpRoutes(4, 'all', names), ...nl.dumpRoutes(6, 'all', names)],
         rules: [...nl.dumpRules(4), ...nl.dumpRules(6)],
-        neighbors: nl.dumpNeighbors().map(neighborFromNetlink),
+        neighbors: nl.dumpNeighbors(undefined, names).map(neighborFromNetlink),
       };
     } finally {
       nl.close();

@@ -186,11 +186,12 @@ export class NetlinkNamespace {
 
   /**
    * Every address (of one family, or both), grouped by link in link order as `ip -j address show`
-   * lists them (the kernel dumps every IPv4 address before any IPv6 one).
+   * lists them (the kernel dumps every IPv4 address before any IPv6 one). `links` (ifindex ->
+   * name, in ifindex order), here and in the other dumps: taken from a link dump just made,
+   * instead of dumping the links again.
    */
-  dumpAddresses(family?: 4 | 6): KernelAddress[] {
-    const links = this.linkMessages();
-    const names = linkNames(links);
+  dumpAddresses(family?: 4 | 6, links?: ReadonlyMap<number, string>): KernelAddress[] {
+    const names = links ?? this.linkNames();
     const order = new Map<number, number>();
     for (const i of names.keys()) order.set(i, order.size);
     const out = this.dump((s) => M.addressDumpRequest(s, family)).flatMap((m) => addressOf(m, names, this.names) ?? []);
@@ -199,8 +200,8 @@ export class NetlinkNamespace {
   }
 
   /** The routes of one family in one table or in all: parseRoutes of `ip -j -4|-6 route show table T`. */
-  dumpRoutes(family: 4 | 6, table: number | 'all'): KernelRoute[] {
-    const names = this.linkNames();
+  dumpRoutes(family: 4 | 6, table: number | 'all', links?: ReadonlyMap<number, string>): KernelRoute[] {
+    const names = links ?? this.linkNames();
     let msgs: NlMessage[];
     try {
       msgs = this.dump((s) => M.routeDumpRequest(s, family, table));
@@ -242,8 +243,8 @@ export class NetlinkNamespace {
   }
 
   /** The neighbours (ARP / NDP entries, any state) of one family or both. */
-  dumpNeighbors(family?: 4 | 6): KernelNeighbor[] {
-    const names = this.linkNames();
+  dumpNeighbors(family?: 4 | 6, links?: ReadonlyMap<number, string>): KernelNeighbor[] {
+    const names = links ?? this.linkNames();
     return this.dump((s) => M.neighborDumpRequest(s, family)).flatMap((m) => neighborOf(m, names) ?? []);
   }
 

