@@ -1,4 +1,5 @@
-// netnsd native helper: the rtnetlink part (netlink.c), registered by netns.c's module init.
+// netnsd native helper: the rtnetlink part (netlink.c), registered by netns.c's module init,
+// and entering a namespace for one call (enter.c), which both use.
 #ifndef NETNSD_NETLINK_H
 #define NETNSD_NETLINK_H
 #include <node_api.h>
@@ -6,14 +7,14 @@
 /** Adds nlOpen, nlDump, nlWatch and nlClose to the module's exports. */
 napi_value netlink_init(napi_env env, napi_value exports);
 
+/** Opens the calling thread's own namespace for nn_in_netns (module init; else on first use). 0 or an errno. */
+int nn_enter_init(void);
+
 /**
  * Runs fn(arg) with the calling thread inside the network namespace bound at path, then returns
  * the thread to its own namespace (native/enter.c). 0, or an errno with *what naming the step
  * that failed (fn has not run then). Aborts the process if the thread cannot return.
  */
-/** Opens the calling thread's own namespace for nn_in_netns (module init; else on first use). 0 or an errno. */
-int nn_enter_init(void);
-
 int nn_in_netns(const char *path, void (*fn)(void *), void *arg, const char **what);
 
 #endif
