@@ -780,13 +780,15 @@ function seconds(ms: number): string {
 }
 
 /**
- * `ping -n -4|-6 -c N -i S -s BYTES -W S -w S TARGET`. -w (whole seconds) ends the run however
- * many replies are missing; the executor's own timeout is the backstop.
+ * `ping -n -4|-6 -c N -i S -s BYTES -W S TARGET`: exactly N requests, then at most -W for the
+ * last reply, so the run takes at most (N - 1) * interval + timeout (the spec's deadlineMs; the
+ * executor's own timeout, deadlineMs + 2 s, is the backstop). No -w: with a deadline, iputils
+ * waits for N *replies* and keeps sending until the deadline (10 sent for `-c 3 -w 2`).
  */
 function pingArgs(p: PingSpec): string[] {
   return [
     '-n', p.family === 4 ? '-4' : '-6', '-c', int(p.count, 1, 100), '-i', seconds(Number(int(p.intervalMs, 1, 60_000))),
-    '-s', int(p.size, 0, 65507), '-W', seconds(Number(int(p.timeoutMs, 1, 60_000))), '-w', String(Math.max(1, Math.ceil(Number(int(p.deadlineMs, 1, 120_000)) / 1000))),
+    '-s', int(p.size, 0, 65507), '-W', seconds(Number(int(p.timeoutMs, 1, 60_000))),
     ipAddr(p.target),
   ];
 }

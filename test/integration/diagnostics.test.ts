@@ -42,6 +42,13 @@ describe('diagnostics against the real kernel', () => {
     expect(none.json()).toMatchObject({ received: 0, failure: 'connect: Network is unreachable' });
   });
 
+  it('sends exactly count requests to an address nobody answers (not more until a deadline)', async () => {
+    const [a] = await pair();
+    const res = await api('POST', `/v1/namespaces/${a}/diagnostics/ping`, { target: '198.51.100.77', count: 3, interval: '200ms', timeout: '500ms' });
+    expect(res.status).toBe(200);
+    expect(res.json()).toMatchObject({ sent: 3, received: 0, lossPercent: 100 });
+  });
+
   it('tells connected, refused and (behind a drop rule) timeout apart, and lists the listener', async () => {
     const [a, b] = await pair();
     listen(b, 8080);
