@@ -271,6 +271,11 @@ export class Monitor implements LinkRefs {
   }
 
   stop(): void {
+    if (this.pumpTimer) {
+      clearImmediate(this.pumpTimer);
+      this.pumpTimer = undefined;
+      this.pump();
+    }
     this.stopped = true;
     clearTimeout(this.restartTimer);
     this.offGate();
@@ -558,6 +563,19 @@ export class Monitor implements LinkRefs {
     this.queue.push({ ns: ns ?? '', build });
   }
 
+  private pumpTimer: NodeJS.Immediate | undefined;
+  /**
+   * pump() once the changes that end in this turn of the event loop have all queued their
+   * events, so they go to the store in one transaction (with 16 clients, a pump per release
+   * was ~1300 transactions for 200 units, ~5% of the run). stop() pumps what is still waiting.
+   */
+  private pumpSoon(): void {
+    this.pumpTimer ??= setImmediate(() => {
+      this.pumpTimer = undefined;
+      this.pump();
+    });
+  }
+
   /** Publishes queued events in order; stops at one whose namespace has a change of netnsd's under way. */
   private pump(): void {
     if (this.waiting) return;
@@ -589,9 +607,9 @@ export class Monitor implements LinkRefs {
   /** netnsd's change in `ns` ended: the records it wrote may make its links' views differ (managed, labels). */
   private released(ns: string): void {
     const stack = this.stacks.get(ns);
-    if (!stack) return this.pump();
+    if (!stack) return this.pumpSoon();
     const touched = this.o.links.touchedLinks({ name: ns, id: stack.id });
-    if (touched.size === 0) return this.pump();
+    if (touched.size === 0) return this.pumpSoon();
     this.enqueue(ns, () =>
       [...touched].flatMap((index) => stack.link(index) ?? []).flatMap((l) => {
         const before = this.linkViews.get(ns)?.get(l.index);
@@ -601,7 +619,7 @@ export class Monitor implements LinkRefs {
         return Object.keys(changes).length > 0 ? [{ type: 'link.changed', namespace: ns, object: now, changes }] : [];
       }),
     );
-    this.pump();
+    this.pumpSoon();
   }
 
   /** Events (or, for resync, differences) for changes of one namespace. */
