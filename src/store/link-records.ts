@@ -41,6 +41,9 @@ export function hostNamespaceKey(): string {
   }
 }
 
+/** Entries the read cache holds at most before it is dropped (see LinkRecords.cache). */
+const CACHE_MAX = 50_000;
+
 export class LinkRecords {
   private readonly getStmt;
   private readonly nsStmt;
@@ -49,6 +52,14 @@ export class LinkRecords {
   private readonly keysStmt;
   private readonly delNsStmt;
   private readonly touched = new Map<string, Set<number>>();
+  /**
+   * What get() read or put() wrote, by namespace key then ifindex (null: no row). This class is
+   * the table's only writer, so the copy stays true; views read a link's record for every event
+   * and list (~2200 reads for 200 benchmark units, each a SQLite query before). Dropped whole
+   * when it holds CACHE_MAX entries (namespaces come and go; it is only a copy).
+   */
+  private readonly cache = new Map<string, Map<number, LinkRecord | null>>();
+  private cached = 0;
 
   constructor(private readonly db: Db) {
     this.getStmt = db.prepare<[string, number], Row>('SELECT * FROM links WHERE ns_key = ? AND ifindex = ?');
@@ -65,9 +76,28 @@ export class LinkRecords {
 
   /** The record of this link, when its kind matches. */
   get(nsKey: string, ifindex: number, kind: string): LinkRecord | undefined {
-    const r = this.getStmt.get(nsKey, ifindex);
-    return r && r.kind === kind ? fromRow(r) : undefined;
+    let rec = this.cache.get(nsKey)?.get(ifindex);
+    if (rec === undefined) {
+      const r = this.getStmt.get(nsKey, ifindex);
+      rec = r ? fromRow(r) : null;
+      this.remember(nsKey, ifindex, rec);
+    }
+    // A copy: the cached record is never handed out to be changed.
+    return rec && rec.kind === kind ? { ...rec, labels: { ...rec.labels } } : undefined;
   }
+
+  private remember(nsKey: string, ifindex: number, rec: LinkRecord | null): void {
+    if (this.cached >= CACHE_MAX) {
+      this.cache.clear();
+      this.cached = 0;
+    }
+    let ns = this.cache.get(nsKey);
+    if (!ns) this.cache.set(nsKey, (ns = new Map()));
+    if (!ns.has(ifindex)) this.cached++;
+    ns.set(ifindex, rec);
+  }
+
+
 
   /** Every record of a namespace, by ifindex. */
   forNamespace(nsKey: string): Map<number, LinkRecord> {
@@ -76,11 +106,13 @@ export class LinkRecords {
 
   put(rec: LinkRecord): void {
     this.putStmt.run({ ...rec, managed: rec.managed ? 1 : 0, labels: JSON.stringify(rec.labels) });
+    this.remember(rec.nsKey, rec.ifindex, { ...rec, labels: { ...rec.labels } });
     this.touch(rec.nsKey, rec.ifindex);
   }
 
   delete(nsKey: string, ifindex: number): void {
     this.delStmt.run(nsKey, ifindex);
+    this.remember(nsKey, ifindex, null);
     this.touch(nsKey, ifindex);
   }
 
@@ -108,6 +140,7 @@ export class LinkRecords {
       this.delStmt.run(from.nsKey, from.ifindex);
       if (r) this.put({ ...fromRow(r), nsKey: to.nsKey, ifindex: to.ifindex, kind });
     })();
+    if (from.nsKey !== to.nsKey || from.ifindex !== to.ifindex) this.remember(from.nsKey, from.ifindex, null);
   }
 
   /** Drops the records of a namespace's links that no longer exist (or whose ifindex holds another kind). */
@@ -121,6 +154,8 @@ export class LinkRecords {
     for (const k of gone) {
       this.delNsStmt.run(k);
       this.touched.delete(k);
+      this.cached -= this.cache.get(k)?.size ?? 0;
+      this.cache.delete(k);
     }
     return gone;
   }

@@ -45,6 +45,37 @@ describe('LinkRecords', () => {
     expect(r.forNamespace('old').size).toBe(0);
   });
 
+  it('answers from its copy what the table holds after every put, delete, move and prune, read before or not', () => {
+    const db = openDb(':memory:');
+    const r = new LinkRecords(db);
+    const table = (k: string, i: number) => db.prepare('SELECT labels FROM links WHERE ns_key = ? AND ifindex = ?').get(k, i) as { labels: string } | undefined;
+    expect(r.get('ns1', 5, 'veth')).toBeUndefined(); // remembered as absent
+    r.put(rec('ns1', 5, 'veth', { a: '1' }));
+    expect(r.get('ns1', 5, 'veth')?.labels).toEqual({ a: '1' });
+    r.put(rec('ns1', 5, 'veth', { a: '2' }));
+    expect(r.get('ns1', 5, 'veth')?.labels).toEqual({ a: '2' });
+    expect(JSON.parse(table('ns1', 5)!.labels)).toEqual({ a: '2' });
+    expect(r.get('ns2', 9, 'veth')).toBeUndefined();
+    r.move({ nsKey: 'ns1', ifindex: 5 }, { nsKey: 'ns2', ifindex: 9 }, 'veth');
+    expect(r.get('ns1', 5, 'veth')).toBeUndefined();
+    expect(r.get('ns2', 9, 'veth')?.labels).toEqual({ a: '2' });
+    r.delete('ns2', 9);
+    expect(r.get('ns2', 9, 'veth')).toBeUndefined();
+    expect(table('ns2', 9)).toBeUndefined();
+    r.put(rec('gone', 1));
+    expect(r.get('gone', 1, 'veth')).toBeDefined();
+    r.pruneNamespaces(new Set(['ns1', 'ns2']));
+    expect(r.get('gone', 1, 'veth')).toBeUndefined();
+  });
+
+  it('hands out copies: changing an answer changes neither the store nor the next answer', () => {
+    const r = new LinkRecords(openDb(':memory:'));
+    r.put(rec('ns1', 5, 'veth', { a: '1' }));
+    const got = r.get('ns1', 5, 'veth')!;
+    (got.labels as Record<string, string>).a = 'changed';
+    expect(r.get('ns1', 5, 'veth')?.labels).toEqual({ a: '1' });
+  });
+
   it('keys host links by boot id (host ifindexes start again at every boot)', () => {
     expect(hostNamespaceKey()).toMatch(/^host(-[0-9a-f-]{36})?$/);
   });
