@@ -156,6 +156,15 @@ export function firewallApi(service: FirewallService) {
       },
     );
 
+    app.get(
+      '/v1/namespaces/:ns/firewall/nat/:id',
+      {
+        config: { namespaceOf: byNs },
+        schema: { tags, summary: 'Get a managed NAT rule', description: 'The rule and its counters (the `Location` of its creation).', params: FirewallNatParamsSchema, response: { 200: NatRuleSchema, ...problemResponses(404) } },
+      },
+      async (req) => service.getNat(req.params.ns, req.params.id),
+    );
+
     app.delete(
       '/v1/namespaces/:ns/firewall/nat/:id',
       {

@@ -132,6 +132,12 @@ export class FirewallService {
     return (await this.get(ns)).nat;
   }
 
+  async getNat(ns: string, id: string): Promise<NatRule> {
+    const r = (await this.listNat(ns)).find((x) => x.id === id);
+    if (!r) throw notFound(ns, id);
+    return r;
+  }
+
   async addRule(ns: string, body: FirewallRuleCreate, ctx: OpContext): Promise<FirewallRule> {
     await this.entry(ns);
     this.guardHost(ns);

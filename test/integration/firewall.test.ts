@@ -135,6 +135,7 @@ describe('firewall against the real kernel', () => {
     const listed = (await ok('GET', `/v1/namespaces/${router}/firewall/nat`, undefined, 200)).items;
     // NAT chains see the first packet of a connection only.
     expect(listed.find((x: { id: string }) => x.id === nat.id).counters.packets).toBe(1);
+    expect((await ok('GET', `/v1/namespaces/${router}/firewall/nat/${nat.id}`, undefined, 200)).counters.packets).toBe(1);
 
     expect((await api('DELETE', `/v1/namespaces/${router}/firewall/nat/${nat.id}`)).status).toBe(204);
     expect(fetchTcp(left, '198.51.100.6', 8080)).toBeNull();

@@ -148,12 +148,17 @@ describe('firewall endpoints (fake kernel)', () => {
     const t = await setup();
     const d = (await req(t, 'POST', 'a/firewall/nat', { type: 'dnat', protocol: 'tcp', dport: 8080, to: '[2001:db8::2]:80' })).json();
     expect(d).toMatchObject({ type: 'dnat', chain: 'prerouting', dport: 8080, to: '[2001:db8::2]:80' });
-    const m = (await req(t, 'POST', 'a/firewall/nat', { type: 'masquerade', oif: 'wan0' })).json();
+    const made = await req(t, 'POST', 'a/firewall/nat', { type: 'masquerade', oif: 'wan0' });
+    const m = made.json();
     expect(m).toMatchObject({ type: 'masquerade', chain: 'postrouting', oif: 'wan0', to: null });
+    // Its Location answers it.
+    expect(made.headers.location).toBe(`/v1/namespaces/a/firewall/nat/${m.id}`);
+    expect((await req(t, 'GET', `a/firewall/nat/${m.id}`)).json()).toEqual(m);
     // Chain by chain as listed: prerouting was made first.
     expect((await req(t, 'GET', 'a/firewall/nat')).json().items.map((x: { id: string }) => x.id)).toEqual([d.id, m.id]);
     expect((await req(t, 'DELETE', `a/firewall/nat/${d.id}`)).statusCode).toBe(204);
     expectProblem(await req(t, 'DELETE', `a/firewall/nat/${d.id}`), 'FIREWALL_RULE_NOT_FOUND', 404);
+    expectProblem(await req(t, 'GET', `a/firewall/nat/${d.id}`), 'FIREWALL_RULE_NOT_FOUND', 404);
   });
 
   it('inserts at a position and answers 422 FIREWALL_POSITION_INVALID past the end', async () => {
