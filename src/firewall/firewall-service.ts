@@ -123,9 +123,7 @@ export class FirewallService {
   }
 
   async getRule(ns: string, id: string): Promise<FirewallRule> {
-    const r = (await this.listRules(ns)).find((x) => x.id === id);
-    if (!r) throw notFound(ns, id);
-    return r;
+    return byId(await this.listRules(ns), ns, id);
   }
 
   async listNat(ns: string): Promise<NatRule[]> {
@@ -133,9 +131,7 @@ export class FirewallService {
   }
 
   async getNat(ns: string, id: string): Promise<NatRule> {
-    const r = (await this.listNat(ns)).find((x) => x.id === id);
-    if (!r) throw notFound(ns, id);
-    return r;
+    return byId(await this.listNat(ns), ns, id);
   }
 
   async addRule(ns: string, body: FirewallRuleCreate, ctx: OpContext): Promise<FirewallRule> {
@@ -348,6 +344,13 @@ export class FirewallService {
   private async entry(ns: string): Promise<void> {
     await existingNamespace(this.dir, ns);
   }
+}
+
+/** The managed rule (filter or NAT) with this id, or FIREWALL_RULE_NOT_FOUND. */
+function byId<T extends { readonly id: string }>(rules: readonly T[], ns: string, id: string): T {
+  const r = rules.find((x) => x.id === id);
+  if (!r) throw notFound(ns, id);
+  return r;
 }
 
 function notFound(ns: string, id: string): AppError {

@@ -97,8 +97,6 @@ export class LinkRecords {
     ns.set(ifindex, rec);
   }
 
-
-
   /** Every record of a namespace, by ifindex. */
   forNamespace(nsKey: string): Map<number, LinkRecord> {
     return new Map(this.nsStmt.all(nsKey).map((r) => [r.ifindex, fromRow(r)]));
