@@ -3,7 +3,7 @@
  * figures compare. Needs root (it creates network namespaces).
  *
  *   npm run bench -- namespaces [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
- *   npm run bench -- units [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
+ *   npm run bench -- units [--n 200] [--clients 16] [--warmup N] [--methods a,b,c,d] [--json]
  *   npm run bench -- events-traffic [--n 200] [--seconds 20] [--interval 1s] [--json]
  *   npm run bench -- events-latency|events-fanout [options]   (bench/events-cli.ts)
  *
@@ -39,6 +39,8 @@ Does the same work four ways and prints the times:
 Options:
   --n N            namespaces or units per method (default 200; even for events-traffic)
   --clients C      concurrent HTTP clients of (c) (default 16)
+  --warmup W       units: (c) and (d) first make and delete W units, untimed, so that the
+                   daemon is warm as one that has been running is (default: N; 0 = cold)
   --methods LIST   which methods to run, e.g. a,b (default a,b,c,d)
   --seconds S      events-traffic: how long each phase is measured (default 20)
   --interval I     events-traffic: the subscription's interval (default 1s)
@@ -60,6 +62,7 @@ function parse(argv: string[]) {
     options: {
       n: { type: 'string' },
       clients: { type: 'string' },
+      warmup: { type: 'string' },
       methods: { type: 'string' },
       seconds: { type: 'string' },
       interval: { type: 'string' },
@@ -73,6 +76,7 @@ function parse(argv: string[]) {
     throw new UsageError(bench ? `unknown benchmark '${bench}'` : 'name a benchmark: namespaces, units or events-traffic');
   }
   if (rest.length) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`);
+  if (values.warmup !== undefined && bench !== 'units') throw new UsageError('--warmup is an option of the units benchmark');
   const ids: readonly string[] = METHOD_IDS;
   const methods = (values.methods ?? ids.join(',')).split(',').map((m) => m.trim());
   const bad = methods.filter((m) => !ids.includes(m));
@@ -85,6 +89,7 @@ function parse(argv: string[]) {
     seconds: intOption('seconds', values.seconds, 20, 1, 3600),
     interval: interval(values.interval),
     clients: intOption('clients', values.clients, 16, 1, 1024),
+    warmup: values.warmup === undefined ? undefined : intOption('warmup', values.warmup, 0, 0, units.MAX_UNITS),
     methods: [...new Set(methods)] as MethodId[],
     json: values.json,
   };
@@ -114,7 +119,7 @@ async function main(): Promise<number> {
     };
     const [report, markdown] =
       args.bench === 'units'
-        ? await units.benchUnits(o).then((r) => [r, units.toMarkdown(r)] as const)
+        ? await units.benchUnits({ ...o, ...(args.warmup === undefined ? {} : { warmup: args.warmup }) }).then((r) => [r, units.toMarkdown(r)] as const)
         : args.bench === 'events-traffic'
           ? await eventsTraffic.benchTraffic({ ...o, seconds: args.seconds, interval: args.interval }).then((r) => [r, eventsTraffic.toMarkdown(r)] as const)
           : await namespaces.benchNamespaces(o).then((r) => [r, namespaces.toMarkdown(r)] as const);

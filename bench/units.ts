@@ -36,7 +36,7 @@ import {
   shellNamespaceLines,
   writeLines,
 } from './harness.js';
-import { namesFor, runPrefix, verifyCreated, VerifyError } from './netns.js';
+import { namesFor, runPrefix, verifyCreated, VerifyError, waitFreed } from './netns.js';
 import { IP, mapLimit, runOk } from './proc.js';
 
 /** /30s in 198.18.0.0/16; the route's destination is the other half of 198.18.0.0/15. */
@@ -45,7 +45,10 @@ const ROUTE_DST = '198.19.0.0/16';
 /** The unit end's name (the same in every unit: each is its own namespace). */
 const UNIT_LINK = 'u0';
 
-export type Options = BenchOptions;
+export interface Options extends BenchOptions {
+  /** Units (c) and (d) make and delete before the timed run (default n; 0: a cold daemon). */
+  readonly warmup?: number;
+}
 
 /** `ms.create`: the wall time of making every unit (the hub exists before). */
 export type Report = HarnessReport<'units'>;
@@ -143,27 +146,44 @@ function ipBatch(tmp: string, signal: AbortSignal): Way {
  * untimed too). Per unit five requests in order, the units taken from one queue by `clients`
  * workers: the namespace, the veth from the hub (`up` brings both ends up), the address of the
  * hub end, the address of the unit end, the route inside the unit.
+ *
+ * `warmup` units are made the same way first (untimed), deleted through the API, and the kernel
+ * left to free them: a daemon that has run a while has its hot paths compiled by V8's optimizing
+ * compiler, a fresh one runs them in the interpreter and compiles them on the other CPU while the
+ * clock runs (about a fifth of the cold time here). `--warmup 0` measures the cold daemon.
  */
-function daemonHttp(clients: number, signal: AbortSignal, notes: string[]): Way {
+function daemonHttp(id: MethodId, clients: number, warmup: number, signal: AbortSignal, notes: string[]): Way {
   const api = new DaemonBackend(signal, notes);
   let hubName = '';
   const post = (path: string, body: unknown) => api.call('POST', path, body, 201);
   const nsPath = (ns: string, what: string) => `/v1/namespaces/${encodeURIComponent(ns)}/${what}`;
+  /** One unit, five requests; the unit namespace's nsid (from its creation's answer). */
+  const make = async (hub: string, u: Unit): Promise<number> => {
+    const { nsid } = JSON.parse(await post('/v1/namespaces', { name: u.ns })) as { nsid: number };
+    await post(nsPath(hub, 'links'), { name: u.hubLink, kind: 'veth', peer: { name: UNIT_LINK, namespace: u.ns }, up: true });
+    await post(nsPath(hub, 'addresses'), { link: u.hubLink, address: u.hubAddress });
+    await post(nsPath(u.ns, 'addresses'), { link: UNIT_LINK, address: u.unitAddress });
+    await post(nsPath(u.ns, 'routes'), { dst: ROUTE_DST, via: u.gateway });
+    return nsid;
+  };
   return {
     label: `netnsd HTTP, ${clients} client${clients === 1 ? '' : 's'}`,
     async setup(hub) {
       hubName = hub;
       await api.start();
       await post('/v1/namespaces', { name: hub });
+      if (warmup === 0) return;
+      // Their own names; the same addresses and hub link names, free again once they are freed.
+      const { units } = unitsFor(`${id}w`, warmup);
+      const nsids: number[] = [];
+      const t0 = performance.now();
+      await api.drive(units, clients, async (u) => void nsids.push(await make(hub, u)));
+      await api.drive(units, clients, async (u) => void (await api.call('DELETE', `/v1/namespaces/${encodeURIComponent(u.ns)}`, undefined, 204)));
+      const freed = await waitFreed(nsids, units.map((u) => u.ns));
+      if (freed.pending > 0) throw new Error(`warm-up: the kernel had not freed ${freed.pending} of its namespaces after ${(freed.ms / 1000).toFixed(0)} s`);
+      notes.push(`warm-up (untimed): the daemon made ${warmup} units the same way and deleted them, in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
     },
-    create: (hub, units) =>
-      api.drive(units, clients, async (u) => {
-        await post('/v1/namespaces', { name: u.ns });
-        await post(nsPath(hub, 'links'), { name: u.hubLink, kind: 'veth', peer: { name: UNIT_LINK, namespace: u.ns }, up: true });
-        await post(nsPath(hub, 'addresses'), { link: u.hubLink, address: u.hubAddress });
-        await post(nsPath(u.ns, 'addresses'), { link: UNIT_LINK, address: u.unitAddress });
-        await post(nsPath(u.ns, 'routes'), { dst: ROUTE_DST, via: u.gateway });
-      }),
+    create: (hub, units) => api.drive(units, clients, async (u) => void (await make(hub, u))),
     teardown: () => api.stop((d) => breakdown(d, hubName)),
   };
 }
@@ -299,7 +319,7 @@ function asMethod(w: Way, id: MethodId, n: number, progress: (line: string) => v
 /** Runs the benchmark. Throws only for problems before any namespace was made. */
 export function benchUnits(o: Options): Promise<Report> {
   return bench('units', o, (id, tmp, notes) => {
-    const w = id === 'a' ? shellLoop(tmp, o.signal) : id === 'b' ? ipBatch(tmp, o.signal) : daemonHttp(id === 'c' ? o.clients : 1, o.signal, notes);
+    const w = id === 'a' ? shellLoop(tmp, o.signal) : id === 'b' ? ipBatch(tmp, o.signal) : daemonHttp(id, id === 'c' ? o.clients : 1, o.warmup ?? o.n, o.signal, notes);
     return asMethod(w, id, o.n, o.progress);
   });
 }
