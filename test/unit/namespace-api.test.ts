@@ -84,6 +84,18 @@ describe('POST /v1/namespaces', () => {
     expectProblem(res, 'NAMESPACE_LIMIT_REACHED', 409);
   });
 
+  it('counts its own creations against limits.namespaces between counts, and refuses only on a fresh count', async () => {
+    const { app, kernel } = await buildTestApp({ config: { limits: { ...(await import('../helpers/test-app.js')).testConfig().limits, namespaces: 3 } } });
+    kernel.addNamespace('one');
+    const create = (name: string) => app.inject({ method: 'POST', url: '/v1/namespaces', headers: json, payload: { name } });
+    expect((await create('two')).statusCode).toBe(201); // counted: one
+    kernel.addNamespace('other'); // made by someone else right after the count
+    expect((await create('three')).statusCode).toBe(201); // one + two, under the limit
+    const res = await create('four'); // one + two + three reach it: counted again, four there are
+    expectProblem(res, 'NAMESPACE_LIMIT_REACHED', 409);
+    expect(res.json().detail).toBe('There are 4 namespaces; the configured limit is 3');
+  });
+
   it('removes the namespace again and names the step when loopback fails', async () => {
     const { app, kernel } = await buildTestApp();
     kernel.expect('netns.loopbackUp', new AppError('PRIVILEGE_REQUIRED', 'Operation not permitted'));
