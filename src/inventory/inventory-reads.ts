@@ -55,17 +55,15 @@ export class InventoryReads implements Executor {
     const noLink = (name: string) => new AppError('LINK_NOT_FOUND', `there is no link "${name}" in namespace "${op.ns}"`);
     switch (op.kind) {
       case 'link.list': {
-        const links = s.links();
-        if (op.name === undefined) return { links };
-        const l = links.find((x) => x.name === op.name);
+        if (op.name === undefined) return { links: s.links() };
+        const l = s.linkNamed(op.name);
         if (!l) throw noLink(op.name);
         return { links: [l] };
       }
       case 'addr.list': {
-        const all = s.addresses();
-        if (op.link === undefined) return { addresses: all };
-        if (!s.links().some((l) => l.name === op.link)) throw noLink(op.link);
-        return { addresses: all.filter((a) => a.link === op.link) };
+        if (op.link === undefined) return { addresses: s.addresses() };
+        if (!s.linkNamed(op.link)) throw noLink(op.link);
+        return { addresses: s.addresses(op.link) };
       }
       case 'route.list':
         return { routes: s.routes().filter((r) => r.family === op.family && (op.table === 'all' || r.table === op.table)) };

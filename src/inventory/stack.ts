@@ -101,10 +101,14 @@ export class NamespaceStack {
     return undefined;
   }
 
-  /** Addresses grouped by link in ifindex order, each link's in the kernel's order; lifetimes as of now. */
-  addresses(): KernelAddress[] {
+  /**
+   * Addresses grouped by link in ifindex order, each link's in the kernel's order; lifetimes as of
+   * now. With `link`, only that link's (without copying the others: a hub has many).
+   */
+  addresses(link?: string): KernelAddress[] {
     const now = this.now();
-    const out = [...this.maps.address.values()].map(({ obj, at }) => {
+    const all = [...this.maps.address.values()];
+    const out = (link === undefined ? all : all.filter((s) => s.obj.link === link)).map(({ obj, at }) => {
       if (obj.validLifetime === null && obj.preferredLifetime === null) return obj;
       const gone = Math.floor((now - at) / 1000);
       const left = (v: number | null) => (v === null ? null : Math.max(0, v - gone));
