@@ -21,7 +21,7 @@ export interface LogLine {
   readonly level?: number;
   readonly msg?: string;
   readonly requestId?: string | undefined;
-  /** fastify's "incoming request" line carries the method; "request completed" the time (ms). */
+  /** The "request completed" line (one per request) carries the method and the time (ms). */
   readonly method?: string | undefined;
   readonly responseTime?: number | undefined;
   /** The audit record of a change (its "audit" line): what it was and which ops it ran. */

@@ -34,8 +34,11 @@ export function installAudit(app: FastifyInstance, audit: AuditLog): void {
       ops: req.ops,
       durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
     };
-    const seq = audit.append(entry);
-    req.log.info({ audit: { seq, ...entry } }, 'audit');
+    // Written with the other changes of this turn of the event loop (AuditLog); logged then, with its seq.
+    audit.append(entry, (seq, err) => {
+      if (err) req.log.error({ err, audit: entry }, 'audit record not written to the store');
+      else req.log.info({ audit: { seq, ...entry } }, 'audit');
+    });
     return payload;
   });
 }

@@ -83,4 +83,37 @@ describe('AuditLog', () => {
     expect(after.entries).toHaveLength(140);
     expect(after.more).toBe(false);
   });
+
+  const entry = (requestId: string) => ({
+    time: new Date(0).toISOString(), requestId, actor: 'unix', action: 'namespace.create', method: 'POST',
+    path: '/v1/namespaces', namespace: 'n', status: 201, code: null, outcome: 'success' as const, ops: [], durationMs: 1,
+  });
+
+  it('writes the entries of one turn of the event loop together and tells each its seq', async () => {
+    const log = new AuditLog(openDb(':memory:'), 150);
+    const told: Array<number | undefined> = [];
+    log.append(entry('a'), (seq) => told.push(seq));
+    log.append(entry('b'), (seq) => told.push(seq));
+    expect(told).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(told).toEqual([1, 2]);
+    expect(log.page(0, 10).entries.map((e) => e.requestId)).toEqual(['a', 'b']);
+  });
+
+  it('lets a read see every entry appended before it, written or queued', () => {
+    const log = new AuditLog(openDb(':memory:'), 150);
+    log.append(entry('a'));
+    expect(log.page(0, 10).entries.map((e) => [e.seq, e.requestId])).toEqual([[1, 'a']]);
+  });
+
+  it('tells each entry of a batch that could not be written why', () => {
+    const db = openDb(':memory:');
+    const log = new AuditLog(db, 150);
+    const errors: string[] = [];
+    log.append(entry('a'), (_seq, err) => errors.push(err?.message ?? 'no error'));
+    db.close();
+    log.flush();
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/not open/);
+  });
 });
