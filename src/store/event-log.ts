@@ -1,6 +1,9 @@
 /**
  * The persisted event log: every sequenced event, by seq, within a retention of count and age.
- * Seqs come from SQLite (AUTOINCREMENT), so they only grow, across restarts too. The newest events
+ * Seqs only grow, across restarts too: the log gives each the next one itself, and before a
+ * prune deletes rows it writes the highest seq given to `events_high`, so that the next start
+ * goes on from there even when every row was pruned (an AUTOINCREMENT column did the same at the
+ * cost of a second page written per commit). The newest events
  * are also kept in memory (up to `memoryCount`), so a subscriber resuming from a recent seq is
  * served without touching the disk.
  */
@@ -42,7 +45,8 @@ export class EventLog {
   private readonly pruneCountStmt;
   private readonly pruneAgeStmt;
   private readonly firstStmt;
-  private readonly lastStmt;
+  private readonly highStmt;
+  private readonly pruneAll: (cutoff: string) => void;
   private readonly recent: LoggedEvent[] = [];
   private readonly memoryCount: number;
   private readonly now: () => number;
@@ -57,23 +61,31 @@ export class EventLog {
   ) {
     this.memoryCount = o.memoryCount ?? Math.min(o.retentionCount, 10000);
     this.now = o.now ?? Date.now;
-    this.insertStmt = db.prepare('INSERT INTO events (time, type, namespace, body) VALUES (?, ?, ?, ?)');
+    this.insertStmt = db.prepare('INSERT INTO events (seq, time, type, namespace, body) VALUES (?, ?, ?, ?, ?)');
     this.pageStmt = db.prepare<[number, number, number], Row>('SELECT seq, time, type, namespace, body FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?');
     this.pruneCountStmt = db.prepare('DELETE FROM events WHERE seq <= ?');
-    this.pruneAgeStmt = db.prepare('DELETE FROM events WHERE time < ?');
+    // Rows are in time order by seq: delete up to the first one young enough (all when none is).
+    this.pruneAgeStmt = db.prepare('DELETE FROM events WHERE seq < COALESCE((SELECT seq FROM events WHERE time >= ? ORDER BY seq LIMIT 1), ?)');
     this.firstStmt = db.prepare<[], { seq: number | null }>('SELECT MIN(seq) AS seq FROM events');
-    this.lastStmt = db.prepare<[], { seq: number | null }>("SELECT seq FROM sqlite_sequence WHERE name = 'events'");
+    this.highStmt = db.prepare('UPDATE events_high SET seq = MAX(seq, ?) WHERE id = 1');
+    const lastStmt = db.prepare<[], { seq: number | null }>('SELECT MAX(m) AS seq FROM (SELECT MAX(seq) AS m FROM events UNION ALL SELECT seq FROM events_high)');
+    this.last = lastStmt.get()?.seq ?? 0;
     this.insertAll = db.transaction((events: readonly NewEvent[], time: string) => {
       const out: LoggedEvent[] = [];
+      let seq = this.last;
       for (const e of events) {
         const { type, namespace, ...rest } = e;
-        const seq = Number(this.insertStmt.run(time, type, namespace, JSON.stringify(rest)).lastInsertRowid);
+        this.insertStmt.run(++seq, time, type, namespace, JSON.stringify(rest));
         out.push({ seq, time, ...e });
       }
       return out;
     });
+    this.pruneAll = db.transaction((cutoff: string) => {
+      this.highStmt.run(this.last);
+      this.pruneCountStmt.run(this.last - this.o.retentionCount);
+      this.pruneAgeStmt.run(cutoff, this.last + 1);
+    });
     this.prune();
-    this.last = this.lastStmt.get()?.seq ?? 0;
     // Warm the memory copy with the newest retained events.
     const from = Math.max(0, this.last - this.memoryCount);
     for (const e of this.readDb(from, this.last, this.memoryCount)) this.recent.push(e);
@@ -122,9 +134,7 @@ export class EventLog {
   /** Drops what is beyond the retention (count and age). */
   prune(): void {
     this.appendedSincePrune = 0;
-    this.pruneCountStmt.run((this.lastStmt.get()?.seq ?? 0) - this.o.retentionCount);
-    const cutoff = new Date(this.now() - this.o.retentionAgeMs).toISOString();
-    this.pruneAgeStmt.run(cutoff);
+    this.pruneAll(new Date(this.now() - this.o.retentionAgeMs).toISOString());
     const first = this.firstSeq;
     const drop = this.recent.findIndex((e) => e.seq >= first);
     this.recent.splice(0, drop < 0 ? this.recent.length : drop);

@@ -1,5 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
-import { openDb } from '../../src/store/db.js';
+import Database from 'better-sqlite3';
+import { rmSync } from 'node:fs';
+import { MIGRATIONS, openDb } from '../../src/store/db.js';
 import { EventLog, type NewEvent } from '../../src/store/event-log.js';
 import { EventBus, type Delivery, type SubscribeOptions } from '../../src/events/event-bus.js';
 import { parseFilter, matches } from '../../src/events/event-filter.js';
@@ -46,6 +48,41 @@ describe('the event log', () => {
     log.append([link('a', 'new')]);
     log.prune();
     expect(log.read(0, 10, 10).map((e) => e.seq)).toEqual([2]);
+  });
+
+  it('never gives a seq twice, even after every event was pruned and the log reopened', () => {
+    const dir = `/tmp/netnsd-evlog-${process.pid}-${Date.now()}-all`;
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const o = { retentionCount: 100, retentionAgeMs: 60_000, now: () => now };
+    const first = new EventLog(openDb(dir), o);
+    first.append([link('a', 'x'), link('a', 'y'), link('a', 'z')]);
+    now += 120_000;
+    first.prune();
+    expect([first.firstSeq, first.lastSeq]).toEqual([4, 3]);
+    const again = new EventLog(openDb(dir), o);
+    expect(again.lastSeq).toBe(3);
+    expect(again.append([link('a', 'w')])[0]?.seq).toBe(4);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps the seqs of a log made before seqs were its own (AUTOINCREMENT), and its highest', () => {
+    const dir = `/tmp/netnsd-evlog-${process.pid}-${Date.now()}-old`;
+    const path = `${dir}/netnsd.db`;
+    openDb(dir).close();
+    // The store as it was before the last migration: events with AUTOINCREMENT, seqs 1-5 given, 4-5 left.
+    const old = new Database(path);
+    old.exec('DROP TABLE events; DROP TABLE events_high;');
+    const made = MIGRATIONS.find((m) => m.startsWith('CREATE TABLE events ('))!;
+    old.exec(made.slice(0, made.indexOf('-- What the event sources')));
+    const ins = old.prepare("INSERT INTO events (time, type, namespace, body) VALUES ('2026-01-01T00:00:00.000Z', 'link.added', 'a', '{}')");
+    for (let i = 0; i < 5; i++) ins.run();
+    old.exec('DELETE FROM events WHERE seq <= 3');
+    old.pragma(`user_version = ${MIGRATIONS.length - 1}`);
+    old.close();
+    const log = new EventLog(openDb(dir), { retentionCount: 100, retentionAgeMs: 86_400_000 * 3650 });
+    expect([log.firstSeq, log.lastSeq]).toEqual([4, 5]);
+    expect(log.append([link('a', 'w')])[0]?.seq).toBe(6);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('reads the same from memory and from disk', () => {
