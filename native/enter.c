@@ -30,6 +30,10 @@ int nn_enter_init(void) {
   return home_fd < 0 ? errno : 0;
 }
 
+void nn_enter_adopt(int fd) {
+  if (home_fd < 0) home_fd = fd;
+}
+
 int nn_in_netns(const char *path, void (*fn)(void *), void *arg, const char **what) {
   if (home_fd < 0) {
     int e = nn_enter_init();

@@ -7,8 +7,14 @@
 /** Adds nlOpen, nlDump, nlWatch and nlClose to the module's exports. */
 napi_value netlink_init(napi_env env, napi_value exports);
 
+/** Adds nlRequestAsync (native/request.c) to the module's exports. */
+napi_value request_init(napi_env env, napi_value exports);
+
 /** Opens the calling thread's own namespace for nn_in_netns (module init; else on first use). 0 or an errno. */
 int nn_enter_init(void);
+
+/** Makes fd (of the daemon's own namespace, opened by another thread) the calling thread's own for nn_in_netns. */
+void nn_enter_adopt(int fd);
 
 /**
  * Runs fn(arg) with the calling thread inside the network namespace bound at path, then returns

@@ -510,7 +510,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   nn_enter_init();  // a failure shows at the first call that needs it
-  return netlink_init(env, exports);
+  return request_init(env, netlink_init(env, exports));
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -32,6 +32,11 @@ export interface NetlinkAddon {
   /** Every datagram pending now, without waiting. */
   nlRead(fd: number): { datagrams: Buffer[]; nsids: number[]; overflow: boolean };
   nlClose(fd: number): void;
+  /**
+   * One acked request on a socket made inside the namespace for it, sent and answered on the
+   * addon's own thread (native/request.c): the reply's datagrams, up to the ACK or the error.
+   */
+  nlRequestAsync?(nsPath: string, request: Buffer, timeoutMs?: number): Promise<Buffer[]>;
 }
 
 let addon: NetlinkAddon | undefined;
@@ -151,8 +156,34 @@ export class NetlinkNamespace {
    * MissingNamespaceError.
    */
   change(op: NetlinkChangeOp, known?: (name: string) => number | undefined): void {
-    const indexes = new Map<string, number>();
-    for (const name of linkNamesOf(op)) if (!indexes.has(name)) indexes.set(name, known?.(name) ?? this.linkIndex(name));
+    const fds = this.changeFds(op);
+    try {
+      const request = this.changeRequestOf(op, known, fds);
+      this.request(() => request);
+    } finally {
+      for (const fd of fds.values()) closeSync(fd);
+    }
+  }
+
+  /**
+   * change(), with the request sent and answered on the addon's thread (nlRequestAsync) instead
+   * of this one: the kernel's work for it (a veth made, a link brought up) does not hold up the
+   * event loop. Falls back to change() when the addon has no nlRequestAsync.
+   */
+  async changeAsync(op: NetlinkChangeOp, known?: (name: string) => number | undefined): Promise<void> {
+    const send = this.addon.nlRequestAsync;
+    if (!send) return this.change(op, known);
+    const fds = this.changeFds(op);
+    try {
+      const request = this.changeRequestOf(op, known, fds);
+      dumpMessages(await send.call(this.addon, this.nsPath, request, this.timeoutMs));
+    } finally {
+      for (const fd of fds.values()) closeSync(fd);
+    }
+  }
+
+  /** An fd of every namespace the op names besides its own (a veth's peer, a move's target). */
+  private changeFds(op: NetlinkChangeOp): Map<string, number> {
     const fds = new Map<string, number>();
     try {
       for (const ns of namespacesOf(op)) {
@@ -162,10 +193,18 @@ export class NetlinkNamespace {
           throw new MissingNamespaceError(ns, e);
         }
       }
-      this.request((seq) => changeRequest(op, seq, { ifindex: (n) => indexes.get(n) as number, nsFd: (n) => fds.get(n) as number }));
-    } finally {
+    } catch (e) {
       for (const fd of fds.values()) closeSync(fd);
+      throw e;
     }
+    return fds;
+  }
+
+  private changeRequestOf(op: NetlinkChangeOp, known: ((name: string) => number | undefined) | undefined, fds: Map<string, number>): Buffer {
+    const indexes = new Map<string, number>();
+    for (const name of linkNamesOf(op)) if (!indexes.has(name)) indexes.set(name, known?.(name) ?? this.linkIndex(name));
+    nextSeq = (nextSeq % 0xfffffffe) + 1;
+    return changeRequest(op, nextSeq, { ifindex: (n) => indexes.get(n) as number, nsFd: (n) => fds.get(n) as number });
   }
 
   private linkMessages(): NlMessage[] {

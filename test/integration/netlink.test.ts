@@ -11,7 +11,8 @@ import { FIB_TABLE_MISSING } from '../../src/executor/iproute2-executor.js';
 import type { KernelAddress, KernelRoute, KernelRule } from '../../src/executor/ops.js';
 import * as M from '../../src/netlink/messages.js';
 import { NetlinkNamespace, namespacePath } from '../../src/netlink/netlink.js';
-import type { NetlinkEvent } from '../../src/netlink/parse.js';
+import { dumpMessages, type NetlinkEvent } from '../../src/netlink/parse.js';
+import { linkSetRequest } from '../../src/netlink/changes.js';
 import { ip, nsName, until } from '../helpers/kernel.js';
 import { buildTopology } from '../helpers/netlink-topology.js';
 
@@ -233,5 +234,46 @@ describe('the calling thread enters a namespace only within one call', () => {
     // And the answers were about the namespace: the daemon's own has more links than lo.
     expect(addon.linkNames('/proc/self/ns/net').length).toBeGreaterThan(1);
     expect(readlinkSync('/proc/thread-self/ns/net')).toBe(home);
+  });
+});
+
+describe('changes sent from the addon\'s own thread (nlRequestAsync)', () => {
+  const addon = () =>
+    createRequire(import.meta.url)('../../native/build/Release/netns.node') as { nlRequestAsync(p: string, req: Buffer, timeoutMs?: number): Promise<Buffer[]> };
+
+  it('brings a link up inside the namespace and answers with the kernel\'s ACK; the loop thread stays home', async () => {
+    const home = readlinkSync('/proc/thread-self/ns/net');
+    const ns = nsName('async');
+    ip('netns', 'add', ns);
+    const answer = addon().nlRequestAsync(namespacePath(ns), linkSetRequest(4242, 1, { up: true }));
+    expect(readlinkSync('/proc/thread-self/ns/net')).toBe(home);
+    const datagrams = await answer;
+    expect(datagrams.length).toBe(1);
+    expect(dumpMessages(datagrams)).toEqual([]);
+    expect(netlink(ns).dumpLinks().find((l) => l.name === 'lo')?.up).toBe(true);
+    // The daemon's own namespace was not touched: its lo was up already, and no link of it was changed here.
+    expect(readlinkSync('/proc/thread-self/ns/net')).toBe(home);
+  });
+
+  it('rejects with the errno and the step for a namespace that is not there, and gives a refusal as the kernel\'s error ACK', async () => {
+    await expect(addon().nlRequestAsync('/run/netns/nnt-no-such-namespace', linkSetRequest(1, 1, { up: true }))).rejects.toThrow(
+      expect.objectContaining({ code: 'ENOENT', message: expect.stringContaining('open namespace') }),
+    );
+    const ns = nsName('asyncerr');
+    ip('netns', 'add', ns);
+    const datagrams = await addon().nlRequestAsync(namespacePath(ns), linkSetRequest(2, 9999, { up: true }));
+    expect(() => dumpMessages(datagrams)).toThrow(expect.objectContaining({ code: 'ENODEV' }));
+  });
+
+  it('answers many requests in flight at once, each with its own ACK', async () => {
+    const ns = nsName('asyncmany');
+    ip('netns', 'add', ns);
+    const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => addon().nlRequestAsync(namespacePath(ns), linkSetRequest(1000 + i, 1, { up: i % 2 === 0 }))));
+    for (const [i, d] of answers.entries()) {
+      expect(d).toHaveLength(1);
+      expect(d[0]!.readUInt32LE(8)).toBe(1000 + i); // the reply's seq is the request's
+      expect(dumpMessages(d)).toEqual([]);
+    }
+    expect(netlink(ns).dumpLinks().find((l) => l.name === 'lo')?.up).toBe(false); // the last (49th) took it down
   });
 });
