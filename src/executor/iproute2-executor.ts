@@ -232,6 +232,8 @@ export class Iproute2Executor implements Executor {
         if (this.native) return { nsid: this.nativeCall(op, (n) => n.getNsid(namespacePath(op.ns))) };
         return { nsid: await this.getNsidSpawned(op, argv) };
       case 'netns.loopbackUp':
+        // Over netlink, from the addon's thread (bringing lo up starts IPv4 and IPv6 on it).
+        if (this.netlinkChanges?.nlRequestAsync) return this.netlinkLoopbackUp(op);
         if (this.native) return this.nativeCall(op, (n) => n.loopbackUp(namespacePath(op.ns)));
         await this.oneShot(only(commands), op, argv);
         return;
@@ -492,6 +494,14 @@ export class Iproute2Executor implements Executor {
       throw isAppError(e) ? e : classifyNetlink(e, op);
     } finally {
       nl?.close();
+    }
+  }
+
+  private async netlinkLoopbackUp(op: Extract<Op, { kind: 'netns.loopbackUp' }>): Promise<void> {
+    try {
+      await new NetlinkNamespace(namespacePath(op.ns), { addon: this.netlinkChanges! }).loopbackUp();
+    } catch (e) {
+      throw isAppError(e) ? e : classifyNetlink(e, op);
     }
   }
 

@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KernelAddress, KernelLink, KernelRoute, KernelRule } from '../executor/ops.js';
-import { changeRequest, ifindexOf, linkGetRequest, linkNamesOf, namespacesOf, type NetlinkChangeOp } from './changes.js';
+import { changeRequest, ifindexOf, linkGetRequest, linkNamesOf, linkSetRequest, namespacesOf, type NetlinkChangeOp } from './changes.js';
 import * as M from './messages.js';
 import { defaultNames, type IpNames } from './names.js';
 import {
@@ -83,6 +83,9 @@ export function namespacePath(ns: string): string {
 }
 
 let nextSeq = 0;
+
+/** The ifindex of every namespace's loopback (the kernel's LOOPBACK_IFINDEX). */
+const LOOPBACK_IFINDEX = 1;
 
 export class NetlinkNamespace {
   private dumpFd: number | undefined;
@@ -180,6 +183,18 @@ export class NetlinkNamespace {
     } finally {
       for (const fd of fds.values()) closeSync(fd);
     }
+  }
+
+  /**
+   * `ip link set lo up`: RTM_NEWLINK with IFF_UP on ifindex 1, which the kernel gives the loopback
+   * of every namespace (LOOPBACK_IFINDEX), so no lookup is needed; from the addon's thread when it can.
+   */
+  async loopbackUp(): Promise<void> {
+    nextSeq = (nextSeq % 0xfffffffe) + 1;
+    const request = linkSetRequest(nextSeq, LOOPBACK_IFINDEX, { up: true });
+    const send = this.addon.nlRequestAsync;
+    if (send) dumpMessages(await send.call(this.addon, this.nsPath, request, this.timeoutMs));
+    else this.request(() => request);
   }
 
   /** An fd of every namespace the op names besides its own (a veth's peer, a move's target). */
