@@ -21,6 +21,12 @@ export interface OpContext {
    * it for a full queue or a drain, or the change would be left half done.
    */
   readonly continues?: boolean;
+  /**
+   * Told by a backend once the op's effect is ordered behind every earlier op and before every
+   * later one (handed to a FIFO that runs it: the addon's request thread), before it has run:
+   * the pool may then start the namespace's next change, which that FIFO still runs after it.
+   */
+  readonly sequenced?: () => void;
 }
 
 /**

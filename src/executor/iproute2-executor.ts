@@ -204,7 +204,7 @@ export class Iproute2Executor implements Executor {
     const rec = (ok: boolean, code?: AppError['code']): void =>
       ctx.record?.({ kind: op.kind, ns: opNamespace(op), argv, ok, ...(code ? { code } : {}), durationMs: performance.now() - started });
     try {
-      const result = (await this.dispatch(op, argv)) as ResultOf<O>;
+      const result = (await this.dispatch(op, argv, ctx)) as ResultOf<O>;
       rec(true);
       return result;
     } catch (e) {
@@ -214,7 +214,7 @@ export class Iproute2Executor implements Executor {
     }
   }
 
-  private async dispatch(op: Op, argv: string[][]): Promise<OpResults[Op['kind']]> {
+  private async dispatch(op: Op, argv: string[][], ctx: OpContext = {}): Promise<OpResults[Op['kind']]> {
     // Every op's names are checked here, whichever path serves it.
     const commands = commandsFor(op);
     switch (op.kind) {
@@ -233,11 +233,12 @@ export class Iproute2Executor implements Executor {
         return { nsid: await this.getNsidSpawned(op, argv) };
       case 'netns.loopbackUp':
         // Over netlink, from the addon's thread (bringing lo up starts IPv4 and IPv6 on it).
-        if (this.netlinkChanges?.nlRequestAsync) return this.netlinkLoopbackUp(op);
+        if (this.netlinkChanges?.nlRequestAsync) return this.netlinkAsync(op, (nl) => nl.loopbackUp());
         if (this.native) return this.nativeCall(op, (n) => n.loopbackUp(namespacePath(op.ns)));
         await this.oneShot(only(commands), op, argv);
         return;
       case 'netns.linkNames':
+        if (this.netlink?.nlRequestAsync) return { names: await this.netlinkAsync(op, (nl) => nl.linkNamesAsync()) };
         if (this.native) return { names: this.nativeCall(op, (n) => n.linkNames(namespacePath(op.ns))) };
         return { names: parseLinkNames(await this.oneShot(only(commands), op, argv)) };
       case 'netns.pids':
@@ -318,7 +319,7 @@ export class Iproute2Executor implements Executor {
       case 'route.add':
       case 'route.delete':
         // Veths, bridges and every simple change over netlink; other link kinds as batch lines.
-        if (this.netlinkChanges && isNetlinkChange(op)) return this.netlinkChange(op);
+        if (this.netlinkChanges && isNetlinkChange(op)) return this.netlinkChange(op, ctx.sequenced);
         return this.inNamespace(commands, op, argv);
       case 'link.move':
       case 'link.delete':
@@ -484,12 +485,12 @@ export class Iproute2Executor implements Executor {
    * (NetlinkNamespace.changeAsync; measured under load ~0.7 ms for a veth, ~0.3 ms to bring a
    * link up, which the loop spent waiting before). The pool keeps one namespace's changes in order.
    */
-  private async netlinkChange(op: NetlinkChangeOp): Promise<void> {
+  private async netlinkChange(op: NetlinkChangeOp, sequenced?: () => void): Promise<void> {
     let nl: NetlinkNamespace | undefined;
     try {
       nl = new NetlinkNamespace(namespacePath(op.ns), { addon: this.netlinkChanges! });
       const lookup = this.linkIndexLookup;
-      await nl.changeAsync(op, lookup && ((name) => lookup(op.ns, name)));
+      await nl.changeAsync(op, lookup && ((name) => lookup(op.ns, name)), sequenced);
     } catch (e) {
       throw isAppError(e) ? e : classifyNetlink(e, op);
     } finally {
@@ -497,9 +498,10 @@ export class Iproute2Executor implements Executor {
     }
   }
 
-  private async netlinkLoopbackUp(op: Extract<Op, { kind: 'netns.loopbackUp' }>): Promise<void> {
+  /** A request of the op's namespace sent from the addon's thread (nlRequestAsync): no socket is left open. */
+  private async netlinkAsync<T>(op: Op, call: (nl: NetlinkNamespace) => Promise<T>): Promise<T> {
     try {
-      await new NetlinkNamespace(namespacePath(op.ns), { addon: this.netlinkChanges! }).loopbackUp();
+      return await call(new NetlinkNamespace(namespacePath(opNamespace(op)), { addon: this.netlink! }));
     } catch (e) {
       throw isAppError(e) ? e : classifyNetlink(e, op);
     }

@@ -1,6 +1,7 @@
 /**
  * The pool in front of any executor: a global concurrency cap, strict FIFO per namespace for
- * changes (changes of one namespace never interleave; different namespaces run in parallel;
+ * changes (changes of one namespace never interleave: the next starts when one has run, or when
+ * the backend has queued it where it runs in order, see OpContext.sequenced; different namespaces run in parallel;
  * reads run beside them, so one busy namespace is not a serial lane for its readers), a bounded queue that
  * answers EXECUTOR_BUSY, and a drain on close. An op handed to the pool runs to its end whatever
  * its caller does meanwhile: a client that hangs up must not leave a half-done change.
@@ -70,11 +71,24 @@ export class ExecutorPool implements Executor {
         key,
         read,
         start: () => {
-          this.execute(op, ctx)
+          // The namespace's turn ends when the op has run, or earlier once the backend says its
+          // effect is ordered (ctx.sequenced): the next change is started then, behind it.
+          let ended = read;
+          const endTurn = (): void => {
+            if (ended) return;
+            ended = true;
+            this.busy.delete(key);
+          };
+          const sequenced = (): void => {
+            if (ended) return;
+            endTurn();
+            queueMicrotask(() => this.dispatch());
+          };
+          this.execute(op, ctx, sequenced)
             .then(resolve, reject)
             .finally(() => {
               this.running--;
-              if (!read) this.busy.delete(key);
+              endTurn();
               this.dispatch();
             });
         },
@@ -117,7 +131,7 @@ export class ExecutorPool implements Executor {
     if (this.running === 0 && this.queue.length === 0) this.drained?.();
   }
 
-  private async execute<O extends Op>(op: O, ctx: OpContext): Promise<ResultOf<O>> {
+  private async execute<O extends Op>(op: O, ctx: OpContext, sequenced: () => void): Promise<ResultOf<O>> {
     let innerRecord: OpRecord | undefined;
     const started = performance.now();
     const record = (ok: boolean, code?: AppError['code']): void => {
@@ -126,7 +140,7 @@ export class ExecutorPool implements Executor {
       );
     };
     try {
-      const result = await this.inner.run(op, { record: (r) => (innerRecord = r) });
+      const result = await this.inner.run(op, { record: (r) => (innerRecord = r), sequenced });
       record(true);
       return result;
     } catch (e) {

@@ -125,11 +125,16 @@ export class NamespaceService {
     return undefined;
   }
 
-  private async view(entry: NetnsEntry, ctx?: OpContext): Promise<Namespace> {
+  /** `knownNsid`: the nsid a creation has just given it (not read again). */
+  private async view(entry: NetnsEntry, ctx?: OpContext, knownNsid?: number): Promise<Namespace> {
     const rec = this.recordFor(entry);
     const isHost = entry.name === HOST;
     const [nsid, links] = await Promise.all([
-      isHost ? Promise.resolve(null) : this.ex.run({ kind: 'netns.getNsid', ns: entry.name }, ctx).then((r) => (r.nsid < 0 ? null : r.nsid)),
+      isHost
+        ? Promise.resolve(null)
+        : knownNsid !== undefined
+          ? Promise.resolve(knownNsid < 0 ? null : knownNsid)
+          : this.ex.run({ kind: 'netns.getNsid', ns: entry.name }, ctx).then((r) => (r.nsid < 0 ? null : r.nsid)),
       this.ex.run({ kind: 'netns.linkNames', ns: entry.name }, ctx),
     ]);
     return {
@@ -244,12 +249,12 @@ export class NamespaceService {
     try {
       await this.ex.run({ kind: 'netns.loopbackUp', ns: name }, rest);
       step = 'assignNsid';
-      await this.ex.run({ kind: 'netns.assignNsid', ns: name }, rest);
+      const { nsid } = await this.ex.run({ kind: 'netns.assignNsid', ns: name }, rest);
       step = 'stat';
       const entry = await this.dir.stat(name);
       if (!entry) throw new AppError('NAMESPACE_BUSY', 'The namespace was removed by someone else while it was being created', { meta: { step } });
       this.records.put({ name, id: entry.id, managed: true, createdAt: this.now().toISOString(), labels });
-      return await this.view(entry, rest);
+      return await this.view(entry, rest, nsid);
     } catch (e) {
       await this.undoCreate(name, rest);
       if (e instanceof AppError) {

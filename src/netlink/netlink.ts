@@ -171,15 +171,18 @@ export class NetlinkNamespace {
   /**
    * change(), with the request sent and answered on the addon's thread (nlRequestAsync) instead
    * of this one: the kernel's work for it (a veth made, a link brought up) does not hold up the
-   * event loop. Falls back to change() when the addon has no nlRequestAsync.
+   * event loop. Falls back to change() when the addon has no nlRequestAsync. `sent` is called
+   * once the request is in the thread's FIFO (which sends requests in the order they came).
    */
-  async changeAsync(op: NetlinkChangeOp, known?: (name: string) => number | undefined): Promise<void> {
+  async changeAsync(op: NetlinkChangeOp, known?: (name: string) => number | undefined, sent?: () => void): Promise<void> {
     const send = this.addon.nlRequestAsync;
     if (!send) return this.change(op, known);
     const fds = this.changeFds(op);
     try {
       const request = this.changeRequestOf(op, known, fds);
-      dumpMessages(await send.call(this.addon, this.nsPath, request, this.timeoutMs));
+      const answer = send.call(this.addon, this.nsPath, request, this.timeoutMs);
+      sent?.();
+      dumpMessages(await answer);
     } finally {
       for (const fd of fds.values()) closeSync(fd);
     }
@@ -229,6 +232,17 @@ export class NetlinkNamespace {
   /** ifindex -> name of every link, now. */
   linkNames(): Map<number, string> {
     return linkNames(this.linkMessages());
+  }
+
+  /**
+   * The names of every link, in ifindex order, dumped from the addon's thread when it can
+   * (nlRequestAsync; a dump interrupted by a change is not retried: a list of names at one moment).
+   */
+  async linkNamesAsync(): Promise<string[]> {
+    const send = this.addon.nlRequestAsync;
+    if (!send) return [...this.linkNames().values()];
+    nextSeq = (nextSeq % 0xfffffffe) + 1;
+    return [...linkNames(dumpMessages(await send.call(this.addon, this.nsPath, M.linkDumpRequest(nextSeq), this.timeoutMs))).values()];
   }
 
   /** Every link, in the kernel's (ifindex) order: parseLinks of `ip -j -d link show`. */

@@ -66,6 +66,31 @@ describe('ExecutorPool', () => {
     fake.assertDone();
   });
 
+  it('starts a namespace\'s next change once the backend says the running one is sequenced, before that one ends', async () => {
+    const log: string[] = [];
+    const ends = new Map<string, () => void>();
+    const backend: Executor = {
+      run: async <O extends Op>(op: O, ctx?: OpContext): Promise<ResultOf<O>> => {
+        const name = (op as { ns: string }).ns + (op.kind === 'netns.add' ? ' add' : ' up');
+        log.push(`start ${name}`);
+        ctx?.sequenced?.();
+        await new Promise<void>((r) => ends.set(name, r));
+        log.push(`end ${name}`);
+        return undefined as ResultOf<O>;
+      },
+      ping: async () => {},
+      close: async () => {},
+    };
+    const pool = new ExecutorPool(backend);
+    const done = Promise.all([pool.run({ kind: 'netns.add', ns: 'a' }), pool.run({ kind: 'netns.loopbackUp', ns: 'a' })]);
+    await settle();
+    expect(log).toEqual(['start a add', 'start a up']);
+    ends.get('a add')!();
+    ends.get('a up')!();
+    await done;
+    expect(pool.stats()).toEqual({ running: 0, queued: 0 });
+  });
+
   it('runs reads of a namespace beside its running change, not behind it', async () => {
     const g = gated();
     g.fake.default('netns.getNsid', { nsid: 3 });
