@@ -404,6 +404,8 @@ struct add_job {
   char dir[NN_MAX_PATH];
   int err;
   const char *what;
+  int loopback;     // asked: bring lo up in the new namespace too
+  int loopback_up;  // done (a failure there leaves the namespace made, lo down: the caller does it then)
 };
 
 static int fail(struct add_job *job, const char *what, int err) {
@@ -441,7 +443,15 @@ static int prepare_run_dir(struct add_job *job) {
 static void *add_thread(void *arg) {
   struct add_job *job = arg;
   if (unshare(CLONE_NEWNET) < 0) { fail(job, "unshare(CLONE_NEWNET)", errno); return NULL; }
-  if (mount("/proc/thread-self/ns/net", job->path, "none", MS_BIND, NULL) < 0) fail(job, "mount --bind namespace", errno);
+  if (mount("/proc/thread-self/ns/net", job->path, "none", MS_BIND, NULL) < 0) { fail(job, "mount --bind namespace", errno); return NULL; }
+  // This thread is inside the new namespace already: lo comes up here, with no trip of its own.
+  if (job->loopback) {
+    struct in_ns_job lo;
+    memset(&lo, 0, sizeof lo);
+    lo.op = 0;
+    in_ns(&lo);
+    job->loopback_up = lo.err == 0;
+  }
   return NULL;
 }
 
@@ -463,9 +473,10 @@ static void add_execute(napi_env env, void *data) {
 static void add_complete(napi_env env, napi_status status, void *data) {
   struct add_job *job = data;
   if (status == napi_ok && job->err == 0) {
-    napi_value undefined;
-    napi_get_undefined(env, &undefined);
-    napi_resolve_deferred(env, job->deferred, undefined);
+    napi_value answer;
+    if (job->loopback) napi_get_boolean(env, job->loopback_up, &answer);
+    else napi_get_undefined(env, &answer);
+    napi_resolve_deferred(env, job->deferred, answer);
   } else {
     int err = job->err ? job->err : ECANCELED;
     napi_reject_deferred(env, job->deferred, errno_error(env, job->err ? job->what : "netnsAdd", err));
@@ -474,10 +485,22 @@ static void add_complete(napi_env env, napi_status status, void *data) {
   free(job);
 }
 
-/** netnsAdd(path): a promise; creates a network namespace bound at path (as `ip netns add`). */
+/**
+ * netnsAdd(path, loopbackUp?): a promise; creates a network namespace bound at path (as `ip netns
+ * add`). With loopbackUp, lo is brought up too and the promise says whether that worked.
+ */
 static napi_value netns_add(napi_env env, napi_callback_info info) {
   struct add_job *job = calloc(1, sizeof *job);
   if (!job) return throw_errno(env, "calloc", ENOMEM);
+  {
+    size_t argc = 2;
+    napi_value argv[2];
+    bool lo = false;
+    napi_valuetype t = napi_undefined;
+    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= 2 && napi_typeof(env, argv[1], &t) == napi_ok && t == napi_boolean)
+      napi_get_value_bool(env, argv[1], &lo);
+    job->loopback = lo ? 1 : 0;
+  }
   const char *slash;
   if (get_path_arg(env, info, job->path) < 0 || job->path[0] != '/' || !(slash = strrchr(job->path, '/')) ||
       slash == job->path || !slash[1] || !strcmp(slash + 1, ".") || !strcmp(slash + 1, "..")) {

@@ -193,9 +193,11 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   });
   // A POST /v1/namespaces answers once the namespace is announced and the monitor watches it, so
   // what the client does next (through the API or by hand) is seen.
-  namespaces.onCreateSettled(async (name) => {
-    await namespaceWatcher.rescan([name]);
-    await monitor?.track(name);
+  // What the creation answered is what namespace.added shows, and its nsid is the one the
+  // monitor's socket hears it by: neither is read again.
+  namespaces.onCreateSettled(async (name, made) => {
+    await namespaceWatcher.rescan([name], made && [made]);
+    await monitor?.track(name, made?.nsid ?? undefined);
   });
   const addon = (deps.monitor ?? deps.executor === undefined) ? netlinkAddon() : undefined;
   const kernelMonitor = addon

@@ -58,6 +58,8 @@ export class NamespaceWatcher {
   private readonly pending = new Map<string, number>();
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Views a creation has just made (rescan's `known`), used once instead of asking for them. */
+  private readonly known = new Map<string, Namespace>();
 
   constructor(private readonly o: NamespaceWatcherOptions) {}
 
@@ -89,8 +91,9 @@ export class NamespaceWatcher {
    * Looks at these names (default: the whole directory) and publishes what changed. Calls during
    * a pass are merged into one more pass.
    */
-  async rescan(names?: readonly string[]): Promise<void> {
+  async rescan(names?: readonly string[], known?: readonly Namespace[]): Promise<void> {
     if (this.stopped) return;
+    for (const v of known ?? []) this.known.set(v.name, v);
     if (names === undefined) this.wantAll = true;
     else for (const n of names) this.wanted.add(n);
     if (this.scanning) return this.scanning;
@@ -102,6 +105,9 @@ export class NamespaceWatcher {
           this.wantAll = false;
           this.wanted.clear();
           const events = all ? await this.diff(await this.o.dir.list(), true) : await this.diff(await this.entriesOf(only), false, only);
+          // Used or not (the name was announced already), a creation's view is good once only.
+          if (all) this.known.clear();
+          else for (const n of only) this.known.delete(n);
           if (events.length > 0) this.o.bus.publish(events);
         }
       } catch (e) {
@@ -146,7 +152,9 @@ export class NamespaceWatcher {
     for (const [name, e] of now) {
       this.pending.delete(name);
       if (this.seen.has(name) || this.o.busy?.(name)) continue;
-      const object = (await this.o.view(name).catch(() => undefined)) ?? { name, id: e.id };
+      const made = this.known.get(name);
+      this.known.delete(name);
+      const object = (made?.id === e.id ? made : await this.o.view(name).catch(() => undefined)) ?? { name, id: e.id };
       const s: Seen = { id: e.id, object };
       this.seen.set(name, s);
       puts.push([name, s]);

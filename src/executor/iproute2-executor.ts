@@ -105,7 +105,8 @@ interface NetnsAddon {
   /** Reads (no values) or writes (values) sysctls under /proc/sys/net inside the namespace. */
   sysctls(path: string, keys: readonly string[], values?: readonly string[]): (string | null)[] | undefined;
   /** `ip netns add` in-process: creates a namespace bound at path; rejects with an errno-coded Error. (Older builds lack it.) */
-  netnsAdd?(path: string): Promise<void>;
+  /** With loopbackUp: brings lo up too (from the same thread) and says whether that worked. */
+  netnsAdd?(path: string, loopbackUp?: boolean): Promise<boolean | undefined>;
 }
 
 /** `ip route show table N` of a table the kernel has none of (stderr recorded in test/fixtures/stderr/route-table-missing.txt). */
@@ -129,7 +130,12 @@ export class Iproute2Executor implements Executor {
   readonly nativeAvailable: boolean;
   private readonly native: NetnsAddon | undefined;
   /** The addon's netnsAdd, when it has one and it is not turned off. */
-  private readonly netnsAdd: ((path: string) => Promise<void>) | undefined;
+  private readonly netnsAdd: ((path: string, loopbackUp?: boolean) => Promise<boolean | undefined>) | undefined;
+  /**
+   * Namespaces whose lo netnsAdd brought up as it made them (the thread that made a namespace is
+   * inside it already): their netns.loopbackUp, which follows, has nothing left to do.
+   */
+  private readonly loopbackUpAtAdd = new Set<string>();
   /** The addon's netlink functions, for reads without a process (see netlinkRead). */
   private readonly netlink: NetlinkAddon | undefined;
   /** The same, for changes without a batch line (see netlinkChange). */
@@ -222,6 +228,7 @@ export class Iproute2Executor implements Executor {
         if (this.netnsAdd) return this.nativeAdd(op, this.netnsAdd);
         return this.batch(commands, op, argv);
       case 'netns.delete':
+        this.loopbackUpAtAdd.delete(op.ns);
         // Our workers inside it, or holding an fd to it, would keep it alive after the unmount.
         await this.workers.release(op.ns);
         return this.batch(commands, op, argv);
@@ -232,13 +239,13 @@ export class Iproute2Executor implements Executor {
         if (this.native) return { nsid: this.nativeCall(op, (n) => n.getNsid(namespacePath(op.ns))) };
         return { nsid: await this.getNsidSpawned(op, argv) };
       case 'netns.loopbackUp':
+        if (this.loopbackUpAtAdd.delete(op.ns)) return;
         // Over netlink, from the addon's thread (bringing lo up starts IPv4 and IPv6 on it).
         if (this.netlinkChanges?.nlRequestAsync) return this.netlinkAsync(op, (nl) => nl.loopbackUp());
         if (this.native) return this.nativeCall(op, (n) => n.loopbackUp(namespacePath(op.ns)));
         await this.oneShot(only(commands), op, argv);
         return;
       case 'netns.linkNames':
-        if (this.netlink?.nlRequestAsync) return { names: await this.netlinkAsync(op, (nl) => nl.linkNamesAsync()) };
         if (this.native) return { names: this.nativeCall(op, (n) => n.linkNames(namespacePath(op.ns))) };
         return { names: parseLinkNames(await this.oneShot(only(commands), op, argv)) };
       case 'netns.pids':
@@ -517,9 +524,10 @@ export class Iproute2Executor implements Executor {
    * `ip netns add` in-process (native/netns.c netnsAdd). A promise: the syscalls (mount, unshare)
    * run off the event loop, so a slow one under load delays only its own namespace.
    */
-  private async nativeAdd(op: Extract<Op, { kind: 'netns.add' }>, add: (path: string) => Promise<void>): Promise<void> {
+  private async nativeAdd(op: Extract<Op, { kind: 'netns.add' }>, add: (path: string, loopbackUp?: boolean) => Promise<boolean | undefined>): Promise<void> {
+    this.loopbackUpAtAdd.delete(op.ns);
     try {
-      await add(namespacePath(op.ns));
+      if ((await add(namespacePath(op.ns), true)) === true) this.loopbackUpAtAdd.add(op.ns);
     } catch (e) {
       throw classifyNative(e, op);
     }

@@ -190,8 +190,11 @@ export class Monitor implements LinkRefs {
     if (differences.length > 0) this.publishResync('start', differences);
   }
 
-  /** Watches a namespace that appeared (namespace.added); its links and the rest are announced. */
-  track(name: string): Promise<void> {
+  /**
+   * Watches a namespace that appeared (namespace.added); its links and the rest are announced.
+   * `nsid`: the one its creation gave it (else it is given, or read, first).
+   */
+  track(name: string, nsid?: number): Promise<void> {
     if (this.stacks.has(name) || this.stopped) return Promise.resolve();
     let p = this.tracking.get(name);
     if (!p) {
@@ -199,7 +202,7 @@ export class Monitor implements LinkRefs {
         try {
           const entry = await this.o.dir.stat(name);
           if (!entry || this.stacks.has(name)) return;
-          await this.seed(entry, true);
+          await this.seed(entry, true, nsid);
         } catch (e) {
           this.o.log.warn({ err: e, namespace: name }, 'could not watch a namespace');
         } finally {
@@ -325,10 +328,10 @@ export class Monitor implements LinkRefs {
    * in the dump; everything after arrives as events and applies on top (a repeat changes nothing).
    * With `announce`, what the dump holds is published as additions (a namespace that appeared).
    */
-  private async seed(entry: NetnsEntry, announce: boolean): Promise<NamespaceStack | undefined> {
+  private async seed(entry: NetnsEntry, announce: boolean, knownNsid?: number): Promise<NamespaceStack | undefined> {
     let nsid = -1;
     if (entry.name !== HOST) {
-      nsid = (await this.o.executor.run({ kind: 'netns.assignNsid', ns: entry.name })).nsid;
+      nsid = knownNsid !== undefined && knownNsid >= 0 ? knownNsid : (await this.o.executor.run({ kind: 'netns.assignNsid', ns: entry.name })).nsid;
       if (nsid < 0) throw new Error(`namespace ${entry.name} got no nsid`);
       if (this.stopped) return undefined; // stopped meanwhile: the store may be closed already
     }

@@ -39,6 +39,9 @@ export interface ListFilter {
   readonly cursor?: string | undefined;
 }
 
+/** A listener to the end of a creation: the namespace as made, or undefined when it failed. */
+export type CreateSettled = (name: string, made: Namespace | undefined) => void | Promise<void>;
+
 /** How long a count of /run/netns is trusted (see NamespaceService.namespaceCount). */
 const COUNT_FRESH_MS = 1000;
 
@@ -182,7 +185,7 @@ export class NamespaceService {
    * after the namespace exists removes it again, so a failed request leaves nothing behind.
    */
   private readonly creatingNames = new Set<string>();
-  private readonly settledListeners: Array<(name: string) => void | Promise<void>> = [];
+  private readonly settledListeners: Array<CreateSettled> = [];
 
   async create(name: string, labels: Labels, ctx: OpContext): Promise<Namespace> {
     if (name === HOST) {
@@ -194,15 +197,17 @@ export class NamespaceService {
     }
     this.creating++;
     this.creatingNames.add(name);
+    let made: Namespace | undefined;
     try {
-      const made = await this.serialize(name, () => this.createNow(name, labels, ctx));
+      made = await this.serialize(name, () => this.createNow(name, labels, ctx));
       this.madeSinceCount++;
       return made;
     } finally {
       this.creating--;
       this.creatingNames.delete(name);
       // The answer waits for them (the namespace announced and watched), never fails for them.
-      await Promise.allSettled(this.settledListeners.map(async (l) => l(name)));
+      const view = made;
+      await Promise.allSettled(this.settledListeners.map(async (l) => l(name, view)));
     }
   }
 
@@ -229,8 +234,11 @@ export class NamespaceService {
     return this.creatingNames.has(name);
   }
 
-  /** Calls `l` with the name whenever a creation ends, made or failed; the creation answers once `l` has settled. */
-  onCreateSettled(l: (name: string) => void | Promise<void>): void {
+  /**
+   * Calls `l` with the name whenever a creation ends, made (with the namespace as the creation
+   * answers it) or failed; the creation answers once `l` has settled.
+   */
+  onCreateSettled(l: CreateSettled): void {
     this.settledListeners.push(l);
   }
 

@@ -234,16 +234,6 @@ export class NetlinkNamespace {
     return linkNames(this.linkMessages());
   }
 
-  /**
-   * The names of every link, in ifindex order, dumped from the addon's thread when it can
-   * (nlRequestAsync; a dump interrupted by a change is not retried: a list of names at one moment).
-   */
-  async linkNamesAsync(): Promise<string[]> {
-    const send = this.addon.nlRequestAsync;
-    if (!send) return [...this.linkNames().values()];
-    nextSeq = (nextSeq % 0xfffffffe) + 1;
-    return [...linkNames(dumpMessages(await send.call(this.addon, this.nsPath, M.linkDumpRequest(nextSeq), this.timeoutMs))).values()];
-  }
 
   /** Every link, in the kernel's (ifindex) order: parseLinks of `ip -j -d link show`. */
   dumpLinks(): KernelLink[] {

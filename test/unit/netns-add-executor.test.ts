@@ -34,9 +34,28 @@ describe('netns.add', () => {
     const batch = stubBatch(ex);
     const records: OpRecord[] = [];
     await ex.run({ kind: 'netns.add', ns: 'blue' }, { record: (r) => records.push(r) });
-    expect(netnsAdd).toHaveBeenCalledWith('/run/netns/blue');
+    expect(netnsAdd).toHaveBeenCalledWith('/run/netns/blue', true);
     expect(batch).not.toHaveBeenCalled();
     expect(records).toEqual([expect.objectContaining({ kind: 'netns.add', ns: 'blue', argv: [], ok: true })]);
+  });
+
+  it('has the addon bring lo up as it creates the namespace, so the loopbackUp that follows does nothing more', async () => {
+    const loopbackUp = vi.fn();
+    const ex = executor({ addon: { netnsAdd: async () => true, loopbackUp }, netlinkReads: false });
+    await ex.run({ kind: 'netns.add', ns: 'blue' });
+    await ex.run({ kind: 'netns.loopbackUp', ns: 'blue' });
+    expect(loopbackUp).not.toHaveBeenCalled();
+    // Only the one right after its creation: another loopbackUp is done again.
+    await ex.run({ kind: 'netns.loopbackUp', ns: 'blue' });
+    expect(loopbackUp).toHaveBeenCalledWith('/run/netns/blue');
+  });
+
+  it('brings lo up the usual way when the addon could not do it at creation', async () => {
+    const loopbackUp = vi.fn();
+    const ex = executor({ addon: { netnsAdd: async () => false, loopbackUp }, netlinkReads: false });
+    await ex.run({ kind: 'netns.add', ns: 'blue' });
+    await ex.run({ kind: 'netns.loopbackUp', ns: 'blue' });
+    expect(loopbackUp).toHaveBeenCalledWith('/run/netns/blue');
   });
 
   it('answers NAMESPACE_EXISTS when the addon finds the name taken, and records the failure', async () => {
