@@ -21,7 +21,7 @@ export interface LogLine {
   readonly level?: number;
   readonly msg?: string;
   readonly requestId?: string | undefined;
-  /** The "request completed" line (one per request) carries the method and the time (ms). */
+  /** The "request completed" line (of a request that is not a change) carries the method and the time (ms). */
   readonly method?: string | undefined;
   readonly responseTime?: number | undefined;
   /** The audit record of a change (its "audit" line): what it was and which ops it ran. */
@@ -43,6 +43,7 @@ export interface AuditOp {
 export interface AuditRecord {
   /** `link.create`, `address.create`, ... */
   readonly action: string;
+  readonly method: string;
   readonly namespace: string | null;
   readonly status: number;
   readonly ops: readonly AuditOp[];
@@ -56,7 +57,7 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : und
 function auditRecord(v: unknown): AuditRecord | undefined {
   const a = v as Partial<Record<keyof AuditRecord, unknown>> | undefined;
   if (!a || typeof a.action !== 'string' || !Array.isArray(a.ops) || typeof a.durationMs !== 'number') return undefined;
-  return { action: a.action, namespace: str(a.namespace) ?? null, status: num(a.status) ?? 0, ops: a.ops as AuditOp[], durationMs: a.durationMs };
+  return { action: a.action, method: str(a.method) ?? '', namespace: str(a.namespace) ?? null, status: num(a.status) ?? 0, ops: a.ops as AuditOp[], durationMs: a.durationMs };
 }
 
 /** Newest mtime of any file under dir (0 when it has none). */
@@ -118,9 +119,11 @@ export class Daemon {
    * its answer), for requests of this method — what the server spent, without the client side.
    */
   responseTimes(method: string): number[] {
+    // A change's audit line stands for its access line (one line per request).
+    const audited = this.audits().filter((a) => a.method === method).map((a) => a.durationMs);
     const byId = new Map<string, string>();
     for (const l of this.lines) if (l.method && l.requestId) byId.set(l.requestId, l.method);
-    return this.lines.filter((l) => l.responseTime !== undefined && l.requestId && byId.get(l.requestId) === method).map((l) => l.responseTime!);
+    return [...audited, ...this.lines.filter((l) => l.responseTime !== undefined && l.requestId && byId.get(l.requestId) === method).map((l) => l.responseTime!)];
   }
 
   /** The audit records of the changes it answered, in the order it logged them. */

@@ -95,7 +95,7 @@ function daemonHttp(clients: number, signal: AbortSignal, notes: string[]): Way 
   };
 }
 
-/** The daemon's own time per create and delete request (fastify's responseTime). */
+/** The daemon's own time per create and delete request (the audit record's durationMs: fastify's elapsed time at the answer). */
 function responseTimeNotes(d: Daemon): string[] {
   return (
     [
@@ -104,7 +104,7 @@ function responseTimeNotes(d: Daemon): string[] {
     ] as const
   ).flatMap(([what, method]) => {
     const t = d.responseTimes(method);
-    return t.length ? [`daemon-side ${what} time (fastify responseTime, ${t.length} requests): ${quantiles(t)}`] : [];
+    return t.length ? [`daemon-side ${what} time (the daemon's time to answer, ${t.length} requests): ${quantiles(t)}`] : [];
   });
 }
 

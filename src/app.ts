@@ -44,7 +44,7 @@ import { AuditLog } from './store/audit-log.js';
 import { IdempotencyStore } from './store/idempotency-store.js';
 import { NamespaceRecords } from './store/namespace-records.js';
 import { installAuth, type Trust } from './http/auth-hooks.js';
-import { installAudit } from './http/audit-hooks.js';
+import { installAudit, isAudited } from './http/audit-hooks.js';
 import { installErrorHandlers } from './http/error-handler.js';
 import { installIdempotency } from './http/idempotency-hooks.js';
 import { installOpenApi } from './http/openapi.js';
@@ -348,9 +348,10 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
     reply.header('x-request-id', req.id);
   });
   // When it is answered: what fastify's "incoming request" and "request completed" lines said
-  // together (a log line is a write of its own to stdout).
+  // together (a log line is a write of its own to stdout). A change's `audit` line says it all
+  // and more (method, path, status, duration, request id): it stands for this one.
   app.addHook('onResponse', (req, reply, done) => {
-    req.log.info({ req: { method: req.method, url: req.url }, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }, 'request completed');
+    if (!isAudited(req)) req.log.info({ req: { method: req.method, url: req.url }, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }, 'request completed');
     done();
   });
   // Bodies are JSON only (fastify would also take text/plain, which then fails as a schema error).

@@ -7,6 +7,14 @@ import type { AuditLog } from '../store/audit-log.js';
 import { ANONYMOUS, isChange } from './auth-hooks.js';
 import { pathOf } from './error-handler.js';
 
+/** Requests whose audit line is logged: it says all their access line would (see app.ts). */
+const audited = new WeakSet<object>();
+
+/** Whether this request is audited (its `audit` line stands for its access line). */
+export function isAudited(req: object): boolean {
+  return audited.has(req);
+}
+
 export function installAudit(app: FastifyInstance, audit: AuditLog): void {
   // onSend, not onResponse: fastify skips onResponse when the client hung up, and a change that
   // ran to its end must be audited all the same.
@@ -35,6 +43,7 @@ export function installAudit(app: FastifyInstance, audit: AuditLog): void {
       durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
     };
     // Written with the other changes of this turn of the event loop (AuditLog); logged then, with its seq.
+    audited.add(req);
     audit.append(entry, (seq, err) => {
       if (err) req.log.error({ err, audit: entry }, 'audit record not written to the store');
       else req.log.info({ audit: { seq, ...entry } }, 'audit');
