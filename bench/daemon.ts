@@ -60,6 +60,28 @@ function auditRecord(v: unknown): AuditRecord | undefined {
   return { action: a.action, method: str(a.method) ?? '', namespace: str(a.namespace) ?? null, status: num(a.status) ?? 0, ops: a.ops as AuditOp[], durationMs: a.durationMs };
 }
 
+/** One log line, parsed (a line that is not JSON is kept as raw text only). */
+function parseLine(raw: string): LogLine & { readonly url?: string | undefined } {
+  try {
+    const j = JSON.parse(raw) as Record<string, unknown>;
+    // fastify labels the request id `reqId` unless told otherwise; netnsd's problem bodies and
+    // audit records call it `requestId`. Accept either label.
+    const rid = typeof j.requestId === 'string' ? j.requestId : typeof j.reqId === 'string' ? j.reqId : undefined;
+    return {
+      raw,
+      level: num(j.level),
+      msg: str(j.msg),
+      requestId: rid,
+      responseTime: num(j.responseTime),
+      method: str((j.req as { method?: unknown } | undefined)?.method),
+      audit: j.msg === 'audit' ? auditRecord(j.audit) : undefined,
+      url: str(j.url),
+    };
+  } catch {
+    return { raw };
+  }
+}
+
 /** Newest mtime of any file under dir (0 when it has none). */
 function newestMtime(dir: string): number {
   let newest = 0;
@@ -87,10 +109,12 @@ export function daemonEntry(): { args: string[]; label: string } {
 export class Daemon {
   private exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  private readonly parsed: LogLine[] = [];
   private constructor(
     private readonly child: ChildProcess,
-    /** Every line the daemon logged so far, and those at level warn (40) or above. */
-    readonly lines: LogLine[],
+    /** Every line the daemon logged so far, as it came (parsed on demand: see `lines`). */
+    private readonly raws: string[],
+    /** The lines at level warn (40) or above. */
     readonly warnings: LogLine[],
     private readonly log: WriteStream,
     readonly url: string,
@@ -102,6 +126,16 @@ export class Daemon {
     exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>,
   ) {
     this.exited = exited.then((x) => (this.exitInfo = x));
+  }
+
+  /**
+   * Every line the daemon logged so far, parsed. Parsed here, when asked (after a timed phase),
+   * not as they come: the line reader shares the event loop with the benchmark's clients, and
+   * parsing each of thousands of lines as it came delayed them (the daemon's figures with it).
+   */
+  get lines(): readonly LogLine[] {
+    for (let i = this.parsed.length; i < this.raws.length; i++) this.parsed.push(parseLine(this.raws[i]!));
+    return this.parsed;
   }
 
   /** The daemon's process id (to read its CPU time from /proc). */
@@ -189,32 +223,21 @@ export class Daemon {
       log.write(b);
     });
 
-    const all: LogLine[] = [];
+    const all: string[] = [];
     const warnings: LogLine[] = [];
     let onListening: ((url: string) => void) | undefined;
     createInterface({ input: child.stdout!, crlfDelay: Infinity }).on('line', (raw) => {
       log.write(`${raw}\n`);
-      let line: LogLine = { raw };
-      try {
-        const j = JSON.parse(raw) as Record<string, unknown>;
-        // fastify labels the request id `reqId` unless told otherwise; netnsd's problem bodies and
-        // audit records call it `requestId`. Accept either label.
-        const rid = typeof j.requestId === 'string' ? j.requestId : typeof j.reqId === 'string' ? j.reqId : undefined;
-        line = {
-          raw,
-          level: num(j.level),
-          msg: str(j.msg),
-          requestId: rid,
-          responseTime: num(j.responseTime),
-          method: str((j.req as { method?: unknown } | undefined)?.method),
-          audit: j.msg === 'audit' ? auditRecord(j.audit) : undefined,
-        };
-        if (j.msg === 'listening' && typeof j.url === 'string' && j.url.startsWith('tcp://')) onListening?.(j.url);
-      } catch {
-        // not JSON: kept as raw text
-      }
-      all.push(line);
+      all.push(raw);
+      // Parsed now only before "listening" and at level warn or above (pino puts the level first).
+      const level = /^\{"level":(\d+)/.exec(raw);
+      if (onListening === undefined && (!level || Number(level[1]) < 40)) return;
+      const line = parseLine(raw);
       if ((line.level ?? 0) >= 40) warnings.push(line);
+      if (line.msg === 'listening' && line.url?.startsWith('tcp://')) {
+        onListening?.(line.url);
+        onListening = undefined;
+      }
     });
 
     const timeoutMs = opts.timeoutMs ?? 60_000;
@@ -224,7 +247,7 @@ export class Daemon {
       const url = await new Promise<string>((resolve, reject) => {
         onListening = resolve;
         const tail = () => {
-          const out = all.slice(-10).map((l) => l.raw);
+          const out = all.slice(-10);
           const err = stderr.join('').trim().split('\n').slice(-15);
           return [...out, ...err].map((s) => `    ${s}`).join('\n');
         };

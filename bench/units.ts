@@ -16,7 +16,7 @@
  * 198.18.0.0 + 4i, the hub end .1 and the unit end .2, and inside the unit a route to
  * 198.19.0.0/16 via the hub end. Nothing is ever put in the root namespace.
  */
-import type { AuditRecord, Daemon } from './daemon.js';
+import type { AuditRecord } from './daemon.js';
 import {
   bashScript,
   batchNamespaceLines,
@@ -155,6 +155,8 @@ function ipBatch(tmp: string, signal: AbortSignal): Way {
 function daemonHttp(id: MethodId, clients: number, warmup: number, signal: AbortSignal, notes: string[]): Way {
   const api = new DaemonBackend(signal, notes);
   let hubName = '';
+  /** Audit records before the timed run (the hub's, the warm-up's): left out of the breakdown. */
+  let untimed = 0;
   const post = (path: string, body: unknown) => api.call('POST', path, body, 201);
   const nsPath = (ns: string, what: string) => `/v1/namespaces/${encodeURIComponent(ns)}/${what}`;
   /** One unit, five requests; the unit namespace's nsid (from its creation's answer). */
@@ -183,8 +185,11 @@ function daemonHttp(id: MethodId, clients: number, warmup: number, signal: Abort
       if (freed.pending > 0) throw new Error(`warm-up: the kernel had not freed ${freed.pending} of its namespaces after ${(freed.ms / 1000).toFixed(0)} s`);
       notes.push(`warm-up (untimed): the daemon made ${warmup} units the same way and deleted them, in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
     },
-    create: (hub, units) => api.drive(units, clients, async (u) => void (await make(hub, u))),
-    teardown: () => api.stop((d) => breakdown(d, hubName)),
+    create: (hub, units) => {
+      untimed = api.daemon.audits().length;
+      return api.drive(units, clients, async (u) => void (await make(hub, u)));
+    },
+    teardown: () => api.stop((d) => breakdown(d.audits().slice(untimed), hubName)),
   };
 }
 
@@ -202,15 +207,14 @@ const median = (xs: readonly number[]): number => {
 };
 
 /**
- * Where the daemon's time went, from its audit records: per kind of request (the hub's and the
+ * Where the daemon's time went in the timed run, from its audit records: per kind of request (the hub's and the
  * units' addresses apart), its own time, and per op kind how many ran per request, how (spawn,
  * batch line, in-process) and how long (from the executor starting it: not its wait in the
  * pool's queue, which is part of the rest, with HTTP, validation and the store).
  */
-function breakdown(d: Daemon, hub: string): string[] {
+function breakdown(timed: readonly AuditRecord[], hub: string): string[] {
   const groups = new Map<string, AuditRecord[]>();
-  for (const a of d.audits()) {
-    if (a.namespace === hub && a.action === 'namespace.create') continue; // the untimed hub
+  for (const a of timed) {
     const key = `${a.action}${a.action === 'address.create' ? (a.namespace === hub ? ' (hub end)' : ' (unit end)') : ''}`;
     groups.set(key, [...(groups.get(key) ?? []), a]);
   }
