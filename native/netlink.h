@@ -13,6 +13,12 @@ napi_value request_init(napi_env env, napi_value exports);
 /** Opens the calling thread's own namespace for nn_in_netns (module init; else on first use). 0 or an errno. */
 int nn_enter_init(void);
 
+/**
+ * Makes the calling thread a background one (SCHED_BATCH): waking it never preempts the thread
+ * that woke it (the event loop), it runs on a CPU that is free or at the next tick (enter.c).
+ */
+void nn_background(void);
+
 /** Makes fd (of the daemon's own namespace, opened by another thread) the calling thread's own for nn_in_netns. */
 void nn_enter_adopt(int fd);
 

@@ -442,6 +442,7 @@ static int prepare_run_dir(struct add_job *job) {
 
 static void *add_thread(void *arg) {
   struct add_job *job = arg;
+  nn_background();
   if (unshare(CLONE_NEWNET) < 0) { fail(job, "unshare(CLONE_NEWNET)", errno); return NULL; }
   if (mount("/proc/thread-self/ns/net", job->path, "none", MS_BIND, NULL) < 0) { fail(job, "mount --bind namespace", errno); return NULL; }
   // This thread is inside the new namespace already: lo comes up here, with no trip of its own.
@@ -458,6 +459,7 @@ static void *add_thread(void *arg) {
 // libuv pool thread: no N-API here.
 static void add_execute(napi_env env, void *data) {
   struct add_job *job = data;
+  nn_background();  // a libuv pool thread: background work, whatever it does next
   if (prepare_run_dir(job) < 0) return;
   int fd = open(job->path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
   if (fd < 0) { fail(job, "create namespace file", errno); return; }

@@ -168,6 +168,7 @@ static void run(struct rq_job *j) {
 static void *worker(void *arg) {
   struct rq_env *r = arg;
   nn_enter_adopt(r->home);
+  nn_background();
   pthread_mutex_lock(&r->mu);
   for (;;) {
     while (!r->stopping && !r->todo) pthread_cond_wait(&r->cv, &r->mu);
