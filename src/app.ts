@@ -327,7 +327,8 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
     schemaController: { compilersFactory: { buildSerializer: buildSerializer as never } },
     requestIdHeader: false,
     // The same name as in problem documents and audit records.
-    logController: new LogController({ requestIdLogLabel: 'requestId' }),
+    // One access line per request (the onResponse hook below), not fastify's two.
+    logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
     genReqId: (req) => {
       const h = req.headers['x-request-id'];
       return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();
@@ -336,8 +337,6 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
     // main.ts), rather than answered with fastify's own non-problem 503.
     return503OnClosing: false,
     forceCloseConnections: false,
-    // One access line per request (the onResponse hook below), not fastify's two.
-    disableRequestLogging: true,
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
   }) as unknown as FastifyInstance;
 
