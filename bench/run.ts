@@ -39,8 +39,8 @@ Does the same work four ways and prints the times:
 Options:
   --n N            namespaces or units per method (default 200; even for events-traffic)
   --clients C      concurrent HTTP clients of (c) (default 16)
-  --warmup W       units: (c) and (d) first make and delete W units, untimed, so that the
-                   daemon is warm as one that has been running is (default: N; 0 = cold)
+  --warmup W       units: (c) and (d) first make and delete W units (rounds of N), untimed, so
+                   that the daemon is warm as one that has been serving is (default 10 x N; 0 = cold)
   --methods LIST   which methods to run, e.g. a,b (default a,b,c,d)
   --seconds S      events-traffic: how long each phase is measured (default 20)
   --interval I     events-traffic: the subscription's interval (default 1s)
@@ -89,7 +89,7 @@ function parse(argv: string[]) {
     seconds: intOption('seconds', values.seconds, 20, 1, 3600),
     interval: interval(values.interval),
     clients: intOption('clients', values.clients, 16, 1, 1024),
-    warmup: values.warmup === undefined ? undefined : intOption('warmup', values.warmup, 0, 0, units.MAX_UNITS),
+    warmup: values.warmup === undefined ? undefined : intOption('warmup', values.warmup, 0, 0, 1_000_000),
     methods: [...new Set(methods)] as MethodId[],
     json: values.json,
   };
