@@ -41,15 +41,7 @@
 #endif
 
 static napi_value nl_throw(napi_env env, const char *what, int err) {
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value code, message, error, errnum;
-  napi_create_string_utf8(env, strerrorname_np(err) ? strerrorname_np(err) : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, code, message, &error);
-  napi_create_int32(env, err, &errnum);
-  napi_set_named_property(env, error, "errno", errnum);
-  napi_throw(env, error);
+  napi_throw(env, nn_errno_error(env, what, err));
   return NULL;
 }
 
@@ -99,6 +91,20 @@ static int open_socket(struct open_job *job) {
   int err = nn_in_netns(job->path, open_inside, job, &what);
   if (err) { job->err = err; job->what = what; }
   return job->fd < 0 ? -1 : 0;
+}
+
+int nn_netlink_socket(const char *path, int rcvbuf, const char **what, int *err) {
+  struct open_job job;
+  memset(&job, 0, sizeof job);
+  job.path = path;
+  job.fd = -1;
+  job.rcvbuf = rcvbuf;
+  if (open_socket(&job) < 0) {
+    *what = job.what;
+    *err = job.err;
+    return -1;
+  }
+  return job.fd;
 }
 
 /**

@@ -7,6 +7,16 @@
 /** Adds nlOpen, nlDump, nlWatch and nlClose to the module's exports. */
 napi_value netlink_init(napi_env env, napi_value exports);
 
+/**
+ * A NETLINK_ROUTE socket (non-blocking, bound, extended ACKs) made inside the namespace bound at
+ * path, as nlOpen makes one without groups (native/netlink.c); any thread. The fd, or -1 with *what
+ * and *err naming the step that failed.
+ */
+int nn_netlink_socket(const char *path, int rcvbuf, const char **what, int *err);
+
+/** An Error "WHAT: strerror" with `code` (the errno's name, e.g. ENOENT) and `errno` (native/netns.c). */
+napi_value nn_errno_error(napi_env env, const char *what, int err);
+
 /** Adds nlRequestAsync (native/request.c) to the module's exports. */
 napi_value request_init(napi_env env, napi_value exports);
 

@@ -34,7 +34,7 @@
 #define NN_MAX_PATH 4096
 
 // An Error with .code (the errno's name) and .errno, message "what: strerror". Loop thread only.
-static napi_value errno_error(napi_env env, const char *what, int err) {
+napi_value nn_errno_error(napi_env env, const char *what, int err) {
   char msg[256];
   snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
   napi_value code, message, error;
@@ -49,7 +49,7 @@ static napi_value errno_error(napi_env env, const char *what, int err) {
 }
 
 static napi_value throw_errno(napi_env env, const char *what, int err) {
-  napi_throw(env, errno_error(env, what, err));
+  napi_throw(env, nn_errno_error(env, what, err));
   return NULL;
 }
 
@@ -481,7 +481,7 @@ static void add_complete(napi_env env, napi_status status, void *data) {
     napi_resolve_deferred(env, job->deferred, answer);
   } else {
     int err = job->err ? job->err : ECANCELED;
-    napi_reject_deferred(env, job->deferred, errno_error(env, job->err ? job->what : "netnsAdd", err));
+    napi_reject_deferred(env, job->deferred, nn_errno_error(env, job->err ? job->what : "netnsAdd", err));
   }
   napi_delete_async_work(env, job->work);
   free(job);
@@ -517,7 +517,7 @@ static napi_value netns_add(napi_env env, napi_callback_info info) {
   if (napi_create_async_work(env, NULL, name, add_execute, add_complete, job, &job->work) != napi_ok ||
       napi_queue_async_work(env, job->work) != napi_ok) {
     // The promise was made: settle it rather than leave it pending.
-    napi_reject_deferred(env, job->deferred, errno_error(env, "napi_queue_async_work", ENOMEM));
+    napi_reject_deferred(env, job->deferred, nn_errno_error(env, "napi_queue_async_work", ENOMEM));
     if (job->work) napi_delete_async_work(env, job->work);
     free(job);
   }

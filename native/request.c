@@ -36,10 +36,6 @@
 #define RQ_MAX_PATH 4096
 #define RQ_RCVBUF (256 * 1024)
 
-#ifndef NETLINK_EXT_ACK
-#define NETLINK_EXT_ACK 11
-#endif
-
 struct dgram {
   unsigned char *data;
   size_t len;
@@ -86,25 +82,6 @@ static void fail(struct rq_job *j, const char *what, int err) {
   j->err = err;
 }
 
-struct open_args {
-  int fd;
-  int err;
-  const char *what;
-};
-
-// Inside the namespace (nn_in_netns): the socket, bound, with extended ACKs.
-static void open_inside(void *arg) {
-  struct open_args *o = arg;
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
-  if (fd < 0) { o->err = errno; o->what = "netlink socket"; return; }
-  int size = RQ_RCVBUF, one = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-  setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
-  struct sockaddr_nl local = {.nl_family = AF_NETLINK};
-  if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) { o->err = errno; o->what = "bind netlink"; close(fd); return; }
-  o->fd = fd;
-}
-
 static int keep(struct rq_job *j, unsigned char *data, size_t len) {
   if (j->ndgrams == j->cap) {
     size_t cap = j->cap ? j->cap * 2 : 4;
@@ -119,12 +96,10 @@ static int keep(struct rq_job *j, unsigned char *data, size_t len) {
 
 // The worker thread: the request, and every reply datagram of its seq up to the ACK or error.
 static void run(struct rq_job *j) {
-  struct open_args o = {.fd = -1};
   const char *what = NULL;
-  int e = nn_in_netns(j->path, open_inside, &o, &what);
-  if (e) { fail(j, what, e); return; }
-  if (o.fd < 0) { fail(j, o.what, o.err); return; }
-  int fd = o.fd;
+  int err = 0;
+  int fd = nn_netlink_socket(j->path, RQ_RCVBUF, &what, &err);
+  if (fd < 0) { fail(j, what, err); return; }
   struct nlmsghdr hdr;
   memcpy(&hdr, j->req, sizeof hdr);
   struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
@@ -197,17 +172,6 @@ static void free_job(struct rq_job *j) {
   free(j);
 }
 
-static napi_value errno_error(napi_env env, const char *what, int err) {
-  char msg[320];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value code, message, error, errnum;
-  napi_create_string_utf8(env, strerrorname_np(err) ? strerrorname_np(err) : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, code, message, &error);
-  napi_create_int32(env, err, &errnum);
-  napi_set_named_property(env, error, "errno", errnum);
-  return error;
-}
 
 // Loop thread: settles every finished request, within a callback scope (so the promises'
 // continuations run when it closes, as after any other callback).
@@ -228,7 +192,7 @@ static void on_done(uv_async_t *handle) {
   while (j) {
     struct rq_job *next = j->next;
     if (j->err) {
-      napi_reject_deferred(env, j->deferred, errno_error(env, j->what, j->err));
+      napi_reject_deferred(env, j->deferred, nn_errno_error(env, j->what, j->err));
     } else {
       napi_value list;
       napi_create_array_with_length(env, j->ndgrams, &list);
@@ -273,7 +237,7 @@ static void cleanup(void *arg) {
 }
 
 static napi_value throw_errno(napi_env env, const char *what, int err) {
-  napi_throw(env, errno_error(env, what, err));
+  napi_throw(env, nn_errno_error(env, what, err));
   return NULL;
 }
 
