@@ -52,6 +52,12 @@ class Connection {
   constructor(readonly socket: net.Socket) {
     socket.setNoDelay(true);
     socket.on('data', (b: Buffer) => {
+      if (!this.pending) {
+        // Nothing was asked (a 408 before closing, say): not an answer to the next request.
+        this.closed = true;
+        socket.destroy();
+        return;
+      }
       this.buf = this.buf.length === 0 ? b : Buffer.concat([this.buf, b]);
       this.parse();
     });
@@ -93,6 +99,13 @@ class Connection {
         const eol = this.buf.indexOf('\r\n', at);
         if (eol < 0) return;
         const size = Number.parseInt(this.buf.subarray(at, eol).toString('latin1'), 16);
+        if (!Number.isFinite(size) || size < 0) {
+          this.pending = undefined;
+          this.closed = true;
+          this.socket.destroy();
+          p.reject(new Error('a chunked answer with a chunk size that is not one'));
+          return;
+        }
         if (this.buf.length < eol + 2 + size + 2) return;
         if (size === 0) {
           used = eol + 4;

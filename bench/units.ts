@@ -159,7 +159,9 @@ function daemonHttp(id: MethodId, clients: number, size: number, warmup: number,
   let hubName = '';
   /** Audit records before the timed run (the hub's, the warm-up's): left out of the breakdown. */
   let untimed = 0;
-  const post = (path: string, body: unknown) => api.call('POST', path, body, 201);
+  /** Changes sent so far: each has an audit record, which reaches us a moment after its answer. */
+  let changes = 0;
+  const post = (path: string, body: unknown) => (changes++, api.call('POST', path, body, 201));
   const nsPath = (ns: string, what: string) => `/v1/namespaces/${encodeURIComponent(ns)}/${what}`;
   /** One unit, five requests; the unit namespace's nsid (from its creation's answer). */
   const make = async (hub: string, u: Unit): Promise<number> => {
@@ -176,26 +178,31 @@ function daemonHttp(id: MethodId, clients: number, size: number, warmup: number,
       hubName = hub;
       await api.start();
       await post('/v1/namespaces', { name: hub });
-      if (warmup === 0) return;
-      const t0 = performance.now();
-      for (let round = 0, done = 0; done < warmup; round++) {
-        // Names of their own; the same addresses and hub link names, free again once deleted.
-        const { units } = unitsFor(`${id}w${round}-`, Math.min(size, warmup - done));
-        const nsids: number[] = [];
-        await api.drive(units, clients, async (u) => void nsids.push(await make(hub, u)));
-        await api.drive(units, clients, async (u) => void (await api.call('DELETE', `/v1/namespaces/${encodeURIComponent(u.ns)}`, undefined, 204)));
-        const freed = await waitFreed(nsids, units.map((u) => u.ns));
-        if (freed.pending > 0) throw new Error(`warm-up: the kernel had not freed ${freed.pending} of its namespaces after ${(freed.ms / 1000).toFixed(0)} s`);
-        done += units.length;
-      }
-      notes.push(`warm-up (untimed): the daemon made ${warmup} units the same way, in rounds of at most ${size}, and deleted them, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    },
-    create: (hub, units) => {
+      await warm(hub);
+      // Every untimed change's audit line in (each is logged just after its answer), then count them.
+      for (let waited = 0; api.daemon.audits().length < changes && waited < 5000; waited += 10) await new Promise((r) => setTimeout(r, 10));
       untimed = api.daemon.audits().length;
-      return api.drive(units, clients, async (u) => void (await make(hub, u)));
     },
+    create: (hub, units) => api.drive(units, clients, async (u) => void (await make(hub, u))),
     teardown: () => api.stop((d) => breakdown(d.audits().slice(untimed), hubName)),
   };
+
+  /** The warm-up: `warmup` units in rounds of at most N, each made, deleted and freed. */
+  async function warm(hub: string): Promise<void> {
+    if (warmup === 0) return;
+    const t0 = performance.now();
+    for (let round = 0, done = 0; done < warmup; round++) {
+      // Names of their own; the same addresses and hub link names, free again once deleted.
+      const { units } = unitsFor(`${id}w${round}-`, Math.min(size, warmup - done));
+      const nsids: number[] = [];
+      await api.drive(units, clients, async (u) => void nsids.push(await make(hub, u)));
+      await api.drive(units, clients, async (u) => void (changes++, await api.call('DELETE', `/v1/namespaces/${encodeURIComponent(u.ns)}`, undefined, 204)));
+      const freed = await waitFreed(nsids, units.map((u) => u.ns));
+      if (freed.pending > 0) throw new Error(`warm-up: the kernel had not freed ${freed.pending} of its namespaces after ${(freed.ms / 1000).toFixed(0)} s`);
+      done += units.length;
+    }
+    notes.push(`warm-up (untimed): the daemon made ${warmup} units the same way, in rounds of at most ${size}, and deleted them, in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
 }
 
 /** Op kinds the executor serves with a one-shot `ip -j ...` process (iproute2-executor.ts). */

@@ -442,7 +442,6 @@ static int prepare_run_dir(struct add_job *job) {
 
 static void *add_thread(void *arg) {
   struct add_job *job = arg;
-  nn_background();
   if (unshare(CLONE_NEWNET) < 0) { fail(job, "unshare(CLONE_NEWNET)", errno); return NULL; }
   if (mount("/proc/thread-self/ns/net", job->path, "none", MS_BIND, NULL) < 0) { fail(job, "mount --bind namespace", errno); return NULL; }
   // This thread is inside the new namespace already: lo comes up here, with no trip of its own.
@@ -456,10 +455,22 @@ static void *add_thread(void *arg) {
   return NULL;
 }
 
+static void add_work(struct add_job *job);
+
 // libuv pool thread: no N-API here.
 static void add_execute(napi_env env, void *data) {
   struct add_job *job = data;
-  nn_background();  // a libuv pool thread: background work, whatever it does next
+  // A libuv pool thread, which runs the process's other work too: background while this runs
+  // (add_thread inherits it), its own policy again after.
+  int policy = sched_getscheduler(0);
+  struct sched_param param;
+  int restore = policy >= 0 && sched_getparam(0, &param) == 0;
+  nn_background();
+  add_work(job);
+  if (restore) sched_setscheduler(0, policy, &param);
+}
+
+static void add_work(struct add_job *job) {
   if (prepare_run_dir(job) < 0) return;
   int fd = open(job->path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
   if (fd < 0) { fail(job, "create namespace file", errno); return; }

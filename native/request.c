@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,7 +135,14 @@ static void run(struct rq_job *j) {
       }
       off += NLMSG_ALIGN(h.nlmsg_len);
     }
-    if (!ours || keep(j, data, (size_t)m) < 0) free(data);
+    if (!ours) {
+      free(data);
+    } else if (keep(j, data, (size_t)m) < 0) {
+      // Not a datagram dropped quietly: it may be the refusal.
+      free(data);
+      fail(j, "malloc", ENOMEM);
+      break;
+    }
     if (done) break;
   }
   close(fd);
@@ -142,6 +150,10 @@ static void run(struct rq_job *j) {
 
 static void *worker(void *arg) {
   struct rq_env *r = arg;
+  // Signals are the process's main thread's to take, never this one's.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
   nn_enter_adopt(r->home);
   nn_background();
   pthread_mutex_lock(&r->mu);

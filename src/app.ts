@@ -3,7 +3,7 @@
  * (a fastify instance listens once, and each listener has its own trust: the Unix socket is
  * trusted by file mode, TCP needs tokens). Only this file and main.ts choose implementations.
  */
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
 import type { Logger } from 'pino';
 import { randomUUID } from 'node:crypto';
@@ -197,7 +197,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   // monitor's socket hears it by: neither is read again.
   namespaces.onCreateSettled(async (name, made) => {
     await namespaceWatcher.rescan([name], made && [made]);
-    await monitor?.track(name, made?.nsid ?? undefined);
+    await monitor?.track(name, made && made.nsid !== null ? { id: made.id, nsid: made.nsid } : undefined);
   });
   const addon = (deps.monitor ?? deps.executor === undefined) ? netlinkAddon() : undefined;
   const kernelMonitor = addon
@@ -309,6 +309,22 @@ const buildSerializer = (externalSchemas: unknown, options: unknown) => {
   };
 };
 
+/**
+ * fastify's request logging with one line per request, when it is answered: what its "incoming
+ * request" and "request completed" lines said together (a log line is a write of its own to
+ * stdout). A change's `audit` line says it all and more (method, path, status, duration, request
+ * id) and stands for it. Its other lines (stream, serializer and header errors) are kept.
+ */
+class OneLineLogController extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, req: FastifyRequest, reply: FastifyReply): void {
+    const line = { req: { method: req.method, url: req.url }, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime };
+    if (error) reply.log.error({ ...line, err: error }, 'request errored');
+    else if (!isAudited(req)) reply.log.info(line, 'request completed');
+  }
+}
+
 /** Request ids: the client's `x-request-id` when it is sane, else a new UUID. */
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -327,8 +343,8 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
     schemaController: { compilersFactory: { buildSerializer: buildSerializer as never } },
     requestIdHeader: false,
     // The same name as in problem documents and audit records.
-    // One access line per request (the onResponse hook below), not fastify's two.
-    logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
+    // One access line per request (OneLineLogController), not fastify's two.
+    logController: new OneLineLogController({ requestIdLogLabel: 'requestId' }),
     genReqId: (req) => {
       const h = req.headers['x-request-id'];
       return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : randomUUID();
@@ -345,13 +361,6 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   installErrorHandlers(app);
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
-  });
-  // When it is answered: what fastify's "incoming request" and "request completed" lines said
-  // together (a log line is a write of its own to stdout). A change's `audit` line says it all
-  // and more (method, path, status, duration, request id): it stands for this one.
-  app.addHook('onResponse', (req, reply, done) => {
-    if (!isAudited(req)) req.log.info({ req: { method: req.method, url: req.url }, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime }, 'request completed');
-    done();
   });
   // Bodies are JSON only (fastify would also take text/plain, which then fails as a schema error).
   app.removeContentTypeParser('text/plain');

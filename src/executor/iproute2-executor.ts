@@ -61,10 +61,11 @@ import type { Executor, OpContext } from './executor.js';
 import { NetnsWorkers } from './netns-workers.js';
 import { isNetlinkChange, type NetlinkChangeOp } from '../netlink/changes.js';
 import { type NetlinkAddon, NetlinkNamespace, namespacePath } from '../netlink/netlink.js';
+import { MissingLinkError } from '../netlink/parse.js';
 import { readLinkCounters } from '../netlink/stats.js';
 import { DEFAULT_NETNS_DIR } from '../namespaces/netns-dir.js';
 import { parseConntrack, parsePing, parseRouteGet, parseRouteGetError, parseSockets } from './diagnostics-parse.js';
-import { HOST, type ExecResult, type TcpOutcome, type Op, type OpResults, type ProbeResult, type ResultOf, type ToolVersions, opNamespace } from './ops.js';
+import { HOST, type ExecResult, type TcpOutcome, type Op, type OpResults, type ProbeResult, type ResultOf, type ToolVersions, isReadOp, opNamespace } from './ops.js';
 
 export type { Logger } from './batch-worker.js';
 
@@ -153,6 +154,8 @@ export class Iproute2Executor implements Executor {
   private pendingScan: Promise<Map<string, number[]>> | undefined;
 
   private linkIndexLookup: LinkIndexLookup | undefined;
+  /** By namespace: its last change on the request thread, settled when it has run (see dispatch). */
+  private readonly queuedChanges = new Map<string, Promise<void>>();
 
   constructor(options: Iproute2ExecutorOptions = {}) {
     this.log = options.log ?? silentLogger;
@@ -223,6 +226,13 @@ export class Iproute2Executor implements Executor {
   private async dispatch(op: Op, argv: string[][], ctx: OpContext = {}): Promise<OpResults[Op['kind']]> {
     // Every op's names are checked here, whichever path serves it.
     const commands = commandsFor(op);
+    // A change sent some other way than the request thread waits for the namespace's changes
+    // still queued there: the pool let it start once they were queued (OpContext.sequenced), and
+    // the kernel must see them first.
+    if (!isReadOp(op) && !(this.netlinkChanges && isNetlinkChange(op))) {
+      const queued = this.queuedChanges.get(opNamespace(op));
+      if (queued) await queued;
+    }
     switch (op.kind) {
       case 'netns.add':
         if (this.netnsAdd) return this.nativeAdd(op, this.netnsAdd);
@@ -497,7 +507,24 @@ export class Iproute2Executor implements Executor {
     try {
       nl = new NetlinkNamespace(namespacePath(op.ns), { addon: this.netlinkChanges! });
       const lookup = this.linkIndexLookup;
-      await nl.changeAsync(op, lookup && ((name) => lookup(op.ns, name)), sequenced);
+      const known = lookup && ((name: string) => lookup(op.ns, name));
+      const earlier = this.queuedChanges.get(op.ns);
+      // A link this change names may be one an earlier change still queued is making (the pool
+      // let this one start once that was queued): when it is not found, look again after it.
+      const change = nl.changeAsync(op, known, sequenced).catch(async (e: unknown) => {
+        if (!(e instanceof MissingLinkError) || !earlier) throw e;
+        await earlier;
+        return nl!.changeAsync(op, known, sequenced);
+      });
+      const settled = change.then(
+        () => undefined,
+        () => undefined,
+      );
+      this.queuedChanges.set(op.ns, settled);
+      void settled.then(() => {
+        if (this.queuedChanges.get(op.ns) === settled) this.queuedChanges.delete(op.ns);
+      });
+      await change;
     } catch (e) {
       throw isAppError(e) ? e : classifyNetlink(e, op);
     } finally {

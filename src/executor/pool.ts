@@ -1,7 +1,9 @@
 /**
  * The pool in front of any executor: a global concurrency cap, strict FIFO per namespace for
- * changes (changes of one namespace never interleave: the next starts when one has run, or when
- * the backend has queued it where it runs in order, see OpContext.sequenced; different namespaces run in parallel;
+ * changes (changes of one namespace never interleave: the next starts when one has run, or once
+ * the backend has queued it where changes run in the order they came, see OpContext.sequenced;
+ * the backend then keeps anything of the namespace that goes another way, or that needs what a
+ * queued change makes, behind it; different namespaces run in parallel;
  * reads run beside them, so one busy namespace is not a serial lane for its readers), a bounded queue that
  * answers EXECUTOR_BUSY, and a drain on close. An op handed to the pool runs to its end whatever
  * its caller does meanwhile: a client that hangs up must not leave a half-done change.

@@ -192,9 +192,10 @@ export class Monitor implements LinkRefs {
 
   /**
    * Watches a namespace that appeared (namespace.added); its links and the rest are announced.
-   * `nsid`: the one its creation gave it (else it is given, or read, first).
+   * `made`: the namespace's identity and the nsid its creation gave it, used when the namespace
+   * of this name is still that one (else an nsid is given, or read, first).
    */
-  track(name: string, nsid?: number): Promise<void> {
+  track(name: string, made?: { readonly id: string; readonly nsid: number }): Promise<void> {
     if (this.stacks.has(name) || this.stopped) return Promise.resolve();
     let p = this.tracking.get(name);
     if (!p) {
@@ -202,7 +203,7 @@ export class Monitor implements LinkRefs {
         try {
           const entry = await this.o.dir.stat(name);
           if (!entry || this.stacks.has(name)) return;
-          await this.seed(entry, true, nsid);
+          await this.seed(entry, true, made?.id === entry.id ? made.nsid : undefined);
         } catch (e) {
           this.o.log.warn({ err: e, namespace: name }, 'could not watch a namespace');
         } finally {

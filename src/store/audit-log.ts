@@ -33,6 +33,8 @@ export type AuditWritten = (seq: number | undefined, err?: Error) => void;
  * loop go to SQLite together in one transaction (at setImmediate), each told its seq then. One
  * commit per change request was a WAL write of its own (~45 µs each). Reading (`page`) and
  * `flush` (at close) write what is queued first, so a read sees every entry appended before it.
+ * The price: the entry of a change answered in the last turn before the process is killed (not
+ * stopped: stopping flushes) is lost; the answer was on its way within that same turn.
  */
 export class AuditLog {
   private readonly insertStmt;
@@ -76,14 +78,28 @@ export class AuditLog {
     const batch = this.queued;
     if (batch.length === 0) return;
     this.queued = [];
-    let seqs: number[];
+    let seqs: Array<number | Error>;
     try {
       seqs = this.insertAll(batch.map((q) => q.e));
-    } catch (err) {
-      for (const q of batch) q.then?.(undefined, err as Error);
-      return;
+    } catch {
+      // One bad entry must not take the others with it: each on its own then.
+      seqs = batch.map((q) => {
+        try {
+          return this.insertAll([q.e])[0]!;
+        } catch (err) {
+          return err as Error;
+        }
+      });
     }
-    batch.forEach((q, i) => q.then?.(seqs[i]));
+    batch.forEach((q, i) => {
+      const r = seqs[i]!;
+      try {
+        if (typeof r === 'number') q.then?.(r);
+        else q.then?.(undefined, r);
+      } catch {
+        // a listener's own failure is not the store's, nor the other entries'
+      }
+    });
   }
 
   /** Entries after `afterSeq`, oldest first; one more than asked tells whether there is more. */

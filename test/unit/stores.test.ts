@@ -106,6 +106,20 @@ describe('AuditLog', () => {
     expect(log.page(0, 10).entries.map((e) => [e.seq, e.requestId])).toEqual([[1, 'a']]);
   });
 
+  it('writes the other entries of a batch when one cannot be written, and tells that one why', async () => {
+    const log = new AuditLog(openDb(':memory:'), 150);
+    const told: string[] = [];
+    log.append(entry('a'), (seq) => told.push(`a ${seq}`));
+    log.append({ ...entry('b'), status: 'bad' as unknown as number, requestId: null as unknown as string }, (seq, err) => told.push(`b ${seq} ${err ? 'error' : ''}`));
+    log.append(entry('c'), () => {
+      throw new Error('a listener that throws');
+    });
+    log.append(entry('d'), (seq) => told.push(`d ${seq}`));
+    await new Promise((r) => setImmediate(r));
+    expect(told).toEqual(['a 1', 'b undefined error', 'd 3']);
+    expect(log.page(0, 10).entries.map((e) => e.requestId)).toEqual(['a', 'c', 'd']);
+  });
+
   it('tells each entry of a batch that could not be written why', () => {
     const db = openDb(':memory:');
     const log = new AuditLog(db, 150);
