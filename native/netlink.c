@@ -40,11 +40,6 @@
 #define NETLINK_GET_STRICT_CHK 12
 #endif
 
-static napi_value nl_throw(napi_env env, const char *what, int err) {
-  napi_throw(env, nn_errno_error(env, what, err));
-  return NULL;
-}
-
 // ---- nlOpen: a socket created inside the namespace ----
 
 struct open_job {
@@ -119,18 +114,18 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
   size_t len = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
       napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len == 0 || len >= sizeof path - 1)
-    return nl_throw(env, "nlOpen(nsPath, groups, rcvbuf?)", EINVAL);
+    return nn_throw_errno(env, "nlOpen(nsPath, groups, rcvbuf?)", EINVAL);
   struct open_job job;
   memset(&job, 0, sizeof job);
   job.path = path;
   job.fd = -1;
   uint32_t n = 0;
-  if (napi_get_array_length(env, argv[1], &n) != napi_ok || n > NL_MAX_GROUPS) return nl_throw(env, "nlOpen groups", EINVAL);
+  if (napi_get_array_length(env, argv[1], &n) != napi_ok || n > NL_MAX_GROUPS) return nn_throw_errno(env, "nlOpen groups", EINVAL);
   for (uint32_t i = 0; i < n; i++) {
     napi_value v;
     int32_t g = 0;
     if (napi_get_element(env, argv[1], i, &v) != napi_ok || napi_get_value_int32(env, v, &g) != napi_ok || g <= 0 || g > 1024)
-      return nl_throw(env, "nlOpen group", EINVAL);
+      return nn_throw_errno(env, "nlOpen group", EINVAL);
     job.groups[i] = g;
   }
   job.ngroups = (int)n;
@@ -138,7 +133,7 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
     napi_valuetype t;
     napi_typeof(env, argv[2], &t);
     if (t == napi_number && (napi_get_value_int32(env, argv[2], &job.rcvbuf) != napi_ok || job.rcvbuf < 0))
-      return nl_throw(env, "nlOpen rcvbuf", EINVAL);
+      return nn_throw_errno(env, "nlOpen rcvbuf", EINVAL);
   }
   if (argc >= 4) {
     bool all = false;
@@ -147,7 +142,7 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
     if (t == napi_boolean) napi_get_value_bool(env, argv[3], &all);
     job.all_nsid = all ? 1 : 0;
   }
-  if (open_socket(&job) < 0) return nl_throw(env, job.what, job.err);
+  if (open_socket(&job) < 0) return nn_throw_errno(env, job.what, job.err);
   napi_value result;
   napi_create_int32(env, job.fd, &result);
   return result;
@@ -182,10 +177,40 @@ static int recv_datagram(napi_env env, int fd, napi_value *out, unsigned char **
   return 0;
 }
 
-static long long now_ms(void) {
+long long nn_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int nn_send_request(int fd, const unsigned char *req, size_t reqlen) {
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  ssize_t s;
+  do s = sendto(fd, req, reqlen, 0, (struct sockaddr *)&kernel, sizeof kernel); while (s < 0 && errno == EINTR);
+  return s < 0 ? -errno : 0;
+}
+
+int nn_wait_readable(int fd, long long deadline) {
+  long long left = deadline - nn_now_ms();
+  if (left <= 0) return -ETIMEDOUT;
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  if (poll(&p, 1, (int)left) < 0 && errno != EINTR) return -errno;
+  return 0;
+}
+
+void nn_scan_reply(const unsigned char *data, size_t size, uint32_t seq, int *ours, int *done, int *interrupted) {
+  // The headers only: where the answer ends, and whether a dump was interrupted.
+  for (size_t off = 0; off + sizeof(struct nlmsghdr) <= size;) {
+    struct nlmsghdr h;
+    memcpy(&h, data + off, sizeof h);
+    if (h.nlmsg_len < sizeof h || off + h.nlmsg_len > size) break;
+    if (h.nlmsg_seq == seq) {
+      *ours = 1;
+      if (h.nlmsg_flags & NLM_F_DUMP_INTR) *interrupted = 1;
+      if (h.nlmsg_type == NLMSG_DONE || h.nlmsg_type == NLMSG_ERROR) *done = 1;
+    }
+    off += NLMSG_ALIGN(h.nlmsg_len);
+  }
 }
 
 // ---- nlDump: one request, every reply datagram up to NLMSG_DONE / NLMSG_ERROR ----
@@ -197,11 +222,9 @@ static int dump_on(napi_env env, int fd, const unsigned char *req, size_t reqlen
   // Replies to an earlier dump that timed out would be taken for this one's: drop them.
   unsigned char scratch[64];
   while (recv(fd, scratch, sizeof scratch, MSG_DONTWAIT | MSG_TRUNC) >= 0) {}
-  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-  ssize_t s;
-  do s = sendto(fd, req, reqlen, 0, (struct sockaddr *)&kernel, sizeof kernel); while (s < 0 && errno == EINTR);
-  if (s < 0) return -errno;
-  long long deadline = now_ms() + timeout_ms;
+  int sent = nn_send_request(fd, req, reqlen);
+  if (sent < 0) return sent;
+  long long deadline = nn_now_ms() + timeout_ms;
   uint32_t count = 0;
   for (;;) {
     napi_value buf;
@@ -209,28 +232,13 @@ static int dump_on(napi_env env, int fd, const unsigned char *req, size_t reqlen
     size_t size = 0;
     int rc = recv_datagram(env, fd, &buf, &data, &size, NULL);
     if (rc == -EAGAIN || rc == -EWOULDBLOCK) {
-      long long left = deadline - now_ms();
-      if (left <= 0) return -ETIMEDOUT;
-      struct pollfd p = {.fd = fd, .events = POLLIN};
-      int pr = poll(&p, 1, (int)left);
-      if (pr < 0 && errno != EINTR) return -errno;
+      int w = nn_wait_readable(fd, deadline);
+      if (w < 0) return w;
       continue;
     }
     if (rc < 0) return rc;
     int done = 0, ours = 0;
-    // Walk the headers only: to know where the dump ends and whether it was interrupted.
-    size_t off = 0;
-    while (off + sizeof(struct nlmsghdr) <= size) {
-      struct nlmsghdr h;
-      memcpy(&h, data + off, sizeof h);
-      if (h.nlmsg_len < sizeof h || off + h.nlmsg_len > size) break;
-      if (h.nlmsg_seq == hdr.nlmsg_seq) {
-        ours = 1;
-        if (h.nlmsg_flags & NLM_F_DUMP_INTR) *interrupted = 1;
-        if (h.nlmsg_type == NLMSG_DONE || h.nlmsg_type == NLMSG_ERROR) done = 1;
-      }
-      off += NLMSG_ALIGN(h.nlmsg_len);
-    }
+    nn_scan_reply(data, size, hdr.nlmsg_seq, &ours, &done, interrupted);
     if (ours) napi_set_element(env, result, count++, buf);
     if (done) return 0;
   }
@@ -244,10 +252,10 @@ static int dump_on(napi_env env, int fd, const unsigned char *req, size_t reqlen
 static napi_value nl_dump(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) return nl_throw(env, "nlDump(fd, request, timeoutMs?)", EINVAL);
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) return nn_throw_errno(env, "nlDump(fd, request, timeoutMs?)", EINVAL);
   bool isbuf = false;
   napi_is_buffer(env, argv[1], &isbuf);
-  if (!isbuf) return nl_throw(env, "nlDump request", EINVAL);
+  if (!isbuf) return nn_throw_errno(env, "nlDump request", EINVAL);
   void *req = NULL;
   size_t reqlen = 0;
   napi_get_buffer_info(env, argv[1], &req, &reqlen);
@@ -269,21 +277,21 @@ static napi_value nl_dump(napi_env env, napi_callback_info info) {
     char path[NL_MAX_PATH];
     size_t len = 0;
     napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len);
-    if (len == 0 || len >= sizeof path - 1) return nl_throw(env, "nlDump nsPath", EINVAL);
+    if (len == 0 || len >= sizeof path - 1) return nn_throw_errno(env, "nlDump nsPath", EINVAL);
     job.path = path;
     job.fd = -1;
     job.rcvbuf = 1024 * 1024;
-    if (open_socket(&job) < 0) return nl_throw(env, job.what, job.err);
+    if (open_socket(&job) < 0) return nn_throw_errno(env, job.what, job.err);
     fd = job.fd;
     owned = 1;
   }
-  if (fd < 0) return nl_throw(env, "nlDump fd", EBADF);
+  if (fd < 0) return nn_throw_errno(env, "nlDump fd", EBADF);
   napi_value datagrams, result, intr;
   napi_create_array(env, &datagrams);
   int interrupted = 0;
   int rc = dump_on(env, fd, req, reqlen, timeout, datagrams, &interrupted);
   if (owned) close(fd);
-  if (rc < 0) return nl_throw(env, rc == -ETIMEDOUT ? "netlink dump timed out" : "netlink dump", -rc);
+  if (rc < 0) return nn_throw_errno(env, rc == -ETIMEDOUT ? "netlink dump timed out" : "netlink dump", -rc);
   napi_create_object(env, &result);
   napi_set_named_property(env, result, "datagrams", datagrams);
   napi_get_boolean(env, interrupted, &intr);
@@ -418,16 +426,16 @@ static napi_value nl_watch(napi_env env, napi_callback_info info) {
   napi_valuetype t = napi_undefined;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
       napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 || napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function)
-    return nl_throw(env, "nlWatch(fd, callback)", EINVAL);
-  if (find_watch(env, fd)) return nl_throw(env, "nlWatch: already watched", EBUSY);
+    return nn_throw_errno(env, "nlWatch(fd, callback)", EINVAL);
+  if (find_watch(env, fd)) return nn_throw_errno(env, "nlWatch: already watched", EBUSY);
   uv_loop_t *loop = NULL;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return nl_throw(env, "nlWatch: no loop", EINVAL);
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return nn_throw_errno(env, "nlWatch: no loop", EINVAL);
   struct watch *w = calloc(1, sizeof *w);
-  if (!w) return nl_throw(env, "calloc", ENOMEM);
+  if (!w) return nn_throw_errno(env, "calloc", ENOMEM);
   w->env = env;
   w->fd = fd;
   int rc = uv_poll_init(loop, &w->poll, fd);
-  if (rc < 0) { free(w); return nl_throw(env, "uv_poll_init", -rc); }
+  if (rc < 0) { free(w); return nn_throw_errno(env, "uv_poll_init", -rc); }
   w->poll.data = w;
   napi_create_reference(env, argv[1], 1, &w->callback);
   napi_value name, resource;
@@ -439,7 +447,7 @@ static napi_value nl_watch(napi_env env, napi_callback_info info) {
   rc = uv_poll_start(&w->poll, UV_READABLE, on_readable);
   if (rc < 0) {
     stop_watch(w);
-    return nl_throw(env, "uv_poll_start", -rc);
+    return nn_throw_errno(env, "uv_poll_start", -rc);
   }
   napi_value undef;
   napi_get_undefined(env, &undef);
@@ -462,14 +470,14 @@ static int32_t fd_arg(napi_env env, napi_callback_info info) {
  */
 static napi_value nl_read(napi_env env, napi_callback_info info) {
   int32_t fd = fd_arg(env, info);
-  if (fd < 0) return nl_throw(env, "nlRead(fd)", EINVAL);
+  if (fd < 0) return nn_throw_errno(env, "nlRead(fd)", EINVAL);
   napi_value list, nsids, result, ov;
   napi_create_array(env, &list);
   napi_create_array(env, &nsids);
   uint32_t count = 0;
   int overflow = 0;
   int err = read_pending(env, fd, list, nsids, &count, &overflow);
-  if (err) return nl_throw(env, "nlRead", err);
+  if (err) return nn_throw_errno(env, "nlRead", err);
   napi_create_object(env, &result);
   napi_set_named_property(env, result, "datagrams", list);
   napi_set_named_property(env, result, "nsids", nsids);
@@ -481,11 +489,11 @@ static napi_value nl_read(napi_env env, napi_callback_info info) {
 /** nlClose(fd): stops watching the socket (when watched) and closes it. */
 static napi_value nl_close(napi_env env, napi_callback_info info) {
   int32_t fd = fd_arg(env, info);
-  if (fd < 0) return nl_throw(env, "nlClose(fd)", EINVAL);
+  if (fd < 0) return nn_throw_errno(env, "nlClose(fd)", EINVAL);
   struct watch *w = find_watch(env, fd);
   // uv_poll_stop removes the fd from epoll at once, so closing it right after is safe.
   if (w) stop_watch(w);
-  if (close(fd) < 0) return nl_throw(env, "close", errno);
+  if (close(fd) < 0) return nn_throw_errno(env, "close", errno);
   napi_value undef;
   napi_get_undefined(env, &undef);
   return undef;

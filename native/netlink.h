@@ -2,6 +2,8 @@
 // and entering a namespace for one call (enter.c), which both use.
 #ifndef NETNSD_NETLINK_H
 #define NETNSD_NETLINK_H
+#include <stddef.h>
+#include <stdint.h>
 #include <node_api.h>
 
 /** Adds nlOpen, nlDump, nlWatch and nlClose to the module's exports. */
@@ -14,8 +16,26 @@ napi_value netlink_init(napi_env env, napi_value exports);
  */
 int nn_netlink_socket(const char *path, int rcvbuf, const char **what, int *err);
 
+/** Milliseconds of CLOCK_MONOTONIC (netlink.c). */
+long long nn_now_ms(void);
+
+/** Sends one netlink request to the kernel: 0, or -errno (netlink.c). */
+int nn_send_request(int fd, const unsigned char *req, size_t reqlen);
+
+/** Waits until fd is readable or the deadline (nn_now_ms) passes: 0, -ETIMEDOUT or -errno (netlink.c). */
+int nn_wait_readable(int fd, long long deadline);
+
+/**
+ * Walks the message headers of one received datagram: *ours when one has this seq, *done when
+ * that is NLMSG_DONE or NLMSG_ERROR (the answer's end), *interrupted on NLM_F_DUMP_INTR (netlink.c).
+ */
+void nn_scan_reply(const unsigned char *data, size_t size, uint32_t seq, int *ours, int *done, int *interrupted);
+
 /** An Error "WHAT: strerror" with `code` (the errno's name, e.g. ENOENT) and `errno` (native/netns.c). */
 napi_value nn_errno_error(napi_env env, const char *what, int err);
+
+/** Throws nn_errno_error(env, what, err); returns NULL, for `return nn_throw_errno(...)` (native/netns.c). */
+napi_value nn_throw_errno(napi_env env, const char *what, int err);
 
 /** Adds nlRequestAsync (native/request.c) to the module's exports. */
 napi_value request_init(napi_env env, napi_value exports);

@@ -48,7 +48,7 @@ napi_value nn_errno_error(napi_env env, const char *what, int err) {
   return error;
 }
 
-static napi_value throw_errno(napi_env env, const char *what, int err) {
+napi_value nn_throw_errno(napi_env env, const char *what, int err) {
   napi_throw(env, nn_errno_error(env, what, err));
   return NULL;
 }
@@ -153,13 +153,13 @@ static int run_in_ns(struct in_ns_job *job) {
 /** loopbackUp(path): bring `lo` up inside the namespace bound at path. */
 static napi_value loopback_up(napi_env env, napi_callback_info info) {
   char path[NN_MAX_PATH];
-  if (get_path_arg(env, info, path) < 0) return throw_errno(env, "loopbackUp(path)", EINVAL);
+  if (get_path_arg(env, info, path) < 0) return nn_throw_errno(env, "loopbackUp(path)", EINVAL);
   struct in_ns_job *job = calloc(1, sizeof *job);
-  if (!job) return throw_errno(env, "calloc", ENOMEM);
+  if (!job) return nn_throw_errno(env, "calloc", ENOMEM);
   job->path = path;
   job->op = 0;
   napi_value result = NULL;
-  if (run_in_ns(job) < 0) throw_errno(env, job->what, job->err);
+  if (run_in_ns(job) < 0) nn_throw_errno(env, job->what, job->err);
   else napi_get_undefined(env, &result);
   free(job);
   return result;
@@ -168,14 +168,14 @@ static napi_value loopback_up(napi_env env, napi_callback_info info) {
 /** linkNames(path): names of every link inside the namespace bound at path. */
 static napi_value link_names(napi_env env, napi_callback_info info) {
   char path[NN_MAX_PATH];
-  if (get_path_arg(env, info, path) < 0) return throw_errno(env, "linkNames(path)", EINVAL);
+  if (get_path_arg(env, info, path) < 0) return nn_throw_errno(env, "linkNames(path)", EINVAL);
   struct in_ns_job *job = calloc(1, sizeof *job);
-  if (!job) return throw_errno(env, "calloc", ENOMEM);
+  if (!job) return nn_throw_errno(env, "calloc", ENOMEM);
   job->path = path;
   job->op = 1;
   napi_value result = NULL;
   if (run_in_ns(job) < 0) {
-    throw_errno(env, job->what, job->err);
+    nn_throw_errno(env, job->what, job->err);
   } else {
     napi_create_array_with_length(env, job->count, &result);
     for (int i = 0; i < job->count; i++) {
@@ -227,16 +227,16 @@ static napi_value sysctls(napi_env env, napi_callback_info info) {
   size_t len = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
       napi_get_value_string_utf8(env, argv[0], path, NN_MAX_PATH, &len) != napi_ok || len == 0)
-    return throw_errno(env, "sysctls(path, keys, values?)", EINVAL);
+    return nn_throw_errno(env, "sysctls(path, keys, values?)", EINVAL);
   int writing = argc >= 3;
   uint32_t n = 0;
-  if (napi_get_array_length(env, argv[1], &n) != napi_ok || n > 100000) return throw_errno(env, "sysctls keys", EINVAL);
+  if (napi_get_array_length(env, argv[1], &n) != napi_ok || n > 100000) return nn_throw_errno(env, "sysctls keys", EINVAL);
   if (writing) {
     uint32_t m = 0;
-    if (napi_get_array_length(env, argv[2], &m) != napi_ok || m != n) return throw_errno(env, "sysctls values", EINVAL);
+    if (napi_get_array_length(env, argv[2], &m) != napi_ok || m != n) return nn_throw_errno(env, "sysctls values", EINVAL);
   }
   struct in_ns_job *job = calloc(1, sizeof *job);
-  if (!job) return throw_errno(env, "calloc", ENOMEM);
+  if (!job) return nn_throw_errno(env, "calloc", ENOMEM);
   job->path = path;
   job->op = writing ? 3 : 2;
   job->n = (int)n;
@@ -257,9 +257,9 @@ static napi_value sysctls(napi_env env, napi_callback_info info) {
     }
   }
   if (bad) {
-    throw_errno(env, "sysctls: bad key or value", EINVAL);
+    nn_throw_errno(env, "sysctls: bad key or value", EINVAL);
   } else if (run_in_ns(job) < 0) {
-    throw_errno(env, job->what, job->err);
+    nn_throw_errno(env, job->what, job->err);
     napi_value exc, idx;
     if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) {
       napi_create_int32(env, job->failed, &idx);
@@ -339,11 +339,11 @@ static int nsid_talk(int nlfd, int type, int nsfd, int want_nsid, int *nsid) {
 // mode 0 = get only, 1 = assign (auto) when missing, then get.
 static napi_value nsid_common(napi_env env, napi_callback_info info, int assign) {
   char path[NN_MAX_PATH];
-  if (get_path_arg(env, info, path) < 0) return throw_errno(env, "nsid(path)", EINVAL);
+  if (get_path_arg(env, info, path) < 0) return nn_throw_errno(env, "nsid(path)", EINVAL);
   int nsfd = open(path, O_RDONLY | O_CLOEXEC);
-  if (nsfd < 0) return throw_errno(env, "open namespace", errno);
+  if (nsfd < 0) return nn_throw_errno(env, "open namespace", errno);
   int nlfd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (nlfd < 0) { int e = errno; close(nsfd); return throw_errno(env, "netlink socket", e); }
+  if (nlfd < 0) { int e = errno; close(nsfd); return nn_throw_errno(env, "netlink socket", e); }
   // The kernel answers at once; a bound keeps a lost answer from blocking the event loop forever.
   struct timeval tv = {.tv_sec = 2, .tv_usec = 0};
   setsockopt(nlfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -356,7 +356,7 @@ static napi_value nsid_common(napi_env env, napi_callback_info info, int assign)
   if (rc == 0) rc = nsid_talk(nlfd, RTM_GETNSID, nsfd, 1, &nsid);
   close(nlfd);
   close(nsfd);
-  if (rc < 0) return throw_errno(env, assign ? "RTM_NEWNSID" : "RTM_GETNSID", -rc);
+  if (rc < 0) return nn_throw_errno(env, assign ? "RTM_NEWNSID" : "RTM_GETNSID", -rc);
   napi_value result;
   napi_create_int32(env, nsid, &result);
   return result;
@@ -504,7 +504,7 @@ static void add_complete(napi_env env, napi_status status, void *data) {
  */
 static napi_value netns_add(napi_env env, napi_callback_info info) {
   struct add_job *job = calloc(1, sizeof *job);
-  if (!job) return throw_errno(env, "calloc", ENOMEM);
+  if (!job) return nn_throw_errno(env, "calloc", ENOMEM);
   {
     size_t argc = 2;
     napi_value argv[2];
@@ -518,12 +518,12 @@ static napi_value netns_add(napi_env env, napi_callback_info info) {
   if (get_path_arg(env, info, job->path) < 0 || job->path[0] != '/' || !(slash = strrchr(job->path, '/')) ||
       slash == job->path || !slash[1] || !strcmp(slash + 1, ".") || !strcmp(slash + 1, "..")) {
     free(job);
-    return throw_errno(env, "netnsAdd(path)", EINVAL);
+    return nn_throw_errno(env, "netnsAdd(path)", EINVAL);
   }
   memcpy(job->dir, job->path, (size_t)(slash - job->path));
   job->dir[slash - job->path] = 0;
   napi_value promise, name;
-  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok) { free(job); return throw_errno(env, "napi_create_promise", ENOMEM); }
+  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok) { free(job); return nn_throw_errno(env, "napi_create_promise", ENOMEM); }
   napi_create_string_utf8(env, "netnsAdd", NAPI_AUTO_LENGTH, &name);
   if (napi_create_async_work(env, NULL, name, add_execute, add_complete, job, &job->work) != napi_ok ||
       napi_queue_async_work(env, job->work) != napi_ok) {

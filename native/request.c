@@ -19,14 +19,12 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <linux/netlink.h>
 #include <node_api.h>
@@ -62,7 +60,6 @@ struct rq_env {
   napi_async_context ctx;
   napi_ref resource;
   pthread_t thread;
-  int started;
   int home;                 // the daemon's namespace, for the thread (opened at init: see request_init)
   int stopping;             // under mu
   pthread_mutex_t mu;
@@ -71,12 +68,6 @@ struct rq_env {
   struct rq_job *done, *done_tail;  // under mu
   unsigned pending;         // loop thread only: submitted, not yet settled
 };
-
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void fail(struct rq_job *j, const char *what, int err) {
   j->what = what;
@@ -103,19 +94,16 @@ static void run(struct rq_job *j) {
   if (fd < 0) { fail(j, what, err); return; }
   struct nlmsghdr hdr;
   memcpy(&hdr, j->req, sizeof hdr);
-  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-  ssize_t s;
-  do s = sendto(fd, j->req, j->reqlen, 0, (struct sockaddr *)&kernel, sizeof kernel); while (s < 0 && errno == EINTR);
-  if (s < 0) { fail(j, "netlink send", errno); close(fd); return; }
-  long long deadline = now_ms() + j->timeout_ms;
+  int sent = nn_send_request(fd, j->req, j->reqlen);
+  if (sent < 0) { fail(j, "netlink send", -sent); close(fd); return; }
+  long long deadline = nn_now_ms() + j->timeout_ms;
   for (;;) {
     ssize_t n;
     do n = recv(fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT); while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      long long left = deadline - now_ms();
-      if (left <= 0) { fail(j, "netlink request timed out", ETIMEDOUT); break; }
-      struct pollfd p = {.fd = fd, .events = POLLIN};
-      if (poll(&p, 1, (int)left) < 0 && errno != EINTR) { fail(j, "poll", errno); break; }
+      int w = nn_wait_readable(fd, deadline);
+      if (w == -ETIMEDOUT) { fail(j, "netlink request timed out", ETIMEDOUT); break; }
+      if (w < 0) { fail(j, "poll", -w); break; }
       continue;
     }
     if (n < 0) { fail(j, "netlink receive", errno); break; }
@@ -124,17 +112,8 @@ static void run(struct rq_job *j) {
     ssize_t m;
     do m = recv(fd, data, (size_t)n, MSG_DONTWAIT); while (m < 0 && errno == EINTR);
     if (m < 0) { free(data); fail(j, "netlink receive", errno); break; }
-    int done = 0, ours = 0;
-    for (size_t off = 0; off + sizeof(struct nlmsghdr) <= (size_t)m;) {
-      struct nlmsghdr h;
-      memcpy(&h, data + off, sizeof h);
-      if (h.nlmsg_len < sizeof h || off + h.nlmsg_len > (size_t)m) break;
-      if (h.nlmsg_seq == hdr.nlmsg_seq) {
-        ours = 1;
-        if (h.nlmsg_type == NLMSG_DONE || h.nlmsg_type == NLMSG_ERROR) done = 1;
-      }
-      off += NLMSG_ALIGN(h.nlmsg_len);
-    }
+    int done = 0, ours = 0, interrupted = 0;
+    nn_scan_reply(data, (size_t)m, hdr.nlmsg_seq, &ours, &done, &interrupted);
     if (!ours) {
       free(data);
     } else if (keep(j, data, (size_t)m) < 0) {
@@ -230,16 +209,16 @@ static void on_closed(uv_handle_t *handle) {
   free(r);
 }
 
-// The env going away: the thread finishes the request it is on and ends; nothing is settled any
-// more (there is no JavaScript left to see it).
+// The env going away (registered only once the thread runs): the thread finishes the request it
+// is on and ends; nothing is settled any more (there is no JavaScript left to see it).
 static void cleanup(void *arg) {
   struct rq_env *r = arg;
   pthread_mutex_lock(&r->mu);
   r->stopping = 1;
   pthread_cond_broadcast(&r->cv);
   pthread_mutex_unlock(&r->mu);
-  if (r->started) pthread_join(r->thread, NULL);
-  if (r->home >= 0) close(r->home);
+  pthread_join(r->thread, NULL);
+  close(r->home);
   for (struct rq_job *j = r->todo, *n; j; j = n) { n = j->next; free_job(j); }
   for (struct rq_job *j = r->done, *n; j; j = n) { n = j->next; free_job(j); }
   r->todo = r->done = NULL;
@@ -248,20 +227,15 @@ static void cleanup(void *arg) {
   uv_close((uv_handle_t *)&r->async, on_closed);
 }
 
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  napi_throw(env, nn_errno_error(env, what, err));
-  return NULL;
-}
-
 /** nlRequestAsync(nsPath, request, timeoutMs?): a promise of the reply's datagrams (see the top). */
 static napi_value nl_request_async(napi_env env, napi_callback_info info) {
   struct rq_env *r = NULL;
   size_t argc = 3;
   napi_value argv[3];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&r) != napi_ok || argc < 2 || !r)
-    return throw_errno(env, "nlRequestAsync(nsPath, request, timeoutMs?)", EINVAL);
+    return nn_throw_errno(env, "nlRequestAsync(nsPath, request, timeoutMs?)", EINVAL);
   struct rq_job *j = calloc(1, sizeof *j);
-  if (!j) return throw_errno(env, "calloc", ENOMEM);
+  if (!j) return nn_throw_errno(env, "calloc", ENOMEM);
   size_t len = 0;
   bool isbuf = false;
   void *req = NULL;
@@ -269,10 +243,10 @@ static napi_value nl_request_async(napi_env env, napi_callback_info info) {
       napi_is_buffer(env, argv[1], &isbuf) != napi_ok || !isbuf || napi_get_buffer_info(env, argv[1], &req, &j->reqlen) != napi_ok ||
       j->reqlen < sizeof(struct nlmsghdr)) {
     free(j);
-    return throw_errno(env, "nlRequestAsync(nsPath, request, timeoutMs?)", EINVAL);
+    return nn_throw_errno(env, "nlRequestAsync(nsPath, request, timeoutMs?)", EINVAL);
   }
   j->req = malloc(j->reqlen);
-  if (!j->req) { free(j); return throw_errno(env, "malloc", ENOMEM); }
+  if (!j->req) { free(j); return nn_throw_errno(env, "malloc", ENOMEM); }
   memcpy(j->req, req, j->reqlen);
   j->timeout_ms = 5000;
   if (argc >= 3) {
@@ -282,7 +256,7 @@ static napi_value nl_request_async(napi_env env, napi_callback_info info) {
     if (t == napi_number && napi_get_value_int32(env, argv[2], &ms) == napi_ok && ms > 0) j->timeout_ms = ms;
   }
   napi_value promise;
-  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) { free_job(j); return throw_errno(env, "napi_create_promise", ENOMEM); }
+  if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) { free_job(j); return nn_throw_errno(env, "napi_create_promise", ENOMEM); }
   if (r->pending++ == 0) uv_ref((uv_handle_t *)&r->async);
   pthread_mutex_lock(&r->mu);
   if (r->todo_tail) r->todo_tail->next = j; else r->todo = j;
@@ -320,11 +294,9 @@ napi_value request_init(napi_env env, napi_value exports) {
     if (r->home >= 0) close(r->home);
     napi_async_destroy(env, r->ctx);
     napi_delete_reference(env, r->resource);
-    r->started = 0;
     uv_close((uv_handle_t *)&r->async, on_closed);
     return exports;
   }
-  r->started = 1;
   napi_define_properties(env, exports, 1, props);
   napi_add_env_cleanup_hook(env, cleanup, r);
   return exports;
