@@ -532,10 +532,10 @@ export class Iproute2Executor implements Executor {
     }
   }
 
-  /** A request of the op's namespace sent from the addon's thread (nlRequestAsync): no socket is left open. */
+  /** A change of the op's namespace sent from the addon's thread (nlRequestAsync): no socket is left open. */
   private async netlinkAsync<T>(op: Op, call: (nl: NetlinkNamespace) => Promise<T>): Promise<T> {
     try {
-      return await call(new NetlinkNamespace(namespacePath(opNamespace(op)), { addon: this.netlink! }));
+      return await call(new NetlinkNamespace(namespacePath(opNamespace(op)), { addon: this.netlinkChanges! }));
     } catch (e) {
       throw isAppError(e) ? e : classifyNetlink(e, op);
     }

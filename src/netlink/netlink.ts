@@ -175,14 +175,10 @@ export class NetlinkNamespace {
    * once the request is in the thread's FIFO (which sends requests in the order they came).
    */
   async changeAsync(op: NetlinkChangeOp, known?: (name: string) => number | undefined, sent?: () => void): Promise<void> {
-    const send = this.addon.nlRequestAsync;
-    if (!send) return this.change(op, known);
+    if (!this.addon.nlRequestAsync) return this.change(op, known);
     const fds = this.changeFds(op);
     try {
-      const request = this.changeRequestOf(op, known, fds);
-      const answer = send.call(this.addon, this.nsPath, request, this.timeoutMs);
-      sent?.();
-      dumpMessages(await answer);
+      await this.requestAsync(this.changeRequestOf(op, known, fds), sent);
     } finally {
       for (const fd of fds.values()) closeSync(fd);
     }
@@ -194,10 +190,19 @@ export class NetlinkNamespace {
    */
   async loopbackUp(): Promise<void> {
     nextSeq = (nextSeq % 0xfffffffe) + 1;
-    const request = linkSetRequest(nextSeq, LOOPBACK_IFINDEX, { up: true });
+    await this.requestAsync(linkSetRequest(nextSeq, LOOPBACK_IFINDEX, { up: true }));
+  }
+
+  /**
+   * request(), from the addon's thread when it has nlRequestAsync (`sent`: once the request is in
+   * that thread's FIFO), else on this one.
+   */
+  private async requestAsync(request: Buffer, sent?: () => void): Promise<NlMessage[]> {
     const send = this.addon.nlRequestAsync;
-    if (send) dumpMessages(await send.call(this.addon, this.nsPath, request, this.timeoutMs));
-    else this.request(() => request);
+    if (!send) return this.request(() => request);
+    const answer = send.call(this.addon, this.nsPath, request, this.timeoutMs);
+    sent?.();
+    return dumpMessages(await answer);
   }
 
   /** An fd of every namespace the op names besides its own (a veth's peer, a move's target). */

@@ -56,7 +56,7 @@ export class EventLog {
   private readonly insertAll: (events: readonly NewEvent[], time: string) => LoggedEvent[];
 
   constructor(
-    private readonly db: Db,
+    db: Db,
     private readonly o: EventLogOptions,
   ) {
     this.memoryCount = o.memoryCount ?? Math.min(o.retentionCount, 10000);
