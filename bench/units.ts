@@ -162,6 +162,7 @@ function daemonHttp(id: MethodId, clients: number, size: number, warmup: number,
   /** Changes sent so far: each has an audit record, which reaches us a moment after its answer. */
   let changes = 0;
   const post = (path: string, body: unknown) => (changes++, api.call('POST', path, body, 201));
+  const del = (path: string) => (changes++, api.call('DELETE', path, undefined, 204));
   const nsPath = (ns: string, what: string) => `/v1/namespaces/${encodeURIComponent(ns)}/${what}`;
   /** One unit, five requests; the unit namespace's nsid (from its creation's answer). */
   const make = async (hub: string, u: Unit): Promise<number> => {
@@ -196,7 +197,7 @@ function daemonHttp(id: MethodId, clients: number, size: number, warmup: number,
       const { units } = unitsFor(`${id}w${round}-`, Math.min(size, warmup - done));
       const nsids: number[] = [];
       await api.drive(units, clients, async (u) => void nsids.push(await make(hub, u)));
-      await api.drive(units, clients, async (u) => void (changes++, await api.call('DELETE', `/v1/namespaces/${encodeURIComponent(u.ns)}`, undefined, 204)));
+      await api.drive(units, clients, async (u) => void (await del(`/v1/namespaces/${encodeURIComponent(u.ns)}`)));
       const freed = await waitFreed(nsids, units.map((u) => u.ns));
       if (freed.pending > 0) throw new Error(`warm-up: the kernel had not freed ${freed.pending} of its namespaces after ${(freed.ms / 1000).toFixed(0)} s`);
       done += units.length;
