@@ -53,8 +53,9 @@ import { systemApi } from './http/system-api.js';
 import { installValidators } from './http/validation.js';
 import { ProblemSchema } from './http/problem.js';
 import websocket from '@fastify/websocket';
-import { EventLog } from './store/event-log.js';
+import { dbReserve, EventLog } from './store/event-log.js';
 import { EventInventory } from './store/event-inventory.js';
+import { openLogStore } from './store/log-sink.js';
 import { EventBus } from './events/event-bus.js';
 import { startCheckpointer } from './store/checkpointer.js';
 import { ChangeGate } from './inventory/change-gate.js';
@@ -117,6 +118,8 @@ export interface ServiceDeps {
 export async function buildServices(config: Config, log: Logger, deps: ServiceDeps = {}): Promise<Services> {
   const db = openDb(config.dataDir);
   const checkpointer = startCheckpointer(db);
+  // The event log and the event sources' inventory: written by a thread of their own (log-sink.ts).
+  const logStore = openLogStore(db, (e) => log.error({ err: e }, 'writing the event log store failed'));
   let backend = deps.executor;
   let nativeHelper = deps.nativeHelper ?? false;
   if (!backend) {
@@ -174,7 +177,12 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   const audit = new AuditLog(db, config.audit.retentionCount);
   const idempotency = new IdempotencyStore(db, parseDuration(config.idempotency.ttl));
   const events = new EventBus({
-    log: new EventLog(db, { retentionCount: config.events.retentionCount, retentionAgeMs: parseDuration(config.events.retentionAge) }),
+    log: new EventLog(logStore.db, {
+      retentionCount: config.events.retentionCount,
+      retentionAgeMs: parseDuration(config.events.retentionAge),
+      sink: logStore.sink,
+      reserve: dbReserve(db, 'events'),
+    }),
     labelsOf: (ns) => namespaceRecords.get(ns)?.labels ?? {},
     maxSubscribers: config.events.maxSubscribers,
   });
@@ -185,7 +193,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   const namespaceWatcher = new NamespaceWatcher({
     dir,
     bus: events,
-    inventory: new EventInventory(db),
+    inventory: new EventInventory(logStore.db, logStore.sink),
     view: (name) => namespaces.get(name).catch(() => undefined),
     log: log.child({ component: 'events' }),
     busy: (name) => namespaces.isCreating(name),
@@ -202,7 +210,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   const addon = (deps.monitor ?? deps.executor === undefined) ? netlinkAddon() : undefined;
   const kernelMonitor = addon
     ? new Monitor({
-        addon, executor: pool, dir, bus: events, store: new EventInventory(db), links, gate, log: log.child({ component: 'monitor' }),
+        addon, executor: pool, dir, bus: events, store: new EventInventory(logStore.db, logStore.sink), links, gate, log: log.child({ component: 'monitor' }),
         ...(deps.monitorRcvbuf !== undefined ? { rcvbuf: deps.monitorRcvbuf } : {}),
       })
     : undefined;
@@ -241,6 +249,7 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     kernelMonitor?.stop();
     namespaceWatcher.stop();
     await executor.close();
+    await logStore.close();
     await checkpointer.stop();
     db.close();
     throw e;
@@ -286,6 +295,9 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
       // Changes still under way (their clients may have hung up) finish before the executor goes.
       await namespaces.drain();
       await executor.close();
+      // Every event row written, the seq reservation set back to the last seq given.
+      await events.log.close();
+      await logStore.close();
       await checkpointer.stop();
       audit.flush();
       db.close();

@@ -129,20 +129,15 @@ export class Subscription {
         return g;
       }
       while (r.after < r.until) {
-        if (r.page.length === 0) {
-          r.page = this.bus.log.read(r.after, r.until, REPLAY_PAGE);
-          // Pruned while this subscriber replayed: what is gone is a gap, not a silent loss.
-          const next = r.page[0]?.seq ?? Math.min(r.until + 1, this.bus.log.firstSeq);
-          if (next > r.after + 1) {
-            const g: Gap = { type: 'gap', from: r.after + 1, to: Math.min(next - 1, r.until) };
-            r.after = g.to;
-            this.gaps++;
-            return g;
-          }
-          if (r.page.length === 0) {
-            r.after = r.until;
-            break;
-          }
+        if (r.page.length === 0) r.page = this.bus.log.read(r.after, r.until, REPLAY_PAGE);
+        // Seqs the log does not have — pruned while this subscriber replayed, or given and never
+        // written (a crash: see EventLog) — are a gap, not a silent loss.
+        const next = r.page[0]?.seq ?? r.until + 1;
+        if (next > r.after + 1) {
+          const g: Gap = { type: 'gap', from: r.after + 1, to: Math.min(next - 1, r.until) };
+          r.after = g.to;
+          this.gaps++;
+          return g;
         }
         const e = r.page.shift()!;
         r.after = e.seq;

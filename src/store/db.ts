@@ -1,7 +1,8 @@
 /**
  * The embedded store: one SQLite file in the data dir, WAL mode, schema migrations applied in
  * order at open. netnsd's own facts live here (labels and ownership, audit, idempotency keys);
- * the kernel stays the source of truth for what exists.
+ * the kernel stays the source of truth for what exists. The event log and the event sources'
+ * inventory live in netnsd-log.db beside it, written by a thread of their own (log-sink.ts).
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -105,6 +106,12 @@ export const MIGRATIONS: readonly string[] = [
    INSERT INTO events_high (id, seq) VALUES (1, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0));
    DROP TABLE events;
    ALTER TABLE events_new RENAME TO events;`,
+  // Seqs handed out ahead of their rows (the event log's rows are written by a thread of their
+  // own, in netnsd-log.db: src/store/log-sink.ts): every seq up to `seq` may have been published.
+  `CREATE TABLE log_reserve (
+     name TEXT PRIMARY KEY,
+     seq  INTEGER NOT NULL
+   );`,
 ];
 
 /** Opens (creating when missing) `netnsd.db` in dataDir, or an in-memory store for `:memory:`. */

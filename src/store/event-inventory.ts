@@ -1,28 +1,24 @@
 /** What the event sources last saw, persisted: kind (`namespace`, ...) -> key -> the object as JSON. */
 import type { Db } from './db.js';
+import { SyncSink, type LogSink } from './log-sink.js';
 
 export class EventInventory {
   private readonly allStmt;
-  private readonly putStmt;
-  private readonly delStmt;
-  private readonly applyTx: (kind: string, puts: ReadonlyArray<readonly [string, unknown]>, deletes: readonly string[]) => void;
+  private readonly sink: LogSink;
 
-  constructor(db: Db) {
+  /** `db`: where it is read; `sink`: where it is written (default: at once, on `db`). */
+  constructor(db: Db, sink?: LogSink) {
     this.allStmt = db.prepare<[string], { key: string; body: string }>('SELECT key, body FROM event_inventory WHERE kind = ?');
-    this.putStmt = db.prepare('INSERT INTO event_inventory (kind, key, body) VALUES (?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body');
-    this.delStmt = db.prepare('DELETE FROM event_inventory WHERE kind = ? AND key = ?');
-    this.applyTx = db.transaction((kind: string, puts: ReadonlyArray<readonly [string, unknown]>, deletes: readonly string[]) => {
-      for (const [k, v] of puts) this.putStmt.run(kind, k, JSON.stringify(v));
-      for (const k of deletes) this.delStmt.run(kind, k);
-    });
+    this.sink = sink ?? new SyncSink(db);
   }
 
+  /** Everything of one kind (read at start: what a deferred sink has not written yet is not in it). */
   all<T>(kind: string): Map<string, T> {
     return new Map(this.allStmt.all(kind).map((r) => [r.key, JSON.parse(r.body) as T]));
   }
 
-  /** Applies puts and deletes in one transaction. */
+  /** Applies puts and deletes in one transaction (with a deferred sink: later, in order). */
   apply(kind: string, puts: ReadonlyArray<readonly [string, unknown]>, deletes: readonly string[]): void {
-    this.applyTx(kind, puts, deletes);
+    this.sink.write({ inventory: [[kind, puts.map(([k, v]) => [k, JSON.stringify(v)] as const), deletes]] });
   }
 }

@@ -6,8 +6,15 @@
  * cost of a second page written per commit). The newest events
  * are also kept in memory (up to `memoryCount`), so a subscriber resuming from a recent seq is
  * served without touching the disk.
+ *
+ * Rows go through a LogSink (log-sink.ts). With a deferred one (a writer thread) an event is
+ * handed out before its row is committed: it stays in memory until it is, and seqs are reserved
+ * ahead (`reserve`, RESERVE_BLOCK at a time, committed before any of them is given), so that
+ * after a crash the next start goes on past every seq that may have been seen; those without a
+ * row are a gap to whoever resumes across them (a replay reports missing seqs as a gap).
  */
 import type { Db } from './db.js';
+import { SyncSink, type EventRow, type LogSink } from './log-sink.js';
 
 /** An event as the log keeps it: the wire form without `seq` and `time`, which the log assigns. */
 export interface NewEvent {
@@ -27,6 +34,23 @@ export interface EventLogOptions {
   /** Newest events kept in memory too. Default min(retentionCount, 10000). */
   readonly memoryCount?: number;
   readonly now?: () => number;
+  /** Where rows are written (default: at once, on `db`). */
+  readonly sink?: LogSink;
+  /** The seq reservation, needed with a deferred sink. */
+  readonly reserve?: SeqReserve;
+}
+
+/** A seq every handed-out seq is at most, kept where it is committed at once (netnsd.db). */
+export interface SeqReserve {
+  get(): number;
+  set(seq: number): void;
+}
+
+/** The reservation of a log in netnsd.db's `log_reserve`. */
+export function dbReserve(db: Db, name: string): SeqReserve {
+  const get = db.prepare<[string], { seq: number }>('SELECT seq FROM log_reserve WHERE name = ?');
+  const set = db.prepare('INSERT INTO log_reserve (name, seq) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq');
+  return { get: () => get.get(name)?.seq ?? 0, set: (seq) => void set.run(name, seq) };
 }
 
 interface Row {
@@ -38,22 +62,26 @@ interface Row {
 }
 
 const PRUNE_EVERY = 500;
+/**
+ * Seqs reserved at a time with a deferred sink: one commit to netnsd.db per this many events. A
+ * crash skips at most this many seqs, which the retention by count then counts as events.
+ */
+export const RESERVE_BLOCK = 1000;
 
 export class EventLog {
-  private readonly insertStmt;
   private readonly pageStmt;
-  private readonly pruneCountStmt;
-  private readonly pruneAgeStmt;
   private readonly firstStmt;
-  private readonly highStmt;
-  private readonly pruneAll: (cutoff: string) => void;
+  private readonly youngStmt;
+  /** Seqs below this are pruned (with a deferred sink, their rows may still be there a moment). */
+  private floor = 0;
   private readonly recent: LoggedEvent[] = [];
   private readonly memoryCount: number;
   private readonly now: () => number;
+  private readonly sink: LogSink;
   private appendedSincePrune = 0;
   private last: number;
-  /** Inserts events in one transaction (made once: making one per append cost ~15 µs). */
-  private readonly insertAll: (events: readonly NewEvent[], time: string) => LoggedEvent[];
+  /** With a deferred sink: every seq up to this one may be handed out (committed in `reserve`). */
+  private reserved = 0;
 
   constructor(
     db: Db,
@@ -61,34 +89,21 @@ export class EventLog {
   ) {
     this.memoryCount = o.memoryCount ?? Math.min(o.retentionCount, 10000);
     this.now = o.now ?? Date.now;
-    this.insertStmt = db.prepare('INSERT INTO events (seq, time, type, namespace, body) VALUES (?, ?, ?, ?, ?)');
+    this.sink = o.sink ?? new SyncSink(db);
+    if (this.sink.deferred && !o.reserve) throw new Error('an event log written later needs a seq reservation');
     this.pageStmt = db.prepare<[number, number, number], Row>('SELECT seq, time, type, namespace, body FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?');
-    this.pruneCountStmt = db.prepare('DELETE FROM events WHERE seq <= ?');
-    // Rows are in time order by seq: delete up to the first one young enough (all when none is).
-    this.pruneAgeStmt = db.prepare('DELETE FROM events WHERE seq < COALESCE((SELECT seq FROM events WHERE time >= ? ORDER BY seq LIMIT 1), ?)');
     this.firstStmt = db.prepare<[], { seq: number | null }>('SELECT MIN(seq) AS seq FROM events');
-    this.highStmt = db.prepare('UPDATE events_high SET seq = MAX(seq, ?) WHERE id = 1');
+    // Walks from the oldest row (seq order is time order): as far as there is to prune.
+    this.youngStmt = db.prepare<[string], { seq: number }>('SELECT seq FROM events WHERE time >= ? ORDER BY seq LIMIT 1');
     const lastStmt = db.prepare<[], { seq: number | null }>('SELECT MAX(m) AS seq FROM (SELECT MAX(seq) AS m FROM events UNION ALL SELECT seq FROM events_high)');
-    this.last = lastStmt.get()?.seq ?? 0;
-    this.insertAll = db.transaction((events: readonly NewEvent[], time: string) => {
-      const out: LoggedEvent[] = [];
-      let seq = this.last;
-      for (const e of events) {
-        const { type, namespace, ...rest } = e;
-        this.insertStmt.run(++seq, time, type, namespace, JSON.stringify(rest));
-        out.push({ seq, time, ...e });
-      }
-      return out;
-    });
-    this.pruneAll = db.transaction((cutoff: string) => {
-      this.highStmt.run(this.last);
-      this.pruneCountStmt.run(this.last - this.o.retentionCount);
-      this.pruneAgeStmt.run(cutoff, this.last + 1);
-    });
+    const stored = lastStmt.get()?.seq ?? 0;
+    // After a crash the reservation is ahead of the rows: go on past it (the seqs between are a gap).
+    this.last = Math.max(stored, this.sink.deferred ? o.reserve!.get() : 0);
+    this.reserved = this.last;
+    // Warm the memory copy with the newest stored events, then prune both.
+    const from = Math.max(0, stored - this.memoryCount);
+    for (const e of this.readDb(from, stored, this.memoryCount)) this.recent.push(e);
     this.prune();
-    // Warm the memory copy with the newest retained events.
-    const from = Math.max(0, this.last - this.memoryCount);
-    for (const e of this.readDb(from, this.last, this.memoryCount)) this.recent.push(e);
   }
 
   /** The highest seq ever given (0 before the first event): the seq a list "reflects". */
@@ -98,23 +113,63 @@ export class EventLog {
 
   /** The oldest retained seq, or lastSeq + 1 when nothing is retained. */
   get firstSeq(): number {
-    return this.firstStmt.get()?.seq ?? this.last + 1;
+    const stored = this.firstStmt.get()?.seq ?? null;
+    // Rows not committed yet are in memory; rows pruned from memory may still be stored a moment.
+    const held = this.recent[0]?.seq;
+    const first = stored === null ? (held ?? this.last + 1) : held === undefined ? stored : Math.min(stored, held);
+    return Math.max(first, this.floor);
   }
 
-  /** Appends events in one transaction, assigning seq and time; returns them as logged. */
+  /** Appends events (one transaction), assigning seq and time; returns them as logged. */
   append(events: readonly NewEvent[]): LoggedEvent[] {
     if (events.length === 0) return [];
-    const out = this.insertAll(events, new Date(this.now()).toISOString());
-    this.last = out[out.length - 1]!.seq;
+    const time = new Date(this.now()).toISOString();
+    if (this.sink.deferred && this.last + events.length > this.reserved) {
+      this.reserved = this.last + events.length + RESERVE_BLOCK;
+      this.o.reserve!.set(this.reserved);
+    }
+    const out: LoggedEvent[] = [];
+    const rows: EventRow[] = [];
+    let seq = this.last;
+    for (const e of events) {
+      const { type, namespace, ...rest } = e;
+      rows.push([++seq, time, type, namespace, JSON.stringify(rest)]);
+      out.push({ seq, time, ...e });
+    }
+    this.sink.write({ events: rows });
+    this.last = seq;
     this.recent.push(...out);
-    if (this.recent.length > this.memoryCount) this.recent.splice(0, this.recent.length - this.memoryCount);
+    this.trim();
     this.appendedSincePrune += out.length;
     if (this.appendedSincePrune >= PRUNE_EVERY) this.prune();
     return out;
   }
 
+  /**
+   * Keeps the newest memoryCount events in memory, and every event whose row is not committed
+   * yet (it can be read from nowhere else).
+   */
+  private trim(): void {
+    const over = this.recent.length - this.memoryCount;
+    if (over <= 0) return;
+    const written = this.sink.written;
+    let n = 0;
+    while (n < over && this.recent[n]!.seq <= written) n++;
+    if (n > 0) this.recent.splice(0, n);
+  }
+
+  /** Every row written (before a clean stop); the reservation is then exactly the last seq. */
+  async close(): Promise<void> {
+    await this.sink.flush();
+    if (this.sink.deferred && this.reserved !== this.last) {
+      this.reserved = this.last;
+      this.o.reserve!.set(this.last);
+    }
+  }
+
   /** Retained events with afterSeq < seq <= untilSeq, oldest first, at most `limit`. */
   read(afterSeq: number, untilSeq: number, limit: number): LoggedEvent[] {
+    if (afterSeq < this.floor - 1) afterSeq = this.floor - 1;
     const first = this.recent[0];
     if (first !== undefined && afterSeq + 1 >= first.seq) {
       let lo = 0;
@@ -131,13 +186,18 @@ export class EventLog {
     return this.readDb(afterSeq, untilSeq, limit);
   }
 
-  /** Drops what is beyond the retention (count and age). */
+  /** Drops what is beyond the retention (count and age), here and (through the sink) in the store. */
   prune(): void {
     this.appendedSincePrune = 0;
-    this.pruneAll(new Date(this.now() - this.o.retentionAgeMs).toISOString());
-    const first = this.firstSeq;
-    const drop = this.recent.findIndex((e) => e.seq >= first);
-    this.recent.splice(0, drop < 0 ? this.recent.length : drop);
+    const countCutoff = this.last - this.o.retentionCount;
+    const ageCutoff = new Date(this.now() - this.o.retentionAgeMs).toISOString();
+    // The oldest event young enough: stored, else (not written yet) in memory, else none.
+    const young = this.youngStmt.get(ageCutoff)?.seq ?? this.recent.find((e) => e.time >= ageCutoff)?.seq ?? this.last + 1;
+    this.floor = Math.max(this.floor, countCutoff + 1, young);
+    this.sink.write({ prune: { high: this.last, countCutoff, ageCutoff } });
+    let drop = 0;
+    while (drop < this.recent.length && this.recent[drop]!.seq < this.floor) drop++;
+    this.recent.splice(0, drop);
   }
 
   private readDb(afterSeq: number, untilSeq: number, limit: number): LoggedEvent[] {

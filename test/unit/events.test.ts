@@ -69,15 +69,15 @@ describe('the event log', () => {
     const dir = `/tmp/netnsd-evlog-${process.pid}-${Date.now()}-old`;
     const path = `${dir}/netnsd.db`;
     openDb(dir).close();
-    // The store as it was before the last migration: events with AUTOINCREMENT, seqs 1-5 given, 4-5 left.
+    // The store as it was before the migration to events_high: events with AUTOINCREMENT, seqs 1-5 given, 4-5 left.
     const old = new Database(path);
-    old.exec('DROP TABLE events; DROP TABLE events_high;');
+    old.exec('DROP TABLE events; DROP TABLE events_high; DROP TABLE log_reserve;');
     const made = MIGRATIONS.find((m) => m.startsWith('CREATE TABLE events ('))!;
     old.exec(made.slice(0, made.indexOf('-- What the event sources')));
     const ins = old.prepare("INSERT INTO events (time, type, namespace, body) VALUES ('2026-01-01T00:00:00.000Z', 'link.added', 'a', '{}')");
     for (let i = 0; i < 5; i++) ins.run();
     old.exec('DELETE FROM events WHERE seq <= 3');
-    old.pragma(`user_version = ${MIGRATIONS.length - 1}`);
+    old.pragma(`user_version = ${MIGRATIONS.findIndex((m) => m.startsWith('CREATE TABLE events_new'))}`);
     old.close();
     const log = new EventLog(openDb(dir), { retentionCount: 100, retentionAgeMs: 86_400_000 * 3650 });
     expect([log.firstSeq, log.lastSeq]).toEqual([4, 5]);
