@@ -74,7 +74,7 @@ export class EventLog {
   private readonly youngStmt;
   /** Seqs below this are pruned (with a deferred sink, their rows may still be there a moment). */
   private floor = 0;
-  private readonly recent: LoggedEvent[] = [];
+  private readonly recent = new Recent();
   private readonly memoryCount: number;
   private readonly now: () => number;
   private readonly sink: LogSink;
@@ -102,7 +102,7 @@ export class EventLog {
     this.reserved = this.last;
     // Warm the memory copy with the newest stored events, then prune both.
     const from = Math.max(0, stored - this.memoryCount);
-    for (const e of this.readDb(from, stored, this.memoryCount)) this.recent.push(e);
+    this.recent.push(this.readDb(from, stored, this.memoryCount));
     this.prune();
   }
 
@@ -115,7 +115,7 @@ export class EventLog {
   get firstSeq(): number {
     const stored = this.firstStmt.get()?.seq ?? null;
     // Rows not committed yet are in memory; rows pruned from memory may still be stored a moment.
-    const held = this.recent[0]?.seq;
+    const held = this.recent.at(0)?.seq;
     const first = stored === null ? (held ?? this.last + 1) : held === undefined ? stored : Math.min(stored, held);
     return Math.max(first, this.floor);
   }
@@ -138,7 +138,7 @@ export class EventLog {
     }
     this.sink.write({ events: rows });
     this.last = seq;
-    this.recent.push(...out);
+    this.recent.push(out);
     this.trim();
     this.appendedSincePrune += out.length;
     if (this.appendedSincePrune >= PRUNE_EVERY) this.prune();
@@ -154,8 +154,8 @@ export class EventLog {
     if (over <= 0) return;
     const written = this.sink.written;
     let n = 0;
-    while (n < over && this.recent[n]!.seq <= written) n++;
-    if (n > 0) this.recent.splice(0, n);
+    while (n < over && this.recent.at(n)!.seq <= written) n++;
+    this.recent.drop(n);
   }
 
   /** Every row written (before a clean stop); the reservation is then exactly the last seq. */
@@ -170,17 +170,17 @@ export class EventLog {
   /** Retained events with afterSeq < seq <= untilSeq, oldest first, at most `limit`. */
   read(afterSeq: number, untilSeq: number, limit: number): LoggedEvent[] {
     if (afterSeq < this.floor - 1) afterSeq = this.floor - 1;
-    const first = this.recent[0];
+    const first = this.recent.at(0);
     if (first !== undefined && afterSeq + 1 >= first.seq) {
       let lo = 0;
       let hi = this.recent.length;
       while (lo < hi) {
         const mid = (lo + hi) >> 1;
-        if (this.recent[mid]!.seq <= afterSeq) lo = mid + 1;
+        if (this.recent.at(mid)!.seq <= afterSeq) lo = mid + 1;
         else hi = mid;
       }
       const out: LoggedEvent[] = [];
-      for (let i = lo; i < this.recent.length && out.length < limit && this.recent[i]!.seq <= untilSeq; i++) out.push(this.recent[i]!);
+      for (let i = lo; i < this.recent.length && out.length < limit && this.recent.at(i)!.seq <= untilSeq; i++) out.push(this.recent.at(i)!);
       return out;
     }
     return this.readDb(afterSeq, untilSeq, limit);
@@ -192,12 +192,14 @@ export class EventLog {
     const countCutoff = this.last - this.o.retentionCount;
     const ageCutoff = new Date(this.now() - this.o.retentionAgeMs).toISOString();
     // The oldest event young enough: stored, else (not written yet) in memory, else none.
-    const young = this.youngStmt.get(ageCutoff)?.seq ?? this.recent.find((e) => e.time >= ageCutoff)?.seq ?? this.last + 1;
+    let young = this.youngStmt.get(ageCutoff)?.seq;
+    for (let i = 0; young === undefined && i < this.recent.length; i++) if (this.recent.at(i)!.time >= ageCutoff) young = this.recent.at(i)!.seq;
+    young ??= this.last + 1;
     this.floor = Math.max(this.floor, countCutoff + 1, young);
     this.sink.write({ prune: { high: this.last, countCutoff, ageCutoff } });
     let drop = 0;
-    while (drop < this.recent.length && this.recent[drop]!.seq < this.floor) drop++;
-    this.recent.splice(0, drop);
+    while (drop < this.recent.length && this.recent.at(drop)!.seq < this.floor) drop++;
+    this.recent.drop(drop);
   }
 
   private readDb(afterSeq: number, untilSeq: number, limit: number): LoggedEvent[] {
@@ -205,5 +207,35 @@ export class EventLog {
       const body = JSON.parse(r.body) as Record<string, unknown>;
       return { seq: r.seq, time: r.time, type: r.type, namespace: r.namespace, ...body };
     });
+  }
+}
+
+/**
+ * The events kept in memory, oldest first: an array read from `head` on, so that dropping the
+ * oldest (once per append when full) costs nothing; compacted when half of it is dropped.
+ */
+class Recent {
+  private items: LoggedEvent[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  at(i: number): LoggedEvent | undefined {
+    return this.items[this.head + i];
+  }
+
+  push(events: readonly LoggedEvent[]): void {
+    for (const e of events) this.items.push(e);
+  }
+
+  drop(n: number): void {
+    if (n <= 0) return;
+    this.head += n;
+    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
   }
 }

@@ -85,6 +85,14 @@ describe('the event log', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('keeps the newest memoryCount events in memory while thousands are dropped from it', () => {
+    const { log } = bus({ memoryCount: 10, retentionCount: 100_000 });
+    for (let i = 1; i <= 3000; i++) log.append([link('a', `l${i}`)]);
+    expect(log.read(2990, 3000, 100).map((e) => (e.object as { name: string }).name)).toEqual(Array.from({ length: 10 }, (_, i) => `l${2991 + i}`));
+    expect(log.read(1500, 3000, 3).map((e) => e.seq)).toEqual([1501, 1502, 1503]);
+    expect(log.firstSeq).toBe(1);
+  });
+
   it('reads the same from memory and from disk', () => {
     const { log } = bus({ memoryCount: 3 });
     log.append(Array.from({ length: 10 }, (_, i) => link('a', `l${i}`)));
