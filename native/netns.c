@@ -301,7 +301,8 @@ static void add_attr_u32(struct nsid_req *req, unsigned short type, unsigned int
 
 // Sends one request and reads its answer. Returns 0 and sets *nsid (when asked) or -errno.
 static int nsid_talk(int nlfd, int type, int nsfd, int want_nsid, int *nsid) {
-  static unsigned int seq = 1;
+  // Several threads may talk at once (netnsAdd's pool threads), each on a socket of its own.
+  static _Atomic unsigned int seq = 1;
   struct nsid_req req;
   memset(&req, 0, sizeof req);
   req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtgenmsg));
@@ -336,27 +337,37 @@ static int nsid_talk(int nlfd, int type, int nsfd, int want_nsid, int *nsid) {
   }
 }
 
-// mode 0 = get only, 1 = assign (auto) when missing, then get.
-static napi_value nsid_common(napi_env env, napi_callback_info info, int assign) {
-  char path[NN_MAX_PATH];
-  if (get_path_arg(env, info, path) < 0) return nn_throw_errno(env, "nsid(path)", EINVAL);
+// The namespace bound at path's nsid in ours (-1: none), given one first with `assign` when it
+// has none. No N-API: netnsAdd's pool thread calls it too. 0, or -errno with *what set.
+static int nsid_of(const char *path, int assign, int *nsid, const char **what) {
+  *nsid = NETNSA_NSID_NOT_ASSIGNED;
   int nsfd = open(path, O_RDONLY | O_CLOEXEC);
-  if (nsfd < 0) return nn_throw_errno(env, "open namespace", errno);
+  if (nsfd < 0) { *what = "open namespace"; return -errno; }
   int nlfd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (nlfd < 0) { int e = errno; close(nsfd); return nn_throw_errno(env, "netlink socket", e); }
-  // The kernel answers at once; a bound keeps a lost answer from blocking the event loop forever.
+  if (nlfd < 0) { int e = errno; close(nsfd); *what = "netlink socket"; return -e; }
+  // The kernel answers at once; a bound keeps a lost answer from blocking the thread forever.
   struct timeval tv = {.tv_sec = 2, .tv_usec = 0};
   setsockopt(nlfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  int nsid = NETNSA_NSID_NOT_ASSIGNED;
   int rc = 0;
   if (assign) {
     rc = nsid_talk(nlfd, RTM_NEWNSID, nsfd, 0, NULL);
     if (rc == -EEXIST) rc = 0;  // it already has one: fine, read it below
   }
-  if (rc == 0) rc = nsid_talk(nlfd, RTM_GETNSID, nsfd, 1, &nsid);
+  if (rc == 0) rc = nsid_talk(nlfd, RTM_GETNSID, nsfd, 1, nsid);
   close(nlfd);
   close(nsfd);
-  if (rc < 0) return nn_throw_errno(env, assign ? "RTM_NEWNSID" : "RTM_GETNSID", -rc);
+  if (rc < 0) *what = assign ? "RTM_NEWNSID" : "RTM_GETNSID";
+  return rc;
+}
+
+// mode 0 = get only, 1 = assign (auto) when missing, then get.
+static napi_value nsid_common(napi_env env, napi_callback_info info, int assign) {
+  char path[NN_MAX_PATH];
+  if (get_path_arg(env, info, path) < 0) return nn_throw_errno(env, "nsid(path)", EINVAL);
+  int nsid;
+  const char *what = NULL;
+  int rc = nsid_of(path, assign, &nsid, &what);
+  if (rc < 0) return nn_throw_errno(env, what, -rc);
   napi_value result;
   napi_create_int32(env, nsid, &result);
   return result;
@@ -406,6 +417,12 @@ struct add_job {
   const char *what;
   int loopback;     // asked: bring lo up in the new namespace too
   int loopback_up;  // done (a failure there leaves the namespace made, lo down: the caller does it then)
+  // With `more` asked: what the steps after the add would read, read here off the event loop. A
+  // failure leaves them unset (nsid -1, names NULL): the caller then reads them itself.
+  int more;
+  int nsid;
+  char (*names)[IF_NAMESIZE];  // malloc'ed by the thread, freed by the completion
+  int count;
 };
 
 static int fail(struct add_job *job, const char *what, int err) {
@@ -452,6 +469,13 @@ static void *add_thread(void *arg) {
     in_ns(&lo);
     job->loopback_up = lo.err == 0;
   }
+  if (job->more) {
+    struct in_ns_job list;
+    memset(&list, 0, sizeof list);
+    list.op = 1;
+    in_ns(&list);
+    if (list.err == 0) { job->names = list.names; job->count = list.count; }
+  }
   return NULL;
 }
 
@@ -479,7 +503,10 @@ static void add_work(struct add_job *job) {
   int rc = pthread_create(&t, NULL, add_thread, job);
   if (rc != 0) fail(job, "pthread_create", rc);
   else pthread_join(t, NULL);
-  if (job->err) unlink(job->path);
+  if (job->err) { unlink(job->path); return; }
+  // From this (pool) thread, which is in the daemon's namespace: the new one's nsid in ours.
+  const char *what = NULL;
+  if (job->more && nsid_of(job->path, 1, &job->nsid, &what) < 0) job->nsid = NETNSA_NSID_NOT_ASSIGNED;
 }
 
 // Loop thread.
@@ -487,32 +514,62 @@ static void add_complete(napi_env env, napi_status status, void *data) {
   struct add_job *job = data;
   if (status == napi_ok && job->err == 0) {
     napi_value answer;
-    if (job->loopback) napi_get_boolean(env, job->loopback_up, &answer);
-    else napi_get_undefined(env, &answer);
+    if (job->more) {
+      napi_value v;
+      napi_create_object(env, &answer);
+      napi_get_boolean(env, job->loopback && job->loopback_up, &v);
+      napi_set_named_property(env, answer, "loopbackUp", v);
+      napi_create_int32(env, job->nsid, &v);
+      napi_set_named_property(env, answer, "nsid", v);
+      if (job->names) {
+        napi_create_array_with_length(env, job->count, &v);
+        for (int i = 0; i < job->count; i++) {
+          napi_value name;
+          napi_create_string_utf8(env, job->names[i], NAPI_AUTO_LENGTH, &name);
+          napi_set_element(env, v, i, name);
+        }
+      } else {
+        napi_get_null(env, &v);
+      }
+      napi_set_named_property(env, answer, "linkNames", v);
+    } else if (job->loopback) {
+      napi_get_boolean(env, job->loopback_up, &answer);
+    } else {
+      napi_get_undefined(env, &answer);
+    }
     napi_resolve_deferred(env, job->deferred, answer);
   } else {
     int err = job->err ? job->err : ECANCELED;
     napi_reject_deferred(env, job->deferred, nn_errno_error(env, job->err ? job->what : "netnsAdd", err));
   }
   napi_delete_async_work(env, job->work);
+  free(job->names);
   free(job);
 }
 
 /**
- * netnsAdd(path, loopbackUp?): a promise; creates a network namespace bound at path (as `ip netns
- * add`). With loopbackUp, lo is brought up too and the promise says whether that worked.
+ * netnsAdd(path, loopbackUp?, more?): a promise; creates a network namespace bound at path (as `ip netns
+ * add`). With loopbackUp, lo is brought up too and the promise says whether that worked. With
+ * more, it resolves with {loopbackUp, nsid, linkNames}: the namespace is also given an nsid in ours
+ * and its links' names are read (what namespace creation does next), on the same threads; a
+ * failure of either leaves it -1 / null.
  */
 static napi_value netns_add(napi_env env, napi_callback_info info) {
   struct add_job *job = calloc(1, sizeof *job);
   if (!job) return nn_throw_errno(env, "calloc", ENOMEM);
   {
-    size_t argc = 2;
-    napi_value argv[2];
-    bool lo = false;
-    napi_valuetype t = napi_undefined;
-    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= 2 && napi_typeof(env, argv[1], &t) == napi_ok && t == napi_boolean)
-      napi_get_value_bool(env, argv[1], &lo);
-    job->loopback = lo ? 1 : 0;
+    size_t argc = 3;
+    napi_value argv[3];
+    bool flags[2] = {false, false};
+    if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok) {
+      for (size_t i = 1; i < argc && i < 3; i++) {
+        napi_valuetype t = napi_undefined;
+        if (napi_typeof(env, argv[i], &t) == napi_ok && t == napi_boolean) napi_get_value_bool(env, argv[i], &flags[i - 1]);
+      }
+    }
+    job->loopback = flags[0] ? 1 : 0;
+    job->more = flags[1] ? 1 : 0;
+    job->nsid = NETNSA_NSID_NOT_ASSIGNED;
   }
   const char *slash;
   if (get_path_arg(env, info, job->path) < 0 || job->path[0] != '/' || !(slash = strrchr(job->path, '/')) ||

@@ -107,7 +107,15 @@ interface NetnsAddon {
   sysctls(path: string, keys: readonly string[], values?: readonly string[]): (string | null)[] | undefined;
   /** `ip netns add` in-process: creates a namespace bound at path; rejects with an errno-coded Error. (Older builds lack it.) */
   /** With loopbackUp: brings lo up too (from the same thread) and says whether that worked. */
-  netnsAdd?(path: string, loopbackUp?: boolean): Promise<boolean | undefined>;
+  /** With more as well: also gives it an nsid in ours and reads its links' names (-1 / null when that failed). */
+  netnsAdd?(path: string, loopbackUp?: boolean, more?: boolean): Promise<boolean | undefined | NetnsAdded>;
+}
+
+/** netnsAdd's answer with `more` (native/netns.c). */
+interface NetnsAdded {
+  readonly loopbackUp: boolean;
+  readonly nsid: number;
+  readonly linkNames: string[] | null;
 }
 
 /** `ip route show table N` of a table the kernel has none of (stderr recorded in test/fixtures/stderr/route-table-missing.txt). */
@@ -131,7 +139,7 @@ export class Iproute2Executor implements Executor {
   readonly nativeAvailable: boolean;
   private readonly native: NetnsAddon | undefined;
   /** The addon's netnsAdd, when it has one and it is not turned off. */
-  private readonly netnsAdd: ((path: string, loopbackUp?: boolean) => Promise<boolean | undefined>) | undefined;
+  private readonly netnsAdd: NetnsAddon['netnsAdd'];
   /**
    * Namespaces whose lo netnsAdd brought up as it made them (the thread that made a namespace is
    * inside it already): their netns.loopbackUp, which follows, has nothing left to do.
@@ -551,13 +559,19 @@ export class Iproute2Executor implements Executor {
    * `ip netns add` in-process (native/netns.c netnsAdd). A promise: the syscalls (mount, unshare)
    * run off the event loop, so a slow one under load delays only its own namespace.
    */
-  private async nativeAdd(op: Extract<Op, { kind: 'netns.add' }>, add: (path: string, loopbackUp?: boolean) => Promise<boolean | undefined>): Promise<void> {
+  private async nativeAdd(op: Extract<Op, { kind: 'netns.add' }>, add: NonNullable<NetnsAddon['netnsAdd']>): Promise<OpResults['netns.add']> {
     this.loopbackUpAtAdd.delete(op.ns);
+    let answer;
     try {
-      if ((await add(namespacePath(op.ns), true)) === true) this.loopbackUpAtAdd.add(op.ns);
+      answer = await add(namespacePath(op.ns), true, true);
     } catch (e) {
       throw classifyNative(e, op);
     }
+    // An older build answers a boolean (lo up or not) and reads nothing more.
+    const added = typeof answer === 'object' && answer !== null ? answer : undefined;
+    if (added ? added.loopbackUp : answer === true) this.loopbackUpAtAdd.add(op.ns);
+    if (!added) return undefined;
+    return { ...(added.nsid >= 0 ? { nsid: added.nsid } : {}), ...(added.linkNames ? { linkNames: added.linkNames } : {}) };
   }
 
   private nativeCall<T>(op: Op, call: (addon: NetnsAddon) => T): T {

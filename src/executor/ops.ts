@@ -751,7 +751,12 @@ export interface ProbeResult {
 
 /** What each op kind resolves to. */
 export interface OpResults {
-  'netns.add': void;
+  /**
+   * What the addon read of the new namespace on the add's own threads, off the event loop: the
+   * nsid it gave it in ours and its links' names (absent without the addon, or when that failed:
+   * netns.assignNsid and netns.linkNames read them then).
+   */
+  'netns.add': { readonly nsid?: number; readonly linkNames?: readonly string[] } | undefined;
   'netns.delete': void;
   'netns.assignNsid': { readonly nsid: number };
   'netns.getNsid': { readonly nsid: number };

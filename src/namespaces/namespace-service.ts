@@ -5,7 +5,7 @@
  */
 import { AppError } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
-import { HOST } from '../executor/ops.js';
+import { HOST, type OpResults } from '../executor/ops.js';
 import { type LabelSelector, type Labels, MAX_LABELS, matchesSelector, mergeLabels } from '../labels.js';
 import { type Page, paginate } from '../paging.js';
 import type { NamespaceRecord, NamespaceRecords } from '../store/namespace-records.js';
@@ -128,17 +128,17 @@ export class NamespaceService {
     return undefined;
   }
 
-  /** `knownNsid`: the nsid a creation has just given it (not read again). */
-  private async view(entry: NetnsEntry, ctx?: OpContext, knownNsid?: number): Promise<Namespace> {
+  /** `knownNsid`, `knownLinkCount`: what a creation has just given it and read (not read again). */
+  private async view(entry: NetnsEntry, ctx?: OpContext, knownNsid?: number, knownLinkCount?: number): Promise<Namespace> {
     const rec = this.recordFor(entry);
     const isHost = entry.name === HOST;
-    const [nsid, links] = await Promise.all([
+    const [nsid, linkCount] = await Promise.all([
       isHost
         ? Promise.resolve(null)
         : knownNsid !== undefined
           ? Promise.resolve(knownNsid < 0 ? null : knownNsid)
           : this.ex.run({ kind: 'netns.getNsid', ns: entry.name }, ctx).then((r) => (r.nsid < 0 ? null : r.nsid)),
-      this.ex.run({ kind: 'netns.linkNames', ns: entry.name }, ctx),
+      knownLinkCount !== undefined ? knownLinkCount : this.ex.run({ kind: 'netns.linkNames', ns: entry.name }, ctx).then((r) => r.names.length),
     ]);
     return {
       name: entry.name,
@@ -147,7 +147,7 @@ export class NamespaceService {
       labels: { ...(rec?.labels ?? {}) },
       nsid,
       createdAt: rec?.createdAt ?? null,
-      linkCount: links.names.length,
+      linkCount,
     };
   }
 
@@ -244,8 +244,9 @@ export class NamespaceService {
 
   private async createNow(name: string, labels: Labels, ctx: OpContext): Promise<Namespace> {
     const rest: OpContext = { ...ctx, continues: true };
+    let added: OpResults['netns.add'];
     try {
-      await this.ex.run({ kind: 'netns.add', ns: name }, ctx);
+      added = await this.ex.run({ kind: 'netns.add', ns: name }, ctx);
     } catch (e) {
       // A worker that died or timed out may have run the add: remove what it may have left.
       if (e instanceof AppError && (e.code === 'EXECUTOR_TIMEOUT' || e.code === 'EXECUTOR_UNAVAILABLE') && (await this.dir.stat(name))) {
@@ -257,12 +258,13 @@ export class NamespaceService {
     try {
       await this.ex.run({ kind: 'netns.loopbackUp', ns: name }, rest);
       step = 'assignNsid';
-      const { nsid } = await this.ex.run({ kind: 'netns.assignNsid', ns: name }, rest);
+      // The addon's add gives the nsid and reads the links' names on its own threads.
+      const nsid = added?.nsid ?? (await this.ex.run({ kind: 'netns.assignNsid', ns: name }, rest)).nsid;
       step = 'stat';
       const entry = await this.dir.stat(name);
       if (!entry) throw new AppError('NAMESPACE_BUSY', 'The namespace was removed by someone else while it was being created', { meta: { step } });
       this.records.put({ name, id: entry.id, managed: true, createdAt: this.now().toISOString(), labels });
-      return await this.view(entry, rest, nsid);
+      return await this.view(entry, rest, nsid, added?.linkNames?.length);
     } catch (e) {
       await this.undoCreate(name, rest);
       if (e instanceof AppError) {

@@ -96,6 +96,25 @@ describe('POST /v1/namespaces', () => {
     expect(res.json().detail).toBe('There are 4 namespaces; the configured limit is 3');
   });
 
+  it('takes the nsid and link count from what the add read, without reading them again', async () => {
+    const { app, kernel } = await buildTestApp();
+    // As the addon's netnsAdd answers: it gave the namespace an nsid and read its links' names.
+    kernel.expect('netns.add', (op) => {
+      kernel.addNamespace(op.ns);
+      kernel.namespace(op.ns)!.nsid = 7;
+      return { nsid: 7, linkNames: ['lo', 'tunl0'] };
+    });
+    const before = kernel.calls.length;
+    const res = await app.inject({ method: 'POST', url: '/v1/namespaces', headers: json, payload: { name: 'blue' } });
+    expect(res.statusCode).toBe(201);
+    expect(res.json()).toMatchObject({ name: 'blue', nsid: 7, linkCount: 2 });
+    const kinds = kernel.calls.slice(before).map((c) => c.kind);
+    expect(kinds).toContain('netns.add');
+    expect(kinds).not.toContain('netns.assignNsid');
+    expect(kinds).not.toContain('netns.linkNames');
+    kernel.assertDone();
+  });
+
   it('removes the namespace again and names the step when loopback fails', async () => {
     const { app, kernel } = await buildTestApp();
     kernel.expect('netns.loopbackUp', new AppError('PRIVILEGE_REQUIRED', 'Operation not permitted'));

@@ -19,6 +19,7 @@ function gated() {
     await new Promise<void>((r) => gates.set(op.ns, r));
     running--;
     log.push(`end ${op.ns}`);
+    return undefined;
   });
   return {
     fake,
