@@ -100,8 +100,7 @@ describe('POST /v1/namespaces', () => {
     const { app, kernel } = await buildTestApp();
     // As the addon's netnsAdd answers: it gave the namespace an nsid and read its links' names.
     kernel.expect('netns.add', (op) => {
-      kernel.addNamespace(op.ns);
-      kernel.namespace(op.ns)!.nsid = 7;
+      kernel.addNamespace(op.ns, { nsid: 7 });
       return { nsid: 7, linkNames: ['lo', 'tunl0'] };
     });
     const before = kernel.calls.length;

@@ -34,7 +34,7 @@ describe('netns.add', () => {
     const batch = stubBatch(ex);
     const records: OpRecord[] = [];
     await ex.run({ kind: 'netns.add', ns: 'blue' }, { record: (r) => records.push(r) });
-    expect(netnsAdd).toHaveBeenCalledWith('/run/netns/blue', true);
+    expect(netnsAdd).toHaveBeenCalledWith('/run/netns/blue', true, true);
     expect(batch).not.toHaveBeenCalled();
     expect(records).toEqual([expect.objectContaining({ kind: 'netns.add', ns: 'blue', argv: [], ok: true })]);
   });
@@ -48,6 +48,18 @@ describe('netns.add', () => {
     // Only the one right after its creation: another loopbackUp is done again.
     await ex.run({ kind: 'netns.loopbackUp', ns: 'blue' });
     expect(loopbackUp).toHaveBeenCalledWith('/run/netns/blue');
+  });
+
+  it('answers the nsid and link names the addon read at creation, and leaves out what it could not read', async () => {
+    const loopbackUp = vi.fn();
+    const ex = executor({ addon: { netnsAdd: async () => ({ loopbackUp: true, nsid: 4, linkNames: ['lo'] }), loopbackUp }, netlinkReads: false });
+    expect(await ex.run({ kind: 'netns.add', ns: 'blue' })).toEqual({ nsid: 4, linkNames: ['lo'] });
+    await ex.run({ kind: 'netns.loopbackUp', ns: 'blue' });
+    expect(loopbackUp).not.toHaveBeenCalled();
+    const partial = executor({ addon: { netnsAdd: async () => ({ loopbackUp: false, nsid: -1, linkNames: null }), loopbackUp }, netlinkReads: false });
+    expect(await partial.run({ kind: 'netns.add', ns: 'red' })).toEqual({});
+    await partial.run({ kind: 'netns.loopbackUp', ns: 'red' });
+    expect(loopbackUp).toHaveBeenCalledWith('/run/netns/red');
   });
 
   it('brings lo up the usual way when the addon could not do it at creation', async () => {
