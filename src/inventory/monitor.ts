@@ -86,6 +86,11 @@ interface Pending {
   readonly build: () => NewEvent[];
 }
 
+/** A veth end announced before its far end existed: it says `@NONE` (IFLA_LINK 0). */
+function staleEnd(x: KernelLink | undefined): boolean {
+  return x?.kind === 'veth' && (!x.lower || x.lower.index === 0);
+}
+
 export class Monitor implements LinkRefs {
   private fd: number | undefined;
   private readonly stacks = new Map<string, NamespaceStack>();
@@ -100,6 +105,16 @@ export class Monitor implements LinkRefs {
   private readonly routeRecheck = new Set<string>();
   /** Namespaces whose links must be re-read: a veth's peer moved (the kernel says so of the mover only). */
   private readonly linkRecheck = new Set<string>();
+  /**
+   * Veth ends announced before their far end existed (IFLA_LINK 0: the kernel registers a new
+   * pair's peer first), by namespace, then ifindex → the far end (namespace, ifindex). The kernel
+   * announces such an end again, right, when it next changes (netnsd brings a new veth's peer up
+   * at once), so it is re-read (settleStale) only if it is still stale when its namespace is read
+   * or has its events built: a link dump on the event loop per veth made, which waits for the
+   * rtnl lock while other veths are being made, is mostly saved. Meanwhile the far end's own
+   * view finds its peer by this map (ref).
+   */
+  private readonly staleEnds = new Map<string, Map<number, { readonly ns: string; readonly index: number }>>();
   /**
    * Namespaces whose rules must be re-read: a rule's flags (`unresolved` goto, `iif_detached`)
    * change silently when its target rule or its link comes or goes.
@@ -141,12 +156,15 @@ export class Monitor implements LinkRefs {
   /** The ifindex of a link of a watched namespace as the caught-up inventory knows it (undefined: not known here). */
   linkIndex(ns: string, name: string): number | undefined {
     if (!this.serves(ns)) return undefined;
-    return this.stack(ns)?.linkNamed(name)?.index;
+    // An index is right even for a stale veth end: no settleStale here.
+    this.catchUp();
+    return this.stacks.get(ns)?.linkNamed(name)?.index;
   }
 
   /** The inventory of a namespace, caught up with every event the kernel has sent so far. */
   stack(ns: string): NamespaceStack | undefined {
     this.catchUp();
+    this.settleStale(ns);
     return this.stacks.get(ns);
   }
 
@@ -221,6 +239,7 @@ export class Monitor implements LinkRefs {
     if (!stack) return;
     this.catchUp();
     this.stacks.delete(name);
+    this.staleEnds.delete(name);
     this.linkViews.delete(name);
     const nsid = this.nsidOf.get(name);
     if (nsid !== undefined) this.byNsid.delete(nsid);
@@ -247,6 +266,7 @@ export class Monitor implements LinkRefs {
    */
   reread(ns: string, kind: 'address'): NamespaceStack | undefined {
     this.catchUp();
+    this.settleStale(ns);
     const stack = this.stacks.get(ns);
     if (!stack) return undefined;
     this.recheck(ns, kind);
@@ -416,6 +436,7 @@ export class Monitor implements LinkRefs {
         continue; // going away: namespace.removed will say it
       }
       const changes = stack.replace(snapshot);
+      this.staleEnds.delete(name);
       this.persist(name, changes);
       differences.push(...this.eventsOf(name, changes));
     }
@@ -457,6 +478,7 @@ export class Monitor implements LinkRefs {
     if (named && m.type === M.RTM_NEWLINK) stack.names.set(named.index, named.name);
     const e = eventOf(m, stack.names, this.names);
     if (!e) return;
+    if (e.kind === 'link' && (e.action === 'del' || !staleEnd(e.link))) this.staleEnds.get(ns)?.delete(e.link.index);
     if (e.kind === 'link' && e.action === 'del') {
       const a = parseAttrs(m.payload, M.IFINFOMSG_LEN);
       const newNsid = a.get(IFLA_NEW_NETNSID);
@@ -509,12 +531,25 @@ export class Monitor implements LinkRefs {
   private farEnds(ns: string, l: KernelLink): void {
     if (l.kind !== 'veth' || !l.lower) return;
     // Announced first, the far end said `@NONE` (IFLA_LINK 0): only such an end needs re-reading.
-    const stale = (x: KernelLink | undefined) => x?.kind === 'veth' && (!x.lower || x.lower.index === 0);
+    const index = l.lower.index;
+    const mark = (at: string) => {
+      let ends = this.staleEnds.get(at);
+      if (!ends) this.staleEnds.set(at, (ends = new Map()));
+      ends.set(index, { ns, index: l.index });
+    };
     if (l.lower.netnsid === null) {
-      if (stale(this.stacks.get(ns)?.link(l.lower.index))) this.linkRecheck.add(ns);
+      if (staleEnd(this.stacks.get(ns)?.link(index))) mark(ns);
       return;
     }
-    for (const [name, s] of this.stacks) if (name !== ns && stale(s.link(l.lower.index))) this.linkRecheck.add(name);
+    for (const [name, s] of this.stacks) if (name !== ns && staleEnd(s.link(index))) mark(name);
+  }
+
+  /** Re-reads the links of `ns` when it has a stale veth end (see staleEnds). */
+  private settleStale(ns: string): void {
+    const ends = this.staleEnds.get(ns);
+    if (ends === undefined) return;
+    if (ends.size === 0) this.staleEnds.delete(ns);
+    else this.recheck(ns, 'link');
   }
 
   /** Re-reads what the rechecks named (see ingest). */
@@ -539,6 +574,7 @@ export class Monitor implements LinkRefs {
   private recheck(ns: string, what: 'link' | 'route' | 'rule' | 'address'): void {
     const stack = this.stacks.get(ns);
     if (!stack) return;
+    if (what === 'link') this.staleEnds.delete(ns);
     let nl;
     try {
       nl = new NetlinkNamespace(namespacePath(ns), { names: this.names, addon: this.o.addon });
@@ -599,6 +635,8 @@ export class Monitor implements LinkRefs {
         break;
       }
       this.queue.shift();
+      // A stale veth end is re-read before an event of its namespace (or the far end's) is built.
+      if (head.ns !== '') this.settleStale(head.ns);
       try {
         out.push(...head.build());
       } catch (e) {
@@ -701,7 +739,10 @@ export class Monitor implements LinkRefs {
       if (name === ns) continue;
       const x = s.link(lower.index);
       if (!x) continue;
-      if (veth && !(x.kind === 'veth' && x.lower?.index === l.index && x.lower.netnsid !== null)) continue;
+      // A far end still stale (staleEnds) points nowhere yet; it was marked by the link it belongs to.
+      const mark = this.staleEnds.get(name)?.get(lower.index);
+      const farEnd = x.kind === 'veth' && ((x.lower?.index === l.index && x.lower.netnsid !== null) || (mark?.ns === ns && mark.index === l.index));
+      if (veth && !farEnd) continue;
       candidates.push([name, x]);
     }
     let found = candidates.length === 1 ? candidates[0] : undefined;

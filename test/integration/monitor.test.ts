@@ -143,6 +143,24 @@ describe('the kernel monitor', () => {
     c.close();
   });
 
+  it("resolves a veth's far end, announced before its peer existed, in reads and in the events of both ends", async () => {
+    const [a, b] = await createNamespaces(r, 'mon-far-a', 'mon-far-b');
+    const c = await connect(r, `?types=link.*&namespace=nnt-*`);
+    // Made by hand and left down: the kernel never announces the far end again.
+    ip('-n', a, 'link', 'add', 'y0', 'type', 'veth', 'peer', 'name', 'y1', 'netns', b);
+    expect(await ok('GET', `/v1/namespaces/${b}/links/y1`, undefined, 200)).toMatchObject({ peer: { namespace: a, name: 'y0' } });
+    expect(await ok('GET', `/v1/namespaces/${a}/links/y0`, undefined, 200)).toMatchObject({ peer: { namespace: b, name: 'y1' } });
+    await until(async () => c.got.some((e) => e.namespace === b && e.object.name === 'y1' && e.object.peer?.name === 'y0'), 5000, 'y1 announced with its peer');
+    // Made through the API, its peer brought up at once: that announcement of the peer is right.
+    await ok('POST', `/v1/namespaces/${a}/links`, { name: 'z0', kind: 'veth', up: true, peer: { name: 'z1', namespace: b } });
+    const z1 = await waitFor(c.got, (e) => e.namespace === b && e.object.name === 'z1' && e.object.state !== 'down', 'z1 up');
+    expect(z1.object.peer).toMatchObject({ namespace: a, name: 'z0' });
+    const z0 = await waitFor(c.got, (e) => e.namespace === a && e.object.name === 'z0', 'z0');
+    expect(z0.object.peer).toMatchObject({ namespace: b, name: 'z1' });
+    expect(await ok('GET', `/v1/namespaces/${b}/links/z1`, undefined, 200)).toMatchObject({ peer: { namespace: a, name: 'z0' } });
+    c.close();
+  });
+
   it('answers listings from the inventory, agreeing with the kernel after changes by hand', async () => {
     const [a, b] = await createNamespaces(r, 'mon-inv-a', 'mon-inv-b');
     ip('-n', a, 'link', 'add', 'x0', 'type', 'veth', 'peer', 'name', 'x1', 'netns', b);
