@@ -219,7 +219,8 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
     if (!kernelMonitor) return;
     const each = e.type === 'resync' ? ((e.differences as Array<{ type: string; namespace: string }> | undefined) ?? []) : [e as { type: string; namespace: string }];
     for (const d of each) {
-      if (d.type === 'namespace.added') void kernelMonitor.track(d.namespace);
+      // The namespace's view carries its identity and nsid: the seed need not give or read one.
+      if (d.type === 'namespace.added') void kernelMonitor.track(d.namespace, madeOf((d as { object?: unknown }).object));
       else if (d.type === 'namespace.removed') kernelMonitor.untrack(d.namespace);
     }
   });
@@ -422,6 +423,12 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
 }
 
 /** The addon's netlink functions, or undefined when the addon is not built (the monitor then does not run). */
+/** The identity and nsid a namespace.added event's view gives, when it gives both. */
+function madeOf(view: unknown): { id: string; nsid: number } | undefined {
+  const v = view as { id?: unknown; nsid?: unknown } | undefined;
+  return typeof v?.id === 'string' && typeof v.nsid === 'number' && v.nsid >= 0 ? { id: v.id, nsid: v.nsid } : undefined;
+}
+
 function netlinkAddon(): NetlinkAddon | undefined {
   try {
     const a = loadNetlinkAddon();

@@ -8,8 +8,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
+import { ExecutorPool } from '../../src/executor/pool.js';
 import { NetlinkNamespace, namespacePath } from '../../src/netlink/netlink.js';
 import { ip, nsName, until } from '../helpers/kernel.js';
 import { ADMIN_TOKEN, type Msg, type RealApp, adminClient, createNamespaces, eventsClient, overTcp, startRealApp, useRealApp } from '../helpers/real-app.js';
@@ -141,6 +142,18 @@ describe('the kernel monitor', () => {
     expect(stayed.object.peer).toMatchObject({ namespace: b, name: 'm1' });
     expect(c.got.some((e) => e.type === 'link.removed' && e.object.name === 'm1')).toBe(false);
     c.close();
+  });
+
+  it('watches a namespace it made by the nsid the creation gave, without giving or reading one again', async () => {
+    const run = vi.spyOn(ExecutorPool.prototype, 'run');
+    try {
+      const [a] = await createNamespaces(r, 'mon-nsid');
+      await until(() => r.services.monitor?.serves(a) === true, 5000, 'the monitor to watch it');
+      const nsidOps = run.mock.calls.map(([op]) => op).filter((op) => (op.kind === 'netns.assignNsid' || op.kind === 'netns.getNsid') && op.ns === a);
+      expect(nsidOps).toEqual([]);
+    } finally {
+      run.mockRestore();
+    }
   });
 
   it("resolves a veth's far end, announced before its peer existed, in reads and in the events of both ends", async () => {
