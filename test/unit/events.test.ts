@@ -4,6 +4,7 @@ import { rmSync } from 'node:fs';
 import { MIGRATIONS, openDb } from '../../src/store/db.js';
 import { EventLog, type NewEvent } from '../../src/store/event-log.js';
 import { EventBus, type Delivery, type SubscribeOptions } from '../../src/events/event-bus.js';
+import { drain, seqs } from '../helpers/deliveries.js';
 import { parseFilter, matches } from '../../src/events/event-filter.js';
 import { TicketStore } from '../../src/events/tickets.js';
 import { UNIX_PRINCIPAL } from '../../src/auth/tokens.js';
@@ -20,12 +21,6 @@ function bus(o: { retentionCount?: number; memoryCount?: number; labels?: Record
 const sub = (b: EventBus, o: Partial<SubscribeOptions> = {}) =>
   b.subscribe({ filter: parseFilter({}), onOverflow: 'gap', queueSize: 100, actor: 't', transport: 'websocket', visible: () => true, ...o });
 
-function drain(s: { take(): Delivery | undefined }): Delivery[] {
-  const out: Delivery[] = [];
-  for (let d = s.take(); d !== undefined; d = s.take()) out.push(d);
-  return out;
-}
-const seqs = (ds: Delivery[]) => ds.map((d) => ('seq' in d ? d.seq : d.type === 'gap' ? `gap ${d.from}-${d.to}` : d.type));
 
 describe('the event log', () => {
   it('assigns growing seqs and keeps them across a reopen, never reusing one after pruning', () => {

@@ -7,6 +7,7 @@ import { dbReserve, EventLog, RESERVE_BLOCK, type NewEvent } from '../../src/sto
 import { EventInventory } from '../../src/store/event-inventory.js';
 import { openLogStore, SyncSink, WorkerSink, type LogBatch, type LogSink } from '../../src/store/log-sink.js';
 import { EventBus, type Delivery } from '../../src/events/event-bus.js';
+import { drain, seqs } from '../helpers/deliveries.js';
 import { parseFilter } from '../../src/events/event-filter.js';
 
 const link = (name: string): NewEvent => ({ type: 'link.added', namespace: 'a', object: { name } });
@@ -42,12 +43,6 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function drain(s: { take(): Delivery | undefined }): Delivery[] {
-  const out: Delivery[] = [];
-  for (let d = s.take(); d !== undefined; d = s.take()) out.push(d);
-  return out;
-}
-const seqs = (ds: Delivery[]) => ds.map((d) => ('seq' in d ? d.seq : d.type === 'gap' ? `gap ${d.from}-${d.to}` : d.type));
 
 describe('the event log written by a thread of its own', () => {
   it('writes its rows in netnsd-log.db from the thread and has them after a clean reopen, the reservation back at the last seq', async () => {

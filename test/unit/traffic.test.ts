@@ -12,6 +12,7 @@ import WebSocket from 'ws';
 import { parseLinkStats } from '../../src/executor/argv.js';
 import type { LinkCounters } from '../../src/executor/ops.js';
 import { EventBus, type Delivery, type Subscription } from '../../src/events/event-bus.js';
+import { drain } from '../helpers/deliveries.js';
 import { parseFilter } from '../../src/events/event-filter.js';
 import * as M from '../../src/netlink/messages.js';
 import { dumpMessages, parseAttrs } from '../../src/netlink/parse.js';
@@ -202,11 +203,6 @@ function rig(o: { queueSize?: number; visible?: (ns: string) => boolean } = {}) 
   return { bus, log, clock, counters, sampler, subscribe, advance, logged };
 }
 
-function drain(s: { take(): Delivery | undefined }): Delivery[] {
-  const out: Delivery[] = [];
-  for (let d = s.take(); d !== undefined; d = s.take()) out.push(d);
-  return out;
-}
 const samples = (ds: Delivery[]) => ds.filter((d): d is TrafficSample => d.type === 'traffic');
 const alerts = (ds: Delivery[]): Array<Record<string, any>> => // eslint-disable-line @typescript-eslint/no-explicit-any
   ds.filter((d): d is LoggedEvent => d.type === 'traffic.alert').map((e) => ({ seq: e.seq, namespace: e.namespace, ...(e.object as Record<string, unknown>) }));
