@@ -548,11 +548,11 @@ static void add_complete(napi_env env, napi_status status, void *data) {
 }
 
 /**
- * netnsAdd(path, loopbackUp?, more?): a promise; creates a network namespace bound at path (as `ip netns
- * add`). With loopbackUp, lo is brought up too and the promise says whether that worked. With
- * more, it resolves with {loopbackUp, nsid, linkNames}: the namespace is also given an nsid in ours
- * and its links' names are read (what namespace creation does next), on the same threads; a
- * failure of either leaves it -1 / null.
+ * netnsAdd(path, loopbackUp?, more?): a promise; creates a network namespace bound at path (as
+ * `ip netns add`). With loopbackUp, lo is brought up too and the promise says whether that
+ * worked. With more, it resolves with {loopbackUp, nsid, linkNames}: the namespace is also given
+ * an nsid in ours and its links' names are read (what namespace creation does next), on the same
+ * threads; a failure of either leaves it -1 / null.
  */
 static napi_value netns_add(napi_env env, napi_callback_info info) {
   struct add_job *job = calloc(1, sizeof *job);

@@ -422,13 +422,13 @@ export async function buildServer(s: Services, opts: ServerOptions): Promise<Fas
   return app;
 }
 
-/** The addon's netlink functions, or undefined when the addon is not built (the monitor then does not run). */
 /** The identity and nsid a namespace.added event's view gives, when it gives both. */
 function madeOf(view: unknown): { id: string; nsid: number } | undefined {
   const v = view as { id?: unknown; nsid?: unknown } | undefined;
   return typeof v?.id === 'string' && typeof v.nsid === 'number' && v.nsid >= 0 ? { id: v.id, nsid: v.nsid } : undefined;
 }
 
+/** The addon's netlink functions, or undefined when the addon is not built (the monitor then does not run). */
 function netlinkAddon(): NetlinkAddon | undefined {
   try {
     const a = loadNetlinkAddon();

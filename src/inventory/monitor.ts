@@ -635,7 +635,7 @@ export class Monitor implements LinkRefs {
         break;
       }
       this.queue.shift();
-      // A stale veth end is re-read before an event of its namespace (or the far end's) is built.
+      // A stale veth end is re-read before an event of its namespace is built.
       if (head.ns !== '') this.settleStale(head.ns);
       try {
         out.push(...head.build());
