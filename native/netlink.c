@@ -244,6 +244,52 @@ static int dump_on(napi_env env, int fd, const unsigned char *req, size_t reqlen
   }
 }
 
+int nn_dump_raw(int fd, const unsigned char *req, size_t reqlen, int timeout_ms, struct nn_raw_dump *d) {
+  memset(d, 0, sizeof *d);
+  if (reqlen < sizeof(struct nlmsghdr)) return -EINVAL;
+  struct nlmsghdr hdr;
+  memcpy(&hdr, req, sizeof hdr);
+  int sent = nn_send_request(fd, req, reqlen);
+  if (sent < 0) return sent;
+  long long deadline = nn_now_ms() + timeout_ms;
+  for (;;) {
+    ssize_t n;
+    do n = recv(fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      int w = nn_wait_readable(fd, deadline);
+      if (w < 0) return w;
+      continue;
+    }
+    if (n < 0) return -errno;
+    if (d->count == d->cap) {
+      int cap = d->cap ? d->cap * 2 : 8;
+      size_t *ends = realloc(d->ends, (size_t)cap * sizeof *ends);
+      if (!ends) return -ENOMEM;
+      d->ends = ends;
+      d->cap = cap;
+    }
+    unsigned char *data = realloc(d->data, d->len + (size_t)n + 1);
+    if (!data) return -ENOMEM;
+    d->data = data;
+    ssize_t m;
+    do m = recv(fd, d->data + d->len, (size_t)n, MSG_DONTWAIT); while (m < 0 && errno == EINTR);
+    if (m < 0) return -errno;
+    int done = 0, ours = 0;
+    nn_scan_reply(d->data + d->len, (size_t)m, hdr.nlmsg_seq, &ours, &done, &d->interrupted);
+    if (ours) {
+      d->len += (size_t)m;
+      d->ends[d->count++] = d->len;
+    }
+    if (done) return 0;
+  }
+}
+
+void nn_raw_dump_free(struct nn_raw_dump *d) {
+  free(d->data);
+  free(d->ends);
+  memset(d, 0, sizeof *d);
+}
+
 /**
  * nlDump(fdOrNsPath, request, timeoutMs?): sends one request and returns
  * { datagrams: Buffer[], interrupted: boolean }. `interrupted` is NLM_F_DUMP_INTR: the kernel's

@@ -31,6 +31,24 @@ int nn_wait_readable(int fd, long long deadline);
  */
 void nn_scan_reply(const unsigned char *data, size_t size, uint32_t seq, int *ours, int *done, int *interrupted);
 
+/** One dump's answer in memory: its datagrams back to back, datagram i ending at ends[i]. */
+struct nn_raw_dump {
+  unsigned char *data;
+  size_t len;
+  size_t *ends;
+  int count;
+  int cap;
+  int interrupted;  // NLM_F_DUMP_INTR: the tables changed meanwhile (dump again)
+};
+
+/**
+ * Sends one dump request on fd (a socket of nn_netlink_socket) and keeps every datagram of its
+ * answer up to NLMSG_DONE / NLMSG_ERROR in *d; no N-API, any thread (netlink.c). 0 or -errno;
+ * *d is to be freed with nn_raw_dump_free either way.
+ */
+int nn_dump_raw(int fd, const unsigned char *req, size_t reqlen, int timeout_ms, struct nn_raw_dump *d);
+void nn_raw_dump_free(struct nn_raw_dump *d);
+
 /** An Error "WHAT: strerror" with `code` (the errno's name, e.g. ENOENT) and `errno` (native/netns.c). */
 napi_value nn_errno_error(napi_env env, const char *what, int err);
 

@@ -408,6 +408,8 @@ static napi_value get_nsid(napi_env env, napi_callback_info info) { return nsid_
 static pthread_mutex_t run_dir_mutex = PTHREAD_MUTEX_INITIALIZER;
 static char shared_run_dir[NN_MAX_PATH];  // the directory made shared already (under the mutex)
 
+#define NN_MAX_DUMPS 8
+
 struct add_job {
   napi_async_work work;
   napi_deferred deferred;
@@ -423,7 +425,23 @@ struct add_job {
   int nsid;
   char (*names)[IF_NAMESIZE];  // malloc'ed by the thread, freed by the completion
   int count;
+  // Dump requests to answer from inside the new namespace once it has its nsid (the monitor's
+  // seed, taken here off the event loop): copies of the caller's, and the answers (or -errno).
+  int ndumps;
+  unsigned char *reqs[NN_MAX_DUMPS];
+  size_t reqlens[NN_MAX_DUMPS];
+  struct nn_raw_dump dumps[NN_MAX_DUMPS];
+  int dump_err[NN_MAX_DUMPS];
 };
+
+static void free_add_job(struct add_job *job) {
+  free(job->names);
+  for (int i = 0; i < job->ndumps; i++) {
+    free(job->reqs[i]);
+    nn_raw_dump_free(&job->dumps[i]);
+  }
+  free(job);
+}
 
 static int fail(struct add_job *job, const char *what, int err) {
   job->err = err;
@@ -507,6 +525,14 @@ static void add_work(struct add_job *job) {
   // From this (pool) thread, which is in the daemon's namespace: the new one's nsid in ours.
   const char *what = NULL;
   if (job->more && nsid_of(job->path, 1, &job->nsid, &what) < 0) job->nsid = NETNSA_NSID_NOT_ASSIGNED;
+  // The dumps come after the nsid: from then on the monitor's socket hears the namespace, so
+  // whatever changes after a dump arrives as an event, and nothing falls between.
+  if (job->ndumps == 0) return;
+  int err = 0;
+  int nl = job->nsid >= 0 ? nn_netlink_socket(job->path, 1 << 20, &what, &err) : -1;
+  for (int i = 0; i < job->ndumps; i++)
+    job->dump_err[i] = nl < 0 ? -(err ? err : ENOENT) : nn_dump_raw(nl, job->reqs[i], job->reqlens[i], 2000, &job->dumps[i]);
+  if (nl >= 0) close(nl);
 }
 
 // Loop thread.
@@ -532,6 +558,33 @@ static void add_complete(napi_env env, napi_status status, void *data) {
         napi_get_null(env, &v);
       }
       napi_set_named_property(env, answer, "linkNames", v);
+      if (job->ndumps > 0) {
+        napi_value list;
+        napi_create_array_with_length(env, job->ndumps, &list);
+        for (int i = 0; i < job->ndumps; i++) {
+          struct nn_raw_dump *d = &job->dumps[i];
+          napi_value one;
+          if (job->dump_err[i] < 0) {
+            napi_get_null(env, &one);
+          } else {
+            napi_value datagrams, flag;
+            napi_create_array_with_length(env, d->count, &datagrams);
+            for (int k = 0; k < d->count; k++) {
+              size_t from = k == 0 ? 0 : d->ends[k - 1];
+              napi_value buf;
+              void *copy = NULL;
+              napi_create_buffer_copy(env, d->ends[k] - from, d->data + from, &copy, &buf);
+              napi_set_element(env, datagrams, k, buf);
+            }
+            napi_create_object(env, &one);
+            napi_set_named_property(env, one, "datagrams", datagrams);
+            napi_get_boolean(env, d->interrupted, &flag);
+            napi_set_named_property(env, one, "interrupted", flag);
+          }
+          napi_set_element(env, list, i, one);
+        }
+        napi_set_named_property(env, answer, "dumps", list);
+      }
     } else if (job->loopback) {
       napi_get_boolean(env, job->loopback_up, &answer);
     } else {
@@ -543,8 +596,7 @@ static void add_complete(napi_env env, napi_status status, void *data) {
     napi_reject_deferred(env, job->deferred, nn_errno_error(env, job->err ? job->what : "netnsAdd", err));
   }
   napi_delete_async_work(env, job->work);
-  free(job->names);
-  free(job);
+  free_add_job(job);
 }
 
 /**
@@ -552,14 +604,16 @@ static void add_complete(napi_env env, napi_status status, void *data) {
  * `ip netns add`). With loopbackUp, lo is brought up too and the promise says whether that
  * worked. With more, it resolves with {loopbackUp, nsid, linkNames}: the namespace is also given
  * an nsid in ours and its links' names are read (what namespace creation does next), on the same
- * threads; a failure of either leaves it -1 / null.
+ * threads; a failure of either leaves it -1 / null. `dumps` (with more): up to NN_MAX_DUMPS
+ * rtnetlink dump requests answered from inside the new namespace after it has its nsid; the answer
+ * then has `dumps`, for each {datagrams, interrupted} or null (it failed).
  */
 static napi_value netns_add(napi_env env, napi_callback_info info) {
   struct add_job *job = calloc(1, sizeof *job);
   if (!job) return nn_throw_errno(env, "calloc", ENOMEM);
   {
-    size_t argc = 3;
-    napi_value argv[3];
+    size_t argc = 4;
+    napi_value argv[4];
     bool flags[2] = {false, false};
     if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok) {
       for (size_t i = 1; i < argc && i < 3; i++) {
@@ -570,24 +624,45 @@ static napi_value netns_add(napi_env env, napi_callback_info info) {
     job->loopback = flags[0] ? 1 : 0;
     job->more = flags[1] ? 1 : 0;
     job->nsid = NETNSA_NSID_NOT_ASSIGNED;
+    bool list = false;
+    uint32_t n = 0;
+    if (job->more && argc >= 4 && napi_is_array(env, argv[3], &list) == napi_ok && list && napi_get_array_length(env, argv[3], &n) == napi_ok) {
+      if (n > NN_MAX_DUMPS) { free_add_job(job); return nn_throw_errno(env, "netnsAdd dumps", E2BIG); }
+      for (uint32_t i = 0; i < n; i++) {
+        napi_value el;
+        bool isbuf = false;
+        void *data = NULL;
+        size_t len = 0;
+        if (napi_get_element(env, argv[3], i, &el) != napi_ok || napi_is_buffer(env, el, &isbuf) != napi_ok || !isbuf ||
+            napi_get_buffer_info(env, el, &data, &len) != napi_ok || len < sizeof(struct nlmsghdr)) {
+          free_add_job(job);
+          return nn_throw_errno(env, "netnsAdd dumps", EINVAL);
+        }
+        job->reqs[i] = malloc(len);
+        if (!job->reqs[i]) { free_add_job(job); return nn_throw_errno(env, "malloc", ENOMEM); }
+        memcpy(job->reqs[i], data, len);
+        job->reqlens[i] = len;
+        job->ndumps = (int)i + 1;
+      }
+    }
   }
   const char *slash;
   if (get_path_arg(env, info, job->path) < 0 || job->path[0] != '/' || !(slash = strrchr(job->path, '/')) ||
       slash == job->path || !slash[1] || !strcmp(slash + 1, ".") || !strcmp(slash + 1, "..")) {
-    free(job);
+    free_add_job(job);
     return nn_throw_errno(env, "netnsAdd(path)", EINVAL);
   }
   memcpy(job->dir, job->path, (size_t)(slash - job->path));
   job->dir[slash - job->path] = 0;
   napi_value promise, name;
-  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok) { free(job); return nn_throw_errno(env, "napi_create_promise", ENOMEM); }
+  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok) { free_add_job(job); return nn_throw_errno(env, "napi_create_promise", ENOMEM); }
   napi_create_string_utf8(env, "netnsAdd", NAPI_AUTO_LENGTH, &name);
   if (napi_create_async_work(env, NULL, name, add_execute, add_complete, job, &job->work) != napi_ok ||
       napi_queue_async_work(env, job->work) != napi_ok) {
     // The promise was made: settle it rather than leave it pending.
     napi_reject_deferred(env, job->deferred, nn_errno_error(env, "napi_queue_async_work", ENOMEM));
     if (job->work) napi_delete_async_work(env, job->work);
-    free(job);
+    free_add_job(job);
   }
   return promise;
 }

@@ -203,7 +203,9 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   // what the client does next (through the API or by hand) is seen.
   // What the creation answered is what namespace.added shows, and its nsid is the one the
   // monitor's socket hears it by: neither is read again.
-  namespaces.onCreateSettled(async (name, made) => {
+  namespaces.onCreateSettled(async (name, made, snapshot) => {
+    // The dumps the add took of it seed the monitor (before namespace.added makes it track it).
+    if (made && snapshot) monitor?.expect(name, made.id, snapshot);
     await namespaceWatcher.rescan([name], made && [made]);
     await monitor?.track(name, made && made.nsid !== null ? { id: made.id, nsid: made.nsid } : undefined);
   });

@@ -60,7 +60,7 @@ import { classify, classifyNative, classifyNetlink, classifySpawnError } from '.
 import type { Executor, OpContext } from './executor.js';
 import { NetnsWorkers } from './netns-workers.js';
 import { isNetlinkChange, type NetlinkChangeOp } from '../netlink/changes.js';
-import { type NetlinkAddon, NetlinkNamespace, namespacePath } from '../netlink/netlink.js';
+import { type NetlinkAddon, NetlinkNamespace, namespacePath, type PrefetchedDumps, requestKey, snapshotRequests } from '../netlink/netlink.js';
 import { MissingLinkError } from '../netlink/parse.js';
 import { readLinkCounters } from '../netlink/stats.js';
 import { DEFAULT_NETNS_DIR } from '../namespaces/netns-dir.js';
@@ -107,8 +107,8 @@ interface NetnsAddon {
   sysctls(path: string, keys: readonly string[], values?: readonly string[]): (string | null)[] | undefined;
   /** `ip netns add` in-process: creates a namespace bound at path; rejects with an errno-coded Error. (Older builds lack it.) */
   /** With loopbackUp: brings lo up too (from the same thread) and says whether that worked. */
-  /** With more as well: also gives it an nsid in ours and reads its links' names (-1 / null when that failed). */
-  netnsAdd?(path: string, loopbackUp?: boolean, more?: boolean): Promise<boolean | undefined | NetnsAdded>;
+  /** With more as well: also gives it an nsid in ours and reads its links' names (-1 / null when that failed), and answers `dumps` from inside it. */
+  netnsAdd?(path: string, loopbackUp?: boolean, more?: boolean, dumps?: readonly Buffer[]): Promise<boolean | undefined | NetnsAdded>;
 }
 
 /** netnsAdd's answer with `more` (native/netns.c). */
@@ -116,6 +116,8 @@ interface NetnsAdded {
   readonly loopbackUp: boolean;
   readonly nsid: number;
   readonly linkNames: string[] | null;
+  /** With dumps: each one's answer, or null when it failed. */
+  readonly dumps?: ReadonlyArray<{ datagrams: Buffer[]; interrupted: boolean } | null>;
 }
 
 /** `ip route show table N` of a table the kernel has none of (stderr recorded in test/fixtures/stderr/route-table-missing.txt). */
@@ -561,9 +563,11 @@ export class Iproute2Executor implements Executor {
    */
   private async nativeAdd(op: Extract<Op, { kind: 'netns.add' }>, add: NonNullable<NetnsAddon['netnsAdd']>): Promise<OpResults['netns.add']> {
     this.loopbackUpAtAdd.delete(op.ns);
+    const since = performance.now();
+    const requests = snapshotRequests();
     let answer;
     try {
-      answer = await add(namespacePath(op.ns), true, true);
+      answer = await add(namespacePath(op.ns), true, true, requests);
     } catch (e) {
       throw classifyNative(e, op);
     }
@@ -571,7 +575,15 @@ export class Iproute2Executor implements Executor {
     const added = typeof answer === 'object' && answer !== null ? answer : undefined;
     if (added ? added.loopbackUp : answer === true) this.loopbackUpAtAdd.add(op.ns);
     if (!added) return undefined;
-    return { ...(added.nsid >= 0 ? { nsid: added.nsid } : {}), ...(added.linkNames ? { linkNames: added.linkNames } : {}) };
+    const dumps: PrefetchedDumps = new Map();
+    added.dumps?.forEach((d, i) => {
+      if (d && requests[i]) dumps.set(requestKey(requests[i]), d);
+    });
+    return {
+      ...(added.nsid >= 0 ? { nsid: added.nsid } : {}),
+      ...(added.linkNames ? { linkNames: added.linkNames } : {}),
+      ...(dumps.size > 0 ? { snapshot: { since, dumps } } : {}),
+    };
   }
 
   private nativeCall<T>(op: Op, call: (addon: NetnsAddon) => T): T {

@@ -749,14 +749,24 @@ export interface ProbeResult {
   readonly reason?: string;
 }
 
+/**
+ * A new namespace's dumps (src/netlink/netlink.ts snapshotRequests), taken by netnsAdd after it
+ * gave the namespace its nsid, by request key (PrefetchedDumps); `since`: performance.now() before
+ * the add began (no event of the namespace can have been read before).
+ */
+export interface NamespaceSnapshot {
+  readonly since: number;
+  readonly dumps: Map<string, { readonly datagrams: Buffer[]; readonly interrupted: boolean }>;
+}
+
 /** What each op kind resolves to. */
 export interface OpResults {
   /**
    * What the addon read of the new namespace on the add's own threads, off the event loop: the
    * nsid it gave it in ours and its links' names (absent without the addon, or when that failed:
-   * netns.assignNsid and netns.linkNames read them then).
+   * netns.assignNsid and netns.linkNames read them then), and its dumps for the monitor's seed.
    */
-  'netns.add': { readonly nsid?: number; readonly linkNames?: readonly string[] } | undefined;
+  'netns.add': { readonly nsid?: number; readonly linkNames?: readonly string[]; readonly snapshot?: NamespaceSnapshot } | undefined;
   'netns.delete': void;
   'netns.assignNsid': { readonly nsid: number };
   'netns.getNsid': { readonly nsid: number };

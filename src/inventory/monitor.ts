@@ -21,13 +21,13 @@
  */
 import type { Logger } from 'pino';
 import type { Executor } from '../executor/executor.js';
-import { HOST, type KernelLink } from '../executor/ops.js';
+import { HOST, type KernelLink, type NamespaceSnapshot } from '../executor/ops.js';
 import type { LinkRefs, LinkService } from '../links/link-service.js';
 import type { Link } from '../links/link-schema.js';
 import type { NetnsDirectory, NetnsEntry } from '../namespaces/netns-dir.js';
 import * as M from '../netlink/messages.js';
 import { defaultNames, type IpNames } from '../netlink/names.js';
-import { type NetlinkAddon, NetlinkNamespace, namespacePath } from '../netlink/netlink.js';
+import { type NetlinkAddon, NetlinkNamespace, namespacePath, type PrefetchedDumps } from '../netlink/netlink.js';
 import { eventOf, linkNameOf, parseAttrs, splitDatagram } from '../netlink/parse.js';
 import { addressView } from '../addresses/address-service.js';
 import { neighborView } from '../neighbors/neighbor-service.js';
@@ -86,6 +86,14 @@ interface Pending {
   readonly build: () => NewEvent[];
 }
 
+/**
+ * Whether dumps taken of a new namespace (since: before its nsid was given) still hold all of it:
+ * no event of that nsid was read and dropped (not watched yet) since, and the kernel dropped none.
+ */
+export function seedDumpsUsable(taken: { readonly since: number }, nsid: number, droppedAt: number | undefined, overflowAt: number): boolean {
+  return nsid >= 0 && (droppedAt ?? -Infinity) < taken.since && overflowAt < taken.since;
+}
+
 /** A veth end announced before its far end existed: it says `@NONE` (IFLA_LINK 0). */
 function staleEnd(x: KernelLink | undefined): boolean {
   return x?.kind === 'veth' && (!x.lower || x.lower.index === 0);
@@ -115,6 +123,12 @@ export class Monitor implements LinkRefs {
    * view finds its peer by this map (ref).
    */
   private readonly staleEnds = new Map<string, Map<number, { readonly ns: string; readonly index: number }>>();
+  /** The dumps netnsd's creation of a namespace took of it (expect), by name, until it is seeded. */
+  private readonly expected = new Map<string, { readonly id: string; readonly snapshot: NamespaceSnapshot }>();
+  /** When an event of an nsid not watched (yet) was last read and dropped, by nsid (performance.now()). */
+  private readonly droppedAt = new Map<number, number>();
+  /** When the kernel last said it dropped events (performance.now()). */
+  private overflowAt = -Infinity;
   /**
    * Namespaces whose rules must be re-read: a rule's flags (`unresolved` goto, `iif_detached`)
    * change silently when its target rule or its link comes or goes.
@@ -220,8 +234,10 @@ export class Monitor implements LinkRefs {
       p = (async () => {
         try {
           const entry = await this.o.dir.stat(name);
+          const expected = this.expected.get(name);
+          this.expected.delete(name);
           if (!entry || this.stacks.has(name)) return;
-          await this.seed(entry, true, made?.id === entry.id ? made.nsid : undefined);
+          await this.seed(entry, true, made?.id === entry.id ? made.nsid : undefined, expected?.id === entry.id ? expected.snapshot : undefined);
         } catch (e) {
           this.o.log.warn({ err: e, namespace: name }, 'could not watch a namespace');
         } finally {
@@ -233,8 +249,19 @@ export class Monitor implements LinkRefs {
     return p;
   }
 
+  /**
+   * The dumps netnsd's creation of namespace `name` (identity `id`) took of it after giving it its
+   * nsid (NamespaceSnapshot): its seed uses them instead of dumping it again, unless an event of
+   * that nsid was dropped since they were taken (then it dumps, as for any namespace).
+   */
+  expect(name: string, id: string, snapshot: NamespaceSnapshot): void {
+    if (this.stopped || this.stacks.has(name)) return;
+    this.expected.set(name, { id, snapshot });
+  }
+
   /** Forgets a namespace that is gone (namespace.removed says it; its objects go with it). */
   untrack(name: string): void {
+    this.expected.delete(name);
     const stack = this.stacks.get(name);
     if (!stack) return;
     this.catchUp();
@@ -301,6 +328,7 @@ export class Monitor implements LinkRefs {
       this.pump();
     }
     this.stopped = true;
+    this.expected.clear();
     clearTimeout(this.restartTimer);
     this.offGate();
     this.close();
@@ -349,7 +377,7 @@ export class Monitor implements LinkRefs {
    * in the dump; everything after arrives as events and applies on top (a repeat changes nothing).
    * With `announce`, what the dump holds is published as additions (a namespace that appeared).
    */
-  private async seed(entry: NetnsEntry, announce: boolean, knownNsid?: number): Promise<NamespaceStack | undefined> {
+  private async seed(entry: NetnsEntry, announce: boolean, knownNsid?: number, taken?: NamespaceSnapshot): Promise<NamespaceStack | undefined> {
     let nsid = -1;
     if (entry.name !== HOST) {
       nsid = knownNsid !== undefined && knownNsid >= 0 ? knownNsid : (await this.o.executor.run({ kind: 'netns.assignNsid', ns: entry.name })).nsid;
@@ -358,7 +386,11 @@ export class Monitor implements LinkRefs {
     }
     this.catchUp();
     if (this.stacks.has(entry.name)) return this.stacks.get(entry.name);
-    const snapshot = this.dump(entry.name);
+    // Dumps taken by the add after it gave the nsid hold all but what changed since; that arrives
+    // as events (applied on top) unless one was read before now and dropped, or the kernel dropped
+    // some: then they may miss it, and the namespace is dumped now.
+    const usable = taken !== undefined && seedDumpsUsable(taken, nsid, this.droppedAt.get(nsid), this.overflowAt);
+    const snapshot = this.dump(entry.name, usable ? taken.dumps : undefined);
     const stack = new NamespaceStack(entry.name, entry.id);
     const changes = stack.replace(snapshot);
     // The nsid may be an old one's, reused by the kernel: it is this namespace's now.
@@ -388,8 +420,9 @@ export class Monitor implements LinkRefs {
     for (const l of stack.links()) if (!views?.has(l.index)) this.linkView(ns, l);
   }
 
-  private dump(ns: string): StackSnapshot {
-    const nl = new NetlinkNamespace(namespacePath(ns), { names: this.names, addon: this.o.addon });
+  /** `prefetched`: dumps of it taken already (see seed), used instead of asking again. */
+  private dump(ns: string, prefetched?: PrefetchedDumps): StackSnapshot {
+    const nl = new NetlinkNamespace(namespacePath(ns), { names: this.names, addon: this.o.addon, ...(prefetched ? { prefetched } : {}) });
     try {
       const links = nl.dumpLinks();
       const names = new Map(links.map((l) => [l.index, l.name]));
@@ -459,13 +492,18 @@ export class Monitor implements LinkRefs {
       const nsid = nsids[i] ?? -1;
       const ns = nsid < 0 ? HOST : this.byNsid.get(nsid);
       const stack = ns === undefined ? undefined : this.stacks.get(ns);
-      if (!stack || ns === undefined) continue; // a namespace not watched (yet): its seed dump covers it
+      if (!stack || ns === undefined) {
+        // A namespace not watched (yet): its seed dump covers it (a dump taken earlier does not: see seed).
+        if (nsid >= 0) this.droppedAt.set(nsid, performance.now());
+        continue;
+      }
       for (const m of splitDatagram(datagrams[i]!)) this.message(ns, stack, m);
     }
     this.settleMoves();
     this.runRechecks();
     this.pump();
     if (overflow) {
+      this.overflowAt = performance.now();
       this.overflows++;
       this.o.log.warn({}, 'the kernel dropped events (netlink overflow); re-reading every namespace');
       this.resyncAll('overflow').catch((e: unknown) => this.o.log.error({ err: e }, 're-reading after an overflow failed'));

@@ -5,7 +5,7 @@
  */
 import { AppError } from '../errors/app-error.js';
 import type { Executor, OpContext } from '../executor/executor.js';
-import { HOST, type OpResults } from '../executor/ops.js';
+import { HOST, type NamespaceSnapshot, type OpResults } from '../executor/ops.js';
 import { type LabelSelector, type Labels, MAX_LABELS, matchesSelector, mergeLabels } from '../labels.js';
 import { type Page, paginate } from '../paging.js';
 import type { NamespaceRecord, NamespaceRecords } from '../store/namespace-records.js';
@@ -39,8 +39,11 @@ export interface ListFilter {
   readonly cursor?: string | undefined;
 }
 
-/** A listener to the end of a creation: the namespace as made, or undefined when it failed. */
-export type CreateSettled = (name: string, made: Namespace | undefined) => void | Promise<void>;
+/**
+ * A listener to the end of a creation: the namespace as made, or undefined when it failed, and
+ * the dumps its add took of it (for the monitor's seed), when it took them.
+ */
+export type CreateSettled = (name: string, made: Namespace | undefined, snapshot?: NamespaceSnapshot) => void | Promise<void>;
 
 /** How long a count of /run/netns is trusted (see NamespaceService.namespaceCount). */
 const COUNT_FRESH_MS = 1000;
@@ -198,8 +201,13 @@ export class NamespaceService {
     this.creating++;
     this.creatingNames.add(name);
     let made: Namespace | undefined;
+    let snapshot: NamespaceSnapshot | undefined;
     try {
-      made = await this.serialize(name, () => this.createNow(name, labels, ctx));
+      made = await this.serialize(name, () =>
+        this.createNow(name, labels, ctx, (s) => {
+          snapshot = s;
+        }),
+      );
       this.madeSinceCount++;
       return made;
     } finally {
@@ -207,7 +215,8 @@ export class NamespaceService {
       this.creatingNames.delete(name);
       // The answer waits for them (the namespace announced and watched), never fails for them.
       const view = made;
-      await Promise.allSettled(this.settledListeners.map(async (l) => l(name, view)));
+      const taken = view && snapshot;
+      await Promise.allSettled(this.settledListeners.map(async (l) => l(name, view, taken)));
     }
   }
 
@@ -242,11 +251,13 @@ export class NamespaceService {
     this.settledListeners.push(l);
   }
 
-  private async createNow(name: string, labels: Labels, ctx: OpContext): Promise<Namespace> {
+  /** `took`: told the dumps the add took of the new namespace. */
+  private async createNow(name: string, labels: Labels, ctx: OpContext, took: (s: NamespaceSnapshot) => void): Promise<Namespace> {
     const rest: OpContext = { ...ctx, continues: true };
     let added: OpResults['netns.add'];
     try {
       added = await this.ex.run({ kind: 'netns.add', ns: name }, ctx);
+      if (added?.snapshot) took(added.snapshot);
     } catch (e) {
       // A worker that died or timed out may have run the add: remove what it may have left.
       if (e instanceof AppError && (e.code === 'EXECUTOR_TIMEOUT' || e.code === 'EXECUTOR_UNAVAILABLE') && (await this.dir.stat(name))) {

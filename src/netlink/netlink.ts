@@ -51,6 +51,35 @@ export function loadNetlinkAddon(): NetlinkAddon {
   return addon;
 }
 
+/** One dump's answer: its datagrams, and whether the kernel marked it interrupted (NLM_F_DUMP_INTR). */
+export interface DumpAnswer {
+  readonly datagrams: Buffer[];
+  readonly interrupted: boolean;
+}
+
+/** Answers to dumps taken before (by netnsAdd, of a namespace it made), by requestKey. */
+export type PrefetchedDumps = Map<string, DumpAnswer>;
+
+/** A request without its seq and port id: what makes two dump requests ask the same. */
+export function requestKey(req: Buffer): string {
+  const k = Buffer.from(req);
+  k.fill(0, 8, 16);
+  return k.toString('base64');
+}
+
+/** The dumps of a whole namespace (the monitor's snapshot of it: NamespaceSnapshot.dumps), in its order. */
+export function snapshotRequests(): Buffer[] {
+  return [
+    M.linkDumpRequest(0),
+    M.addressDumpRequest(0),
+    M.routeDumpRequest(0, 4, 'all'),
+    M.routeDumpRequest(0, 6, 'all'),
+    M.ruleDumpRequest(0, 4),
+    M.ruleDumpRequest(0, 6),
+    M.neighborDumpRequest(0),
+  ];
+}
+
 export interface NetlinkOptions {
   /** Names for numbers as iproute2 prints them (default: this machine's /etc/iproute2). */
   readonly names?: IpNames;
@@ -59,6 +88,8 @@ export interface NetlinkOptions {
   /** How often a dump the kernel marks interrupted (NLM_F_DUMP_INTR) is retried (default 5). */
   readonly retries?: number;
   readonly addon?: NetlinkAddon;
+  /** Dumps answered already: taken (once each) instead of asking the kernel; the rest are asked. */
+  readonly prefetched?: PrefetchedDumps;
 }
 
 export interface WatchOptions {
@@ -94,6 +125,7 @@ export class NetlinkNamespace {
   private readonly names: IpNames;
   private readonly timeoutMs: number;
   private readonly retries: number;
+  private readonly prefetched: PrefetchedDumps | undefined;
 
   /** `nsPath`: a namespace file (/run/netns/NAME, /proc/self/ns/net); see namespacePath(). */
   constructor(
@@ -104,6 +136,7 @@ export class NetlinkNamespace {
     this.names = opts.names ?? defaultNames();
     this.timeoutMs = opts.timeoutMs ?? 5000;
     this.retries = opts.retries ?? 5;
+    this.prefetched = opts.prefetched;
   }
 
   /**
@@ -111,6 +144,12 @@ export class NetlinkNamespace {
    * tables changed meanwhile, so it may have missed or doubled an object).
    */
   dumpRaw(build: (seq: number) => Buffer): Buffer[] {
+    if (this.prefetched && this.prefetched.size > 0) {
+      const key = requestKey(build(0));
+      const answer = this.prefetched.get(key);
+      this.prefetched.delete(key);
+      if (answer && !answer.interrupted) return answer.datagrams;
+    }
     this.dumpFd ??= this.addon.nlOpen(this.nsPath, [], 1024 * 1024);
     for (let attempt = 0; ; attempt++) {
       nextSeq = (nextSeq % 0xfffffffe) + 1;

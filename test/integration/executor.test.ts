@@ -9,6 +9,7 @@ import { BatchWorker } from '../../src/executor/batch-worker.js';
 import type { OpRecord } from '../../src/executor/executor.js';
 import { Iproute2Executor } from '../../src/executor/iproute2-executor.js';
 import { PROBE_CLASSIFIERS, PROBE_LINK_FEATURES, PROBE_LINK_KINDS, PROBE_QDISCS, type ProbeResult } from '../../src/executor/ops.js';
+import { snapshotRequests } from '../../src/netlink/netlink.js';
 
 const IP = '/usr/sbin/ip';
 let seq = 0;
@@ -101,7 +102,10 @@ describe('Iproute2Executor', () => {
       const added = await exe.run({ kind: 'netns.add', ns });
       if (native) {
         // The addon's add gives the nsid and reads the links' names itself, off the event loop.
-        expect(added).toEqual({ nsid: expect.any(Number), linkNames: ['lo'] });
+        expect(added).toMatchObject({ nsid: expect.any(Number), linkNames: ['lo'] });
+        // Its dumps for the monitor's seed, taken inside it: one answer per snapshot request.
+        expect(added!.snapshot!.dumps.size).toBe(snapshotRequests().length);
+        expect([...added!.snapshot!.dumps.values()].every((d) => d.datagrams.length > 0 && !d.interrupted)).toBe(true);
         expect(await exe.run({ kind: 'netns.getNsid', ns })).toEqual({ nsid: added!.nsid });
       } else {
         expect(added).toBeUndefined();

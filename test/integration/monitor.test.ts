@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { ExecutorPool } from '../../src/executor/pool.js';
-import { NetlinkNamespace, namespacePath } from '../../src/netlink/netlink.js';
+import { NetlinkNamespace, namespacePath, requestKey } from '../../src/netlink/netlink.js';
 import { ip, nsName, until } from '../helpers/kernel.js';
 import { ADMIN_TOKEN, type Msg, type RealApp, adminClient, createNamespaces, eventsClient, overTcp, startRealApp, useRealApp } from '../helpers/real-app.js';
 
@@ -154,6 +154,28 @@ describe('the kernel monitor', () => {
     } finally {
       run.mockRestore();
     }
+  });
+
+  it('seeds a namespace it made from the dumps its creation took, without dumping it again, as the kernel has it', async () => {
+    // Dumps of each namespace asked of the kernel (not answered from dumps taken before).
+    const asked: string[] = [];
+    const dumpRaw = NetlinkNamespace.prototype.dumpRaw;
+    const spy = vi.spyOn(NetlinkNamespace.prototype, 'dumpRaw').mockImplementation(function (this: NetlinkNamespace, build) {
+      const prefetched = (this as unknown as { prefetched?: Map<string, unknown> }).prefetched;
+      if (!prefetched?.has(requestKey(build(0)))) asked.push(this.nsPath);
+      return dumpRaw.call(this, build);
+    });
+    try {
+      const [a] = await createNamespaces(r, 'mon-seed');
+      await until(() => r.services.monitor?.serves(a) === true, 5000, 'the monitor to watch it');
+      expect(asked.filter((p) => p === namespacePath(a))).toEqual([]);
+    } finally {
+      spy.mockRestore();
+    }
+    const [b] = await createNamespaces(r, 'mon-seed2');
+    ip('-n', b, 'link', 'add', 'sb0', 'type', 'bridge');
+    await until(async () => JSON.stringify(await apiView(b)) === JSON.stringify(kernelView(b)), 5000, 'listed as the kernel has it').catch(() => undefined);
+    expect(await apiView(b)).toEqual(kernelView(b));
   });
 
   it("resolves a veth's far end, announced before its peer existed, in reads and in the events of both ends", async () => {

@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { OpRecord } from '../../src/executor/executor.js';
 import { Iproute2Executor } from '../../src/executor/iproute2-executor.js';
+import { snapshotRequests } from '../../src/netlink/netlink.js';
 
 const errno = (message: string, code: string): Error => Object.assign(new Error(message), { code });
 
@@ -34,7 +35,8 @@ describe('netns.add', () => {
     const batch = stubBatch(ex);
     const records: OpRecord[] = [];
     await ex.run({ kind: 'netns.add', ns: 'blue' }, { record: (r) => records.push(r) });
-    expect(netnsAdd).toHaveBeenCalledWith('/run/netns/blue', true, true);
+    // With the requests of the namespace's snapshot, answered from inside it after its nsid.
+    expect(netnsAdd).toHaveBeenCalledWith('/run/netns/blue', true, true, snapshotRequests());
     expect(batch).not.toHaveBeenCalled();
     expect(records).toEqual([expect.objectContaining({ kind: 'netns.add', ns: 'blue', argv: [], ok: true })]);
   });
