@@ -16,6 +16,7 @@
  * 198.18.0.0 + 4i, the hub end .1 and the unit end .2, and inside the unit a route to
  * 198.19.0.0/16 via the hub end. Nothing is ever put in the root namespace.
  */
+import { appendFileSync } from 'node:fs';
 import type { AuditRecord } from './daemon.js';
 import {
   bashScript,
@@ -325,12 +326,24 @@ function asMethod(w: Way, id: MethodId, n: number, progress: (line: string) => v
     ...(w.teardown ? { teardown: () => w.teardown!() } : {}),
     async run(ms) {
       progress(`(${id}) ${w.label}: making ${n} units from hub ${hub}`);
+      const from = process.hrtime.bigint();
       const t = await phase(ms, 'create', () => w.create(hub, units));
+      markWindow(id, from, process.hrtime.bigint());
       const nsids = await verifyUnits(hub, units);
       progress(`(${id}) made in ${(t / 1000).toFixed(2)} s, verified`);
       return { names: [hub, ...units.map((u) => u.ns)], nsids };
     },
   };
+}
+
+/**
+ * With BENCH_MARKS=FILE: appends `ID START END`, the timed window in seconds of CLOCK_MONOTONIC
+ * (what `perf record -k mono` and a daemon's `--cpu-prof` timestamps count), so that a profile can
+ * be cut to exactly the timed run.
+ */
+function markWindow(id: MethodId, from: bigint, to: bigint): void {
+  const file = process.env.BENCH_MARKS;
+  if (file) appendFileSync(file, `${id} ${Number(from) / 1e9} ${Number(to) / 1e9}\n`);
 }
 
 /** Runs the benchmark. Throws only for problems before any namespace was made. */
