@@ -88,10 +88,11 @@ interface Pending {
 
 /**
  * Whether dumps taken of a new namespace (since: before its nsid was given) still hold all of it:
- * no event of that nsid was read and dropped (not watched yet) since, and the kernel dropped none.
+ * no event of that nsid was read and dropped (not watched yet) since, and none was lost since
+ * (`lostAt`: the kernel dropped events, or the monitor's socket failed).
  */
-export function seedDumpsUsable(taken: { readonly since: number }, nsid: number, droppedAt: number | undefined, overflowAt: number): boolean {
-  return nsid >= 0 && (droppedAt ?? -Infinity) < taken.since && overflowAt < taken.since;
+export function seedDumpsUsable(taken: { readonly since: number }, nsid: number, droppedAt: number | undefined, lostAt: number): boolean {
+  return nsid >= 0 && (droppedAt ?? -Infinity) < taken.since && lostAt < taken.since;
 }
 
 /** A veth end announced before its far end existed: it says `@NONE` (IFLA_LINK 0). */
@@ -127,8 +128,8 @@ export class Monitor implements LinkRefs {
   private readonly expected = new Map<string, { readonly id: string; readonly snapshot: NamespaceSnapshot }>();
   /** When an event of an nsid not watched (yet) was last read and dropped, by nsid (performance.now()). */
   private readonly droppedAt = new Map<number, number>();
-  /** When the kernel last said it dropped events (performance.now()). */
-  private overflowAt = -Infinity;
+  /** When events may last have been lost: the kernel dropped some, or the socket failed (performance.now()). */
+  private lostAt = -Infinity;
   /**
    * Namespaces whose rules must be re-read: a rule's flags (`unresolved` goto, `iif_detached`)
    * change silently when its target rule or its link comes or goes.
@@ -311,6 +312,7 @@ export class Monitor implements LinkRefs {
 
   /** The socket failed or was closed under us: reopen it shortly and resync (tests call this to kill it). */
   failed(err: Error): void {
+    this.lostAt = performance.now();
     if (this.stopped || this.restartTimer) return;
     this.o.log.error({ err }, 'the kernel monitor failed; restarting it');
     this.close();
@@ -339,6 +341,8 @@ export class Monitor implements LinkRefs {
 
   private open(): void {
     this.fd = this.o.addon.nlOpen(namespacePath(HOST), M.DEFAULT_GROUPS, this.o.rcvbuf, true);
+    // What changed before now was heard by no socket of ours: dumps taken before are not enough.
+    this.lostAt = performance.now();
     this.o.addon.nlWatch(this.fd, (err, datagrams, overflow, nsids) => {
       if (err) return this.failed(err);
       this.ingest(datagrams, nsids ?? [], overflow);
@@ -389,7 +393,7 @@ export class Monitor implements LinkRefs {
     // Dumps taken by the add after it gave the nsid hold all but what changed since; that arrives
     // as events (applied on top) unless one was read before now and dropped, or the kernel dropped
     // some: then they may miss it, and the namespace is dumped now.
-    const usable = taken !== undefined && seedDumpsUsable(taken, nsid, this.droppedAt.get(nsid), this.overflowAt);
+    const usable = taken !== undefined && seedDumpsUsable(taken, nsid, this.droppedAt.get(nsid), this.lostAt);
     const snapshot = this.dump(entry.name, usable ? taken.dumps : undefined);
     const stack = new NamespaceStack(entry.name, entry.id);
     const changes = stack.replace(snapshot);
@@ -503,7 +507,7 @@ export class Monitor implements LinkRefs {
     this.runRechecks();
     this.pump();
     if (overflow) {
-      this.overflowAt = performance.now();
+      this.lostAt = performance.now();
       this.overflows++;
       this.o.log.warn({}, 'the kernel dropped events (netlink overflow); re-reading every namespace');
       this.resyncAll('overflow').catch((e: unknown) => this.o.log.error({ err: e }, 're-reading after an overflow failed'));

@@ -15,7 +15,7 @@ describe("the monitor's seed from the dumps a creation took", () => {
     expect(seedDumpsUsable(taken, 3, 250, -Infinity)).toBe(false);
   });
 
-  it('dumps again after a netlink overflow since, and for a namespace without an nsid', () => {
+  it('dumps again after events were lost since (an overflow, the socket failed), and for a namespace without an nsid', () => {
     expect(seedDumpsUsable(taken, 3, undefined, 120)).toBe(false);
     expect(seedDumpsUsable(taken, -1, undefined, -Infinity)).toBe(false);
   });
