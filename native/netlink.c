@@ -215,40 +215,14 @@ void nn_scan_reply(const unsigned char *data, size_t size, uint32_t seq, int *ou
 
 // ---- nlDump: one request, every reply datagram up to NLMSG_DONE / NLMSG_ERROR ----
 
-static int dump_on(napi_env env, int fd, const unsigned char *req, size_t reqlen, int timeout_ms, napi_value result, int *interrupted) {
+int nn_dump_raw(int fd, const unsigned char *req, size_t reqlen, int timeout_ms, struct nn_raw_dump *d) {
+  memset(d, 0, sizeof *d);
   if (reqlen < sizeof(struct nlmsghdr)) return -EINVAL;
   struct nlmsghdr hdr;
   memcpy(&hdr, req, sizeof hdr);
   // Replies to an earlier dump that timed out would be taken for this one's: drop them.
   unsigned char scratch[64];
   while (recv(fd, scratch, sizeof scratch, MSG_DONTWAIT | MSG_TRUNC) >= 0) {}
-  int sent = nn_send_request(fd, req, reqlen);
-  if (sent < 0) return sent;
-  long long deadline = nn_now_ms() + timeout_ms;
-  uint32_t count = 0;
-  for (;;) {
-    napi_value buf;
-    unsigned char *data = NULL;
-    size_t size = 0;
-    int rc = recv_datagram(env, fd, &buf, &data, &size, NULL);
-    if (rc == -EAGAIN || rc == -EWOULDBLOCK) {
-      int w = nn_wait_readable(fd, deadline);
-      if (w < 0) return w;
-      continue;
-    }
-    if (rc < 0) return rc;
-    int done = 0, ours = 0;
-    nn_scan_reply(data, size, hdr.nlmsg_seq, &ours, &done, interrupted);
-    if (ours) napi_set_element(env, result, count++, buf);
-    if (done) return 0;
-  }
-}
-
-int nn_dump_raw(int fd, const unsigned char *req, size_t reqlen, int timeout_ms, struct nn_raw_dump *d) {
-  memset(d, 0, sizeof *d);
-  if (reqlen < sizeof(struct nlmsghdr)) return -EINVAL;
-  struct nlmsghdr hdr;
-  memcpy(&hdr, req, sizeof hdr);
   int sent = nn_send_request(fd, req, reqlen);
   if (sent < 0) return sent;
   long long deadline = nn_now_ms() + timeout_ms;
@@ -288,6 +262,19 @@ void nn_raw_dump_free(struct nn_raw_dump *d) {
   free(d->data);
   free(d->ends);
   memset(d, 0, sizeof *d);
+}
+
+napi_value nn_raw_dump_buffers(napi_env env, const struct nn_raw_dump *d) {
+  napi_value list;
+  if (napi_create_array_with_length(env, (size_t)d->count, &list) != napi_ok) return NULL;
+  for (int k = 0; k < d->count; k++) {
+    size_t from = k == 0 ? 0 : d->ends[k - 1];
+    napi_value buf;
+    void *copy = NULL;
+    if (napi_create_buffer_copy(env, d->ends[k] - from, d->data + from, &copy, &buf) != napi_ok) return NULL;
+    napi_set_element(env, list, (uint32_t)k, buf);
+  }
+  return list;
 }
 
 /**
@@ -332,12 +319,15 @@ static napi_value nl_dump(napi_env env, napi_callback_info info) {
     owned = 1;
   }
   if (fd < 0) return nn_throw_errno(env, "nlDump fd", EBADF);
-  napi_value datagrams, result, intr;
-  napi_create_array(env, &datagrams);
-  int interrupted = 0;
-  int rc = dump_on(env, fd, req, reqlen, timeout, datagrams, &interrupted);
+  struct nn_raw_dump d;
+  int rc = nn_dump_raw(fd, req, reqlen, timeout, &d);
   if (owned) close(fd);
+  napi_value datagrams = rc == 0 ? nn_raw_dump_buffers(env, &d) : NULL;
+  int interrupted = d.interrupted;
+  nn_raw_dump_free(&d);
   if (rc < 0) return nn_throw_errno(env, rc == -ETIMEDOUT ? "netlink dump timed out" : "netlink dump", -rc);
+  if (!datagrams) return nn_throw_errno(env, "netlink dump", ENOMEM);
+  napi_value result, intr;
   napi_create_object(env, &result);
   napi_set_named_property(env, result, "datagrams", datagrams);
   napi_get_boolean(env, interrupted, &intr);

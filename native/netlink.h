@@ -49,6 +49,9 @@ struct nn_raw_dump {
 int nn_dump_raw(int fd, const unsigned char *req, size_t reqlen, int timeout_ms, struct nn_raw_dump *d);
 void nn_raw_dump_free(struct nn_raw_dump *d);
 
+/** The datagrams of *d as an array of Buffers (copies), or NULL when one could not be made (netlink.c). */
+napi_value nn_raw_dump_buffers(napi_env env, const struct nn_raw_dump *d);
+
 /** An Error "WHAT: strerror" with `code` (the errno's name, e.g. ENOENT) and `errno` (native/netns.c). */
 napi_value nn_errno_error(napi_env env, const char *what, int err);
 

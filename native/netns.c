@@ -165,6 +165,18 @@ static napi_value loopback_up(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/** The link names an in_ns_job listed (op 1), as an array of strings. */
+static napi_value names_array(napi_env env, char (*names)[IF_NAMESIZE], int count) {
+  napi_value list;
+  napi_create_array_with_length(env, (size_t)count, &list);
+  for (int i = 0; i < count; i++) {
+    napi_value name;
+    napi_create_string_utf8(env, names[i], NAPI_AUTO_LENGTH, &name);
+    napi_set_element(env, list, (uint32_t)i, name);
+  }
+  return list;
+}
+
 /** linkNames(path): names of every link inside the namespace bound at path. */
 static napi_value link_names(napi_env env, napi_callback_info info) {
   char path[NN_MAX_PATH];
@@ -174,16 +186,8 @@ static napi_value link_names(napi_env env, napi_callback_info info) {
   job->path = path;
   job->op = 1;
   napi_value result = NULL;
-  if (run_in_ns(job) < 0) {
-    nn_throw_errno(env, job->what, job->err);
-  } else {
-    napi_create_array_with_length(env, job->count, &result);
-    for (int i = 0; i < job->count; i++) {
-      napi_value s;
-      napi_create_string_utf8(env, job->names[i], NAPI_AUTO_LENGTH, &s);
-      napi_set_element(env, result, i, s);
-    }
-  }
+  if (run_in_ns(job) < 0) nn_throw_errno(env, job->what, job->err);
+  else result = names_array(env, job->names, job->count);
   free(job->names);
   free(job);
   return result;
@@ -547,38 +551,21 @@ static void add_complete(napi_env env, napi_status status, void *data) {
       napi_set_named_property(env, answer, "loopbackUp", v);
       napi_create_int32(env, job->nsid, &v);
       napi_set_named_property(env, answer, "nsid", v);
-      if (job->names) {
-        napi_create_array_with_length(env, job->count, &v);
-        for (int i = 0; i < job->count; i++) {
-          napi_value name;
-          napi_create_string_utf8(env, job->names[i], NAPI_AUTO_LENGTH, &name);
-          napi_set_element(env, v, i, name);
-        }
-      } else {
-        napi_get_null(env, &v);
-      }
+      if (job->names) v = names_array(env, job->names, job->count);
+      else napi_get_null(env, &v);
       napi_set_named_property(env, answer, "linkNames", v);
       if (job->ndumps > 0) {
         napi_value list;
         napi_create_array_with_length(env, job->ndumps, &list);
         for (int i = 0; i < job->ndumps; i++) {
-          struct nn_raw_dump *d = &job->dumps[i];
-          napi_value one;
-          if (job->dump_err[i] < 0) {
+          napi_value one, datagrams = job->dump_err[i] < 0 ? NULL : nn_raw_dump_buffers(env, &job->dumps[i]);
+          if (!datagrams) {
             napi_get_null(env, &one);
           } else {
-            napi_value datagrams, flag;
-            napi_create_array_with_length(env, d->count, &datagrams);
-            for (int k = 0; k < d->count; k++) {
-              size_t from = k == 0 ? 0 : d->ends[k - 1];
-              napi_value buf;
-              void *copy = NULL;
-              napi_create_buffer_copy(env, d->ends[k] - from, d->data + from, &copy, &buf);
-              napi_set_element(env, datagrams, k, buf);
-            }
+            napi_value flag;
             napi_create_object(env, &one);
             napi_set_named_property(env, one, "datagrams", datagrams);
-            napi_get_boolean(env, d->interrupted, &flag);
+            napi_get_boolean(env, job->dumps[i].interrupted, &flag);
             napi_set_named_property(env, one, "interrupted", flag);
           }
           napi_set_element(env, list, i, one);
