@@ -252,8 +252,8 @@ export class Monitor implements LinkRefs {
 
   /**
    * The dumps netnsd's creation of namespace `name` (identity `id`) took of it after giving it its
-   * nsid (NamespaceSnapshot): its seed uses them instead of dumping it again, unless an event of
-   * that nsid was dropped since they were taken (then it dumps, as for any namespace).
+   * nsid (NamespaceSnapshot): its seed uses them instead of dumping it again, unless they may miss
+   * a change (seedDumpsUsable: then it dumps, as for any namespace).
    */
   expect(name: string, id: string, snapshot: NamespaceSnapshot): void {
     if (this.stopped || this.stacks.has(name)) return;
@@ -391,8 +391,8 @@ export class Monitor implements LinkRefs {
     this.catchUp();
     if (this.stacks.has(entry.name)) return this.stacks.get(entry.name);
     // Dumps taken by the add after it gave the nsid hold all but what changed since; that arrives
-    // as events (applied on top) unless one was read before now and dropped, or the kernel dropped
-    // some: then they may miss it, and the namespace is dumped now.
+    // as events (applied on top) unless one was read before now and dropped, or events may have
+    // been lost (seedDumpsUsable): then they may miss it, and the namespace is dumped now.
     const usable = taken !== undefined && seedDumpsUsable(taken, nsid, this.droppedAt.get(nsid), this.lostAt);
     const snapshot = this.dump(entry.name, usable ? taken.dumps : undefined);
     const stack = new NamespaceStack(entry.name, entry.id);
@@ -520,7 +520,7 @@ export class Monitor implements LinkRefs {
     if (named && m.type === M.RTM_NEWLINK) stack.names.set(named.index, named.name);
     const e = eventOf(m, stack.names, this.names);
     if (!e) return;
-    if (e.kind === 'link' && (e.action === 'del' || !staleEnd(e.link))) this.staleEnds.get(ns)?.delete(e.link.index);
+    if (e.kind === 'link' && (e.action === 'del' || !staleEnd(e.link))) this.freshEnd(ns, e.link.index);
     if (e.kind === 'link' && e.action === 'del') {
       const a = parseAttrs(m.payload, M.IFINFOMSG_LEN);
       const newNsid = a.get(IFLA_NEW_NETNSID);
@@ -586,12 +586,15 @@ export class Monitor implements LinkRefs {
     for (const [name, s] of this.stacks) if (name !== ns && staleEnd(s.link(index))) mark(name);
   }
 
+  /** A link of `ns` announced right (or gone): no longer a stale end. */
+  private freshEnd(ns: string, index: number): void {
+    const ends = this.staleEnds.get(ns);
+    if (ends?.delete(index) && ends.size === 0) this.staleEnds.delete(ns);
+  }
+
   /** Re-reads the links of `ns` when it has a stale veth end (see staleEnds). */
   private settleStale(ns: string): void {
-    const ends = this.staleEnds.get(ns);
-    if (ends === undefined) return;
-    if (ends.size === 0) this.staleEnds.delete(ns);
-    else this.recheck(ns, 'link');
+    if (this.staleEnds.has(ns)) this.recheck(ns, 'link');
   }
 
   /** Re-reads what the rechecks named (see ingest). */
