@@ -203,11 +203,7 @@ export class NamespaceService {
     let made: Namespace | undefined;
     let snapshot: NamespaceSnapshot | undefined;
     try {
-      made = await this.serialize(name, () =>
-        this.createNow(name, labels, ctx, (s) => {
-          snapshot = s;
-        }),
-      );
+      ({ made, snapshot } = await this.serialize(name, () => this.createNow(name, labels, ctx)));
       this.madeSinceCount++;
       return made;
     } finally {
@@ -215,7 +211,7 @@ export class NamespaceService {
       this.creatingNames.delete(name);
       // The answer waits for them (the namespace announced and watched), never fails for them.
       const view = made;
-      const taken = view && snapshot;
+      const taken = snapshot;
       await Promise.allSettled(this.settledListeners.map(async (l) => l(name, view, taken)));
     }
   }
@@ -251,13 +247,12 @@ export class NamespaceService {
     this.settledListeners.push(l);
   }
 
-  /** `took`: told the dumps the add took of the new namespace. */
-  private async createNow(name: string, labels: Labels, ctx: OpContext, took: (s: NamespaceSnapshot) => void): Promise<Namespace> {
+  /** The namespace made, and the dumps its add took of it (when it took them). */
+  private async createNow(name: string, labels: Labels, ctx: OpContext): Promise<{ made: Namespace; snapshot?: NamespaceSnapshot }> {
     const rest: OpContext = { ...ctx, continues: true };
     let added: OpResults['netns.add'];
     try {
       added = await this.ex.run({ kind: 'netns.add', ns: name }, ctx);
-      if (added?.snapshot) took(added.snapshot);
     } catch (e) {
       // A worker that died or timed out may have run the add: remove what it may have left.
       if (e instanceof AppError && (e.code === 'EXECUTOR_TIMEOUT' || e.code === 'EXECUTOR_UNAVAILABLE') && (await this.dir.stat(name))) {
@@ -275,7 +270,8 @@ export class NamespaceService {
       const entry = await this.dir.stat(name);
       if (!entry) throw new AppError('NAMESPACE_BUSY', 'The namespace was removed by someone else while it was being created', { meta: { step } });
       this.records.put({ name, id: entry.id, managed: true, createdAt: this.now().toISOString(), labels });
-      return await this.view(entry, rest, nsid, added?.linkNames?.length);
+      const made = await this.view(entry, rest, nsid, added?.linkNames?.length);
+      return { made, ...(added?.snapshot ? { snapshot: added.snapshot } : {}) };
     } catch (e) {
       await this.undoCreate(name, rest);
       if (e instanceof AppError) {
