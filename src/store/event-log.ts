@@ -192,9 +192,7 @@ export class EventLog {
     const countCutoff = this.last - this.o.retentionCount;
     const ageCutoff = new Date(this.now() - this.o.retentionAgeMs).toISOString();
     // The oldest event young enough: stored, else (not written yet) in memory, else none.
-    let young = this.youngStmt.get(ageCutoff)?.seq;
-    for (let i = 0; young === undefined && i < this.recent.length; i++) if (this.recent.at(i)!.time >= ageCutoff) young = this.recent.at(i)!.seq;
-    young ??= this.last + 1;
+    const young = this.youngStmt.get(ageCutoff)?.seq ?? this.recent.find((e) => e.time >= ageCutoff)?.seq ?? this.last + 1;
     this.floor = Math.max(this.floor, countCutoff + 1, young);
     this.sink.write({ prune: { high: this.last, countCutoff, ageCutoff } });
     let drop = 0;
@@ -224,6 +222,12 @@ class Recent {
 
   at(i: number): LoggedEvent | undefined {
     return this.items[this.head + i];
+  }
+
+  /** The oldest one that `match`es. */
+  find(match: (e: LoggedEvent) => boolean): LoggedEvent | undefined {
+    for (let i = this.head; i < this.items.length; i++) if (match(this.items[i]!)) return this.items[i];
+    return undefined;
   }
 
   push(events: readonly LoggedEvent[]): void {
