@@ -169,7 +169,7 @@ export async function benchEventsFanout(o: FanoutOptions): Promise<FanoutReport>
     if (config) notes.push(`events.maxSubscribers raised to ${o.subscribers + 8} (config file) for ${o.subscribers} subscribers; every other setting is the default (events.subscriberQueue 1024)`);
     else notes.push(`the daemon runs with the default settings (events.maxSubscribers ${DEFAULT_MAX_SUBSCRIBERS}, events.subscriberQueue 1024)`);
     daemon = await Daemon.start({ signal: o.signal, ...(config ? { config } : {}), ...(profDir ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir] } : {}), unixSocket: o.transport === 'unix' });
-    notes.push(`daemon (${daemon.entry}) listening after ${(daemon.startupMs / 1000).toFixed(2)} s; it watches every named namespace on the machine (${env.namespacesBefore} before the run)`);
+    notes.push(`daemon (${daemon.entry}) listening after ${(daemon.startupMs / 1000).toFixed(2)} s; it watches every named namespace it can see (${env.namespacesBefore} before the run)`);
     const ep: Endpoint = { url: daemon.url, token: daemon.token, socketPath: daemon.socketPath };
     const readyMs = await watchedBridge(ep, ns, BRIDGE, o.signal);
     notes.push(`namespace ${ns} made with \`ip netns add\` and its bridge announced by the daemon after ${readyMs.toFixed(0)} ms (untimed)`);
@@ -361,7 +361,7 @@ export function toMarkdown(r: FanoutReport): string {
     '',
     `- date: ${r.env.date}`,
     `- kernel: ${r.env.kernel}; ${r.env.iproute2}; node ${r.env.node}; ${r.env.cpus} CPUs (${r.env.cpuModel})`,
-    `- daemon: ${r.env.daemon}; named namespaces on the machine before the run: ${r.env.namespacesBefore}`,
+    `- daemon: ${r.env.daemon}; named namespaces on the machine before the run: ${r.env.namespacesBefore}; namespaces bound in: ${r.env.netnsDir}`,
     `- subscribers in ${r.workers} worker thread(s) of the bench process, over ${r.transport === 'tcp' ? 'TCP (127.0.0.1, bearer token)' : 'the Unix socket'}; changes from one \`ip -n NS -batch -\``,
     `- load average before the run: ${r.env.loadavg}`,
     '',

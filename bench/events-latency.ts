@@ -98,7 +98,7 @@ export async function benchEventsLatency(o: LatencyOptions): Promise<LatencyRepo
   let error: string | undefined;
   try {
     daemon = await Daemon.start({ signal: o.signal, ...(profDir ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir] } : {}), unixSocket: o.transport === 'unix' });
-    notes.push(`daemon (${daemon.entry}) listening after ${(daemon.startupMs / 1000).toFixed(2)} s; it watches every named namespace on the machine (${env.namespacesBefore} before the run)`);
+    notes.push(`daemon (${daemon.entry}) listening after ${(daemon.startupMs / 1000).toFixed(2)} s; it watches every named namespace it can see (${env.namespacesBefore} before the run)`);
     const ep: Endpoint = { url: daemon.url, token: daemon.token, socketPath: daemon.socketPath };
     const readyMs = await watchedBridge(ep, ns, BRIDGE, o.signal);
     notes.push(`namespace ${ns} made with \`ip netns add\` and its bridge ${BRIDGE} announced by the daemon after ${readyMs.toFixed(0)} ms (untimed)`);
@@ -223,7 +223,7 @@ export function toMarkdown(r: LatencyReport): string {
     '',
     `- date: ${r.env.date}`,
     `- kernel: ${r.env.kernel}; ${r.env.iproute2}; node ${r.env.node}; ${r.env.cpus} CPUs (${r.env.cpuModel})`,
-    `- daemon: ${r.env.daemon}; named namespaces on the machine before the run: ${r.env.namespacesBefore}`,
+    `- daemon: ${r.env.daemon}; named namespaces on the machine before the run: ${r.env.namespacesBefore}; namespaces bound in: ${r.env.netnsDir}`,
     `- WebSocket over ${r.transport === 'tcp' ? 'TCP (127.0.0.1, bearer token)' : 'the Unix socket'}; load average before the run: ${r.env.loadavg}`,
     '',
     'From the changing `ip` process\'s `exit` event to the arrival in this process (ms; negative: seen before `exit` was):',

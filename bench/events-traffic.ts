@@ -192,7 +192,7 @@ export function toMarkdown(r: Report): string {
     '',
     `- date: ${r.env.date}`,
     `- kernel: ${r.env.kernel}; node: ${r.env.node}; CPUs: ${r.env.cpus} (${r.env.cpuModel})`,
-    `- daemon: ${r.env.daemon}; named namespaces on the machine before the run: ${r.env.namespacesBefore}`,
+    `- daemon: ${r.env.daemon}; named namespaces on the machine before the run: ${r.env.namespacesBefore}; namespaces bound in: ${r.env.netnsDir}`,
     '',
     '| phase | daemon CPU (% of one core) | samples/s received | namespace reads/s | RSS (MiB) |',
     '|---|---:|---:|---:|---:|',

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Daemon, daemonEntry } from './daemon.js';
 import { type Client, call, closeClients, drive, RequestError } from './http-load.js';
 import { listNamespaces, runPrefix, sweep, waitFreed } from './netns.js';
+import { netnsDirLabel } from './netns-dir.js';
 import { AbortedError, IP, runOk } from './proc.js';
 
 /**
@@ -29,6 +30,8 @@ export interface Environment {
   readonly daemon: string;
   /** Named namespaces on the machine before the run (other users' ones slow `ip -n` down). */
   readonly namespacesBefore: number;
+  /** Where the namespaces are bound: a private tmpfs or the machine's /run/netns (netns-dir.ts). */
+  readonly netnsDir: string;
 }
 
 export interface MethodResult {
@@ -327,6 +330,7 @@ export async function environment(): Promise<Environment> {
     cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
     daemon: daemonEntry().label,
     namespacesBefore: (await listNamespaces()).length,
+    netnsDir: netnsDirLabel(),
   };
 }
 
@@ -340,6 +344,7 @@ export function environmentLines(env: Environment, clients: number): string[] {
     `- CPUs: ${env.cpus} (${env.cpuModel})`,
     `- daemon: ${env.daemon}; (c) uses ${clients} concurrent clients`,
     `- named namespaces on the machine before the run: ${env.namespacesBefore}`,
+    `- namespaces bound in: ${env.netnsDir}`,
   ];
 }
 

@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/duration.js';
 import { eventsMain, isEventsBench } from './events-cli.js';
 import { METHOD_IDS, type MethodId } from './harness.js';
+import { chooseNetnsDir, MACHINE_DIR_OPTION, mountPrivateNetnsDir } from './netns-dir.js';
 import * as eventsTraffic from './events-traffic.js';
 import * as namespaces from './namespaces.js';
 import * as units from './units.js';
@@ -45,6 +46,9 @@ Options:
   --seconds S      events-traffic: how long each phase is measured (default 20)
   --interval I     events-traffic: the subscription's interval (default 1s)
   --json           print the report as JSON instead of Markdown
+  ${MACHINE_DIR_OPTION}
+                   bind the namespaces in the machine's /run/netns; by default every benchmark
+                   runs in a mount namespace of its own with a fresh tmpfs there (bench/netns-dir.ts)
   -h, --help       this text
 `;
 
@@ -96,11 +100,15 @@ function parse(argv: string[]) {
 }
 
 async function main(): Promise<number> {
+  // In a mount namespace of its own with a tmpfs on /run/netns, unless told otherwise (netns-dir.ts).
+  const where = chooseNetnsDir(process.argv.slice(2));
+  if ('rerun' in where) return where.rerun;
+  const argv = where.argv;
   // The event benchmarks take options of their own.
-  if (isEventsBench(process.argv.slice(2))) return eventsMain(process.argv.slice(2));
+  if (isEventsBench(argv)) return (await mountPrivateNetnsDir(), eventsMain(argv));
   let args;
   try {
-    args = parse(process.argv.slice(2));
+    args = parse(argv);
   } catch (e) {
     process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n\n${USAGE}`);
     return 2;
@@ -109,6 +117,7 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
+  await mountPrivateNetnsDir();
   return runBench(args.json, async (signal, progress) => {
     const o = {
       n: args.n,
