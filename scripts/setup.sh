@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what netnsd needs on this machine: the system tools it drives (iproute2, nftables,
-# ping for tests) when they are missing and we are root on Debian, the npm packages, the native
+# ping for tests, unshare and mount for the benchmarks) when they are missing and we are root on Debian, the npm packages, the native
 # helper and the build. Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in ip:iproute2 tc:iproute2 nft:nftables ping:iputils-ping ss:iproute2 conntrack:conntrack; do
+for pair in ip:iproute2 tc:iproute2 nft:nftables ping:iputils-ping ss:iproute2 conntrack:conntrack unshare:util-linux mount:mount; do
   tool=${pair%%:*} pkg=${pair#*:}
   if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ] && [ ! -x "/sbin/$tool" ]; then
     [[ " ${need[*]-} " == *" $pkg "* ]] || need+=("$pkg")
