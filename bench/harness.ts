@@ -4,7 +4,7 @@
  * this run is left, and the wait until the kernel has freed it, so one method's cleanup does not
  * slow the next), netnsd as a method's backend, and the parts of the report around the table.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Daemon, daemonEntry } from './daemon.js';
@@ -18,6 +18,8 @@ import { AbortedError, IP, runOk } from './proc.js';
  * file, (c) netnsd over HTTP with many clients, (d) netnsd with one client.
  */
 export const METHOD_IDS = ['a', 'b', 'c', 'd'] as const;
+/** How (c) and (d) reach the daemon: `tcp` (127.0.0.1, a bearer token) or `unix` (its Unix socket). */
+export type Transport = 'tcp' | 'unix';
 export type MethodId = (typeof METHOD_IDS)[number];
 
 export interface Environment {
@@ -79,6 +81,8 @@ export interface BenchOptions extends RunOptions {
   /** Concurrent HTTP clients of (c). */
   readonly clients: number;
   readonly methods: readonly MethodId[];
+  /** How (c) and (d) reach the daemon (default tcp). */
+  readonly transport?: Transport;
 }
 
 export interface Report<B extends string> {
@@ -235,6 +239,8 @@ export class DaemonBackend {
   constructor(
     private readonly signal: AbortSignal,
     private readonly notes: string[],
+    /** How the clients reach the daemon: its Unix socket (a second listener) or TCP with the token. */
+    private readonly transport: Transport = 'tcp',
   ) {}
 
   get daemon(): Daemon {
@@ -243,13 +249,14 @@ export class DaemonBackend {
   }
 
   async start(): Promise<void> {
-    this.d = await Daemon.start({ signal: this.signal });
+    this.d = await Daemon.start({ signal: this.signal, unixSocket: this.transport === 'unix' });
     this.notes.push(`daemon (${this.d.entry}) listening after ${(this.d.startupMs / 1000).toFixed(2)} s (untimed)`);
     await this.call('GET', '/v1/namespaces?limit=1', undefined, 200);
   }
 
   private client(): Client {
-    return { base: this.daemon.url.replace(/^tcp:/, 'http:'), token: this.daemon.token, timeoutMs: 60_000 };
+    const d = this.daemon;
+    return { base: d.url.replace(/^tcp:/, 'http:'), token: d.token, timeoutMs: 60_000, ...(this.transport === 'unix' ? { socketPath: d.socketPath } : {}) };
   }
 
   /** One request; a failure is explained with the daemon's log. */
@@ -346,6 +353,27 @@ export function environmentLines(env: Environment, clients: number): string[] {
     `- named namespaces on the machine before the run: ${env.namespacesBefore}`,
     `- namespaces bound in: ${env.netnsDir}`,
   ];
+}
+
+/**
+ * CPU time a process has had so far, in ms, from the kernel's per-thread accounting
+ * (/proc/PID/task/TID/schedstat, ns on a CPU): in all, and its main thread's (an event loop).
+ */
+export async function cpuOf(pid: number): Promise<{ all: number; main: number }> {
+  const dir = `/proc/${pid}/task`;
+  let all = 0;
+  let main = 0;
+  for (const tid of await readdir(dir)) {
+    const ns = await readFile(`${dir}/${tid}/schedstat`, 'utf8').then((t) => Number(t.split(' ')[0]), () => 0);
+    all += ns / 1e6;
+    if (tid === String(pid)) main = ns / 1e6;
+  }
+  return { all, main };
+}
+
+/** A method's label in the table: `netnsd HTTP, 16 clients` (`, Unix socket` when not over TCP). */
+export function httpLabel(clients: number, transport: Transport): string {
+  return `netnsd HTTP, ${clients} client${clients === 1 ? '' : 's'}${transport === 'unix' ? ', Unix socket' : ''}`;
 }
 
 /** Table cells: seconds, milliseconds per item, and a ratio; `—` for what was not measured. */

@@ -35,6 +35,8 @@ export class RequestError extends Error {
 export interface Client {
   readonly base: string;
   readonly token: string;
+  /** Connect to this Unix socket instead of base's host and port (no token is sent: the daemon trusts the socket's permissions). */
+  readonly socketPath?: string | undefined;
   /** How long one request may take before it counts as failed. */
   readonly timeoutMs: number;
 }
@@ -137,15 +139,16 @@ const idle = new Map<string, Connection[]>();
 
 export async function send(c: Client, method: string, path: string, body: string | undefined, signal: AbortSignal): Promise<Answer> {
   const url = new URL(path, c.base);
-  let conn = idle.get(c.base)?.pop();
-  while (conn?.closed) conn = idle.get(c.base)?.pop();
+  const key = c.socketPath ?? c.base;
+  let conn = idle.get(key)?.pop();
+  while (conn?.closed) conn = idle.get(key)?.pop();
   if (!conn) {
-    const socket = net.connect({ host: url.hostname, port: Number(url.port) });
+    const socket = c.socketPath ? net.connect({ path: c.socketPath }) : net.connect({ host: url.hostname, port: Number(url.port) });
     await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
     conn = new Connection(socket);
   }
   const text =
-    `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\nauthorization: Bearer ${c.token}\r\n` +
+    `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${c.socketPath ? 'localhost' : url.host}\r\n${c.socketPath ? '' : `authorization: Bearer ${c.token}\r\n`}` +
     (body === undefined ? '\r\n' : `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   const used = conn;
   let timer: NodeJS.Timeout | undefined;
@@ -157,8 +160,8 @@ export async function send(c: Client, method: string, path: string, body: string
       new Promise<never>((_, reject) => (timer = setTimeout(() => (used.socket.destroy(), reject(new Error(`no answer within ${c.timeoutMs} ms`))), c.timeoutMs))),
     ]);
     if (!used.closed) {
-      let list = idle.get(c.base);
-      if (!list) idle.set(c.base, (list = []));
+      let list = idle.get(key);
+      if (!list) idle.set(key, (list = []));
       list.push(used);
     }
     return answer;

@@ -27,8 +27,10 @@ import {
   notesLines,
   phase,
   quantiles,
+  httpLabel,
   type Report as HarnessReport,
   shellNamespaceLines,
+  type Transport,
 } from './harness.js';
 import { namesFor, verifyCreated, verifyDeleted } from './netns.js';
 import { IP } from './proc.js';
@@ -74,10 +76,10 @@ function ipBatch(tmp: string, signal: AbortSignal): Way {
  * /v1/namespaces per name (201, loopback up and nsid in the answer) and DELETE
  * /v1/namespaces/NAME (204) from `clients` workers.
  */
-function daemonHttp(clients: number, signal: AbortSignal, notes: string[]): Way {
-  const api = new DaemonBackend(signal, notes);
+function daemonHttp(clients: number, transport: Transport, signal: AbortSignal, notes: string[]): Way {
+  const api = new DaemonBackend(signal, notes, transport);
   return {
-    label: `netnsd HTTP, ${clients} client${clients === 1 ? '' : 's'}`,
+    label: httpLabel(clients, transport),
     setup: () => api.start(),
     create: (names) =>
       api.drive(names, clients, async (name) => {
@@ -131,7 +133,7 @@ function asMethod(w: Way, id: MethodId, n: number, progress: (line: string) => v
 /** Runs the benchmark. Throws only for problems before any namespace was made. */
 export function benchNamespaces(o: Options): Promise<Report> {
   return bench('namespaces', o, (id, tmp, notes) => {
-    const w = id === 'a' ? shellLoop(tmp, o.signal) : id === 'b' ? ipBatch(tmp, o.signal) : daemonHttp(id === 'c' ? o.clients : 1, o.signal, notes);
+    const w = id === 'a' ? shellLoop(tmp, o.signal) : id === 'b' ? ipBatch(tmp, o.signal) : daemonHttp(id === 'c' ? o.clients : 1, o.transport ?? 'tcp', o.signal, notes);
     return asMethod(w, id, o.n, o.progress);
   });
 }

@@ -16,7 +16,7 @@ import { intOption, runBench, UsageError } from './cli-run.js';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/duration.js';
 import { eventsMain, isEventsBench } from './events-cli.js';
-import { METHOD_IDS, type MethodId } from './harness.js';
+import { METHOD_IDS, type MethodId, type Transport } from './harness.js';
 import { chooseNetnsDir, MACHINE_DIR_OPTION, mountPrivateNetnsDir } from './netns-dir.js';
 import * as eventsTraffic from './events-traffic.js';
 import * as namespaces from './namespaces.js';
@@ -40,6 +40,8 @@ Does the same work four ways and prints the times:
 Options:
   --n N            namespaces or units per method (default 200; even for events-traffic)
   --clients C      concurrent HTTP clients of (c) (default 16)
+  --transport T    namespaces, units: how (c) and (d) reach the daemon: tcp (127.0.0.1 with a
+                   bearer token, the default) or unix (the Unix socket, the daemon's default listener)
   --warmup W       units: (c) and (d) first make and delete W units (rounds of N), untimed, so
                    that the daemon is warm as one that has been serving is (default 10 x N; 0 = cold)
   --methods LIST   which methods to run, e.g. a,b (default a,b,c,d)
@@ -66,6 +68,7 @@ function parse(argv: string[]) {
     options: {
       n: { type: 'string' },
       clients: { type: 'string' },
+      transport: { type: 'string' },
       warmup: { type: 'string' },
       methods: { type: 'string' },
       seconds: { type: 'string' },
@@ -81,6 +84,9 @@ function parse(argv: string[]) {
   }
   if (rest.length) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`);
   if (values.warmup !== undefined && bench !== 'units') throw new UsageError('--warmup is an option of the units benchmark');
+  const transport = values.transport ?? 'tcp';
+  if (transport !== 'tcp' && transport !== 'unix') throw new UsageError(`--transport is tcp or unix, not '${transport}'`);
+  if (values.transport !== undefined && bench === 'events-traffic') throw new UsageError('--transport is an option of the namespaces and units benchmarks');
   const ids: readonly string[] = METHOD_IDS;
   const methods = (values.methods ?? ids.join(',')).split(',').map((m) => m.trim());
   const bad = methods.filter((m) => !ids.includes(m));
@@ -93,6 +99,7 @@ function parse(argv: string[]) {
     seconds: intOption('seconds', values.seconds, 20, 1, 3600),
     interval: interval(values.interval),
     clients: intOption('clients', values.clients, 16, 1, 1024),
+    transport: transport as Transport,
     warmup: values.warmup === undefined ? undefined : intOption('warmup', values.warmup, 0, 0, 1_000_000),
     methods: [...new Set(methods)] as MethodId[],
     json: values.json,
@@ -122,6 +129,7 @@ async function main(): Promise<number> {
     const o = {
       n: args.n,
       clients: args.clients,
+      transport: args.transport,
       methods: args.methods,
       signal,
       progress,

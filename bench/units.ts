@@ -17,6 +17,7 @@
  * 198.19.0.0/16 via the hub end. Nothing is ever put in the root namespace.
  */
 import { appendFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import type { AuditRecord } from './daemon.js';
 import {
   bashScript,
@@ -24,6 +25,7 @@ import {
   bench,
   type BenchOptions,
   cell,
+  cpuOf,
   DaemonBackend,
   environmentLines,
   failureMark,
@@ -33,7 +35,9 @@ import {
   notesLines,
   phase,
   quantiles,
+  httpLabel,
   type Report as HarnessReport,
+  type Transport,
   shellNamespaceLines,
   writeLines,
 } from './harness.js';
@@ -155,8 +159,8 @@ function ipBatch(tmp: string, signal: AbortSignal): Way {
  * the other CPU with the clock running. Measured here with N = 200: (c) took ~1.5× as long after
  * no warm-up as after 2000 units, ~1.2× after 200. `--warmup 0` measures the cold daemon.
  */
-function daemonHttp(id: MethodId, clients: number, size: number, warmup: number, signal: AbortSignal, notes: string[]): Way {
-  const api = new DaemonBackend(signal, notes);
+function daemonHttp(id: MethodId, clients: number, size: number, warmup: number, transport: Transport, signal: AbortSignal, notes: string[]): Way {
+  const api = new DaemonBackend(signal, notes, transport);
   let hubName = '';
   /** Audit records before the timed run (the hub's, the warm-up's): left out of the breakdown. */
   let untimed = 0;
@@ -175,7 +179,7 @@ function daemonHttp(id: MethodId, clients: number, size: number, warmup: number,
     return nsid;
   };
   return {
-    label: `netnsd HTTP, ${clients} client${clients === 1 ? '' : 's'}`,
+    label: httpLabel(clients, transport),
     async setup(hub) {
       hubName = hub;
       await api.start();
@@ -185,7 +189,18 @@ function daemonHttp(id: MethodId, clients: number, size: number, warmup: number,
       for (let waited = 0; api.daemon.audits().length < changes && waited < 5000; waited += 10) await new Promise((r) => setTimeout(r, 10));
       untimed = api.daemon.audits().length;
     },
-    create: (hub, units) => api.drive(units, clients, async (u) => void (await make(hub, u))),
+    async create(hub, units) {
+      // The CPU the daemon and this process (the clients) take while the units are made.
+      const [d0, c0] = [await cpuOf(api.daemon.pid), process.cpuUsage()];
+      const ms = await api.drive(units, clients, async (u) => void (await make(hub, u)));
+      const [d1, c1] = [await cpuOf(api.daemon.pid), process.cpuUsage(c0)];
+      const s = (x: number) => (x / 1000).toFixed(3);
+      notes.push(
+        `CPU while the units were made (${s(ms)} s on ${cpus().length} CPUs): the daemon ${s(d1.all - d0.all)} s, ${s(d1.main - d0.main)} s of it its event loop; ` +
+          `the clients (this process) ${s((c1.user + c1.system) / 1000)} s`,
+      );
+      return ms;
+    },
     teardown: () => api.stop((d) => breakdown(d.audits().slice(untimed), hubName)),
   };
 
@@ -349,7 +364,7 @@ function markWindow(id: MethodId, from: bigint, to: bigint): void {
 /** Runs the benchmark. Throws only for problems before any namespace was made. */
 export function benchUnits(o: Options): Promise<Report> {
   return bench('units', o, (id, tmp, notes) => {
-    const w = id === 'a' ? shellLoop(tmp, o.signal) : id === 'b' ? ipBatch(tmp, o.signal) : daemonHttp(id, id === 'c' ? o.clients : 1, o.n, o.warmup ?? 10 * o.n, o.signal, notes);
+    const w = id === 'a' ? shellLoop(tmp, o.signal) : id === 'b' ? ipBatch(tmp, o.signal) : daemonHttp(id, id === 'c' ? o.clients : 1, o.n, o.warmup ?? 10 * o.n, o.transport ?? 'tcp', o.signal, notes);
     return asMethod(w, id, o.n, o.progress);
   });
 }

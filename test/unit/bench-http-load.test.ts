@@ -2,7 +2,10 @@
  * The benchmarks' HTTP client (bench/http-load.ts): HTTP/1.1 over kept-alive sockets, parsed by
  * hand, against a node:http server on the loopback.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, closeClients, drive, RequestError } from '../../bench/http-load.js';
@@ -80,5 +83,21 @@ describe('the benchmarks\' HTTP client', () => {
     expect(connections - before).toBe(1);
     await call(client(), 'POST', '/x', {}, 201, signal);
     expect(connections - before).toBe(2);
+  });
+
+  it('reaches a server on a Unix socket, without sending the token', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'netnsd-http-load-'));
+    const path = join(dir, 's.sock');
+    const unix = http.createServer(server.listeners('request')[0] as http.RequestListener);
+    await new Promise<void>((r) => unix.listen(path, r));
+    try {
+      const text = await call({ ...client(), socketPath: path }, 'POST', '/v1/namespaces', { name: 'u' }, 201, signal);
+      expect(JSON.parse(text)).toEqual({ echo: { name: 'u' } });
+      expect(seen.at(-1)).toEqual({ method: 'POST', url: '/v1/namespaces', auth: undefined, body: '{"name":"u"}' });
+    } finally {
+      closeClients();
+      await new Promise((r) => unix.close(r));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
