@@ -38,6 +38,8 @@ both:
   --transport T    tcp (default: 127.0.0.1 with a bearer token) or unix (the daemon's Unix socket)
   --cpu-prof       run the daemon with node's --cpu-prof and summarize the profile in the notes
   --json           print the report as JSON instead of Markdown
+  --machine-netns-dir
+                   bind namespaces in the machine's /run/netns, not in a private tmpfs (bench/netns-dir.ts)
   -h, --help       this text
 `;
 

@@ -21,9 +21,9 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, statfsSync } from 'node:fs';
+import { NETNS_DIR } from './netns.js';
 import { runOk } from './proc.js';
 
-export const NETNS_DIR = '/run/netns';
 /** The option that keeps the machine's /run/netns (taken off argv before the benchmarks parse it). */
 export const MACHINE_DIR_OPTION = '--machine-netns-dir';
 /** Set in the re-run process: it is inside the mount namespace and mounts the tmpfs. */

@@ -9,7 +9,7 @@ import { readdir } from 'node:fs/promises';
 import { IP, mapLimit, ProcError, run, runOk } from './proc.js';
 
 /** `ip netns` keeps a named namespace as a bind mount at /run/netns/NAME. */
-const NETNS_DIR = '/run/netns';
+export const NETNS_DIR = '/run/netns';
 
 /** Every named namespace on the machine (what `ip netns list` reads, without spawning it). */
 export async function listNamespaces(): Promise<string[]> {

@@ -111,8 +111,9 @@ async function main(): Promise<number> {
   const where = chooseNetnsDir(process.argv.slice(2));
   if ('rerun' in where) return where.rerun;
   const argv = where.argv;
+  await mountPrivateNetnsDir();
   // The event benchmarks take options of their own.
-  if (isEventsBench(argv)) return (await mountPrivateNetnsDir(), eventsMain(argv));
+  if (isEventsBench(argv)) return eventsMain(argv);
   let args;
   try {
     args = parse(argv);
@@ -124,7 +125,6 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  await mountPrivateNetnsDir();
   return runBench(args.json, async (signal, progress) => {
     const o = {
       n: args.n,
