@@ -208,15 +208,17 @@ export class LinkService {
       const after = await this.kernelLinks(ns, rest);
       const made = this.find(ns, after, body.name);
       const createdAt = this.now().toISOString();
-      this.records.put({ nsKey: this.keyOf(entry), ifindex: made.index, kind: made.kind, managed: true, createdAt, labels: body.labels ?? {} });
+      const recs: LinkRecord[] = [{ nsKey: this.keyOf(entry), ifindex: made.index, kind: made.kind, managed: true, createdAt, labels: body.labels ?? {} }];
       let peer: Link['peer'] | undefined;
       if (body.kind === 'veth' && body.peer && peerEntry) {
         const peerLinks = peerNs === ns ? after : await this.kernelLinks(peerNs, rest);
         const p = this.find(peerNs, peerLinks, body.peer.name);
-        this.records.put({ nsKey: this.keyOf(peerEntry), ifindex: p.index, kind: p.kind, managed: true, createdAt, labels: {} });
+        recs.push({ nsKey: this.keyOf(peerEntry), ifindex: p.index, kind: p.kind, managed: true, createdAt, labels: {} });
         // The pair just made: the peer is the link of that name there, when its index is the one ours points at.
         if (made.lower?.index === p.index) peer = { namespace: peerNs, name: p.name, index: p.index };
       }
+      // Both ends' records together, in one commit.
+      this.records.putAll(recs);
       return await this.viewOf(entry, after, made, rest, peer);
     } catch (e) {
       const undone = await this.ex.run({ kind: 'link.delete', ns, name: body.name }, rest).then(

@@ -51,12 +51,12 @@ export class AuditLog {
   ) {
     this.insertStmt = db.prepare(
       `INSERT INTO audit (time, request_id, actor, action, method, path, namespace, status, code, outcome, ops, duration_ms)
-       VALUES (@time, @requestId, @actor, @action, @method, @path, @namespace, @status, @code, @outcome, @ops, @durationMs)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.pageStmt = db.prepare<[number, number], Row>('SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?');
     this.pruneStmt = db.prepare('DELETE FROM audit WHERE seq <= (SELECT MAX(seq) FROM audit) - ?');
     this.insertAll = db.transaction((batch: readonly NewAuditEntry[]) => {
-      const seqs = batch.map((e) => Number(this.insertStmt.run({ ...e, ops: JSON.stringify(e.ops) }).lastInsertRowid));
+      const seqs = batch.map((e) => Number(this.insertStmt.run(e.time, e.requestId, e.actor, e.action, e.method, e.path, e.namespace, e.status, e.code, e.outcome, JSON.stringify(e.ops), e.durationMs).lastInsertRowid));
       // Prune now and then rather than on every insert.
       const before = this.inserted;
       this.inserted += batch.length;

@@ -51,6 +51,7 @@ export class LinkRecords {
   private readonly delStmt;
   private readonly keysStmt;
   private readonly delNsStmt;
+  private readonly putMany: (recs: readonly LinkRecord[]) => void;
   private readonly touched = new Map<string, Set<number>>();
   /**
    * What get() read or put() wrote, by namespace key then ifindex (null: no row). This class is
@@ -65,13 +66,14 @@ export class LinkRecords {
     this.getStmt = db.prepare<[string, number], Row>('SELECT * FROM links WHERE ns_key = ? AND ifindex = ?');
     this.nsStmt = db.prepare<[string], Row>('SELECT * FROM links WHERE ns_key = ?');
     this.putStmt = db.prepare(
-      `INSERT INTO links (ns_key, ifindex, kind, managed, created_at, labels) VALUES (@nsKey, @ifindex, @kind, @managed, @createdAt, @labels)
+      `INSERT INTO links (ns_key, ifindex, kind, managed, created_at, labels) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (ns_key, ifindex) DO UPDATE SET kind = excluded.kind, managed = excluded.managed,
          created_at = excluded.created_at, labels = excluded.labels`,
     );
     this.delStmt = db.prepare('DELETE FROM links WHERE ns_key = ? AND ifindex = ?');
     this.keysStmt = db.prepare<[], { ns_key: string }>('SELECT DISTINCT ns_key FROM links');
     this.delNsStmt = db.prepare('DELETE FROM links WHERE ns_key = ?');
+    this.putMany = db.transaction((recs: readonly LinkRecord[]) => recs.forEach((r) => this.put(r)));
   }
 
   /** The record of this link, when its kind matches. */
@@ -103,9 +105,14 @@ export class LinkRecords {
   }
 
   put(rec: LinkRecord): void {
-    this.putStmt.run({ ...rec, managed: rec.managed ? 1 : 0, labels: JSON.stringify(rec.labels) });
+    this.putStmt.run(rec.nsKey, rec.ifindex, rec.kind, rec.managed ? 1 : 0, rec.createdAt, JSON.stringify(rec.labels));
     this.remember(rec.nsKey, rec.ifindex, { ...rec, labels: { ...rec.labels } });
     this.touch(rec.nsKey, rec.ifindex);
+  }
+
+  /** Several records in one transaction (one commit): a veth's two ends. */
+  putAll(recs: readonly LinkRecord[]): void {
+    this.putMany(recs);
   }
 
   delete(nsKey: string, ifindex: number): void {

@@ -34,7 +34,7 @@ export class NamespaceRecords {
     this.getStmt = db.prepare<[string], Row>('SELECT * FROM namespaces WHERE name = ?');
     this.allStmt = db.prepare<[], Row>('SELECT * FROM namespaces');
     this.putStmt = db.prepare(
-      `INSERT INTO namespaces (name, id, managed, created_at, labels) VALUES (@name, @id, @managed, @createdAt, @labels)
+      `INSERT INTO namespaces (name, id, managed, created_at, labels) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (name) DO UPDATE SET id = excluded.id, managed = excluded.managed,
          created_at = excluded.created_at, labels = excluded.labels`,
     );
@@ -51,7 +51,7 @@ export class NamespaceRecords {
   }
 
   put(rec: NamespaceRecord): void {
-    this.putStmt.run({ ...rec, managed: rec.managed ? 1 : 0, labels: JSON.stringify(rec.labels) });
+    this.putStmt.run(rec.name, rec.id, rec.managed ? 1 : 0, rec.createdAt, JSON.stringify(rec.labels));
   }
 
   delete(name: string): void {
