@@ -42,7 +42,7 @@ export function installAuth(app: FastifyInstance, trust: Trust, tickets?: Ticket
     if (req.routeOptions.config.ticketAuth === true && tickets && typeof ticket === 'string' && req.headers.authorization === undefined) {
       req.principal = tickets.redeem(ticket);
     } else {
-      req.principal = trust.tokens().authenticate(req.headers.authorization);
+      req.principal = trust.tokens().authenticate(req.headers.authorization, req.raw.socket);
     }
     requireScope(req.principal, auth);
   });

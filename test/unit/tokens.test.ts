@@ -133,6 +133,31 @@ describe('TokenStore.authenticate', () => {
     }
   });
 
+  it("takes a connection's repeated header without hashing it again, compared once in constant time", () => {
+    const store = loadTokenFile(writeTokens(GOOD));
+    const conn = {};
+    const spy = vi.mocked(crypto.timingSafeEqual);
+    expect(store.authenticate(`Bearer ${CI_TOKEN}`, conn).name).toBe('ci');
+    spy.mockClear();
+    expect(store.authenticate(`Bearer ${CI_TOKEN}`, conn).name).toBe('ci');
+    expect(spy).toHaveBeenCalledTimes(1);
+    // Another connection with the same header is authenticated on its own.
+    spy.mockClear();
+    expect(store.authenticate(`Bearer ${CI_TOKEN}`, {}).name).toBe('ci');
+    expect(spy).toHaveBeenCalledTimes(3);
+  });
+
+  it('answers AUTH_INVALID to an unknown token on a connection that authenticated before', () => {
+    const store = loadTokenFile(writeTokens(GOOD));
+    const conn = {};
+    expect(store.authenticate(`Bearer ${CI_TOKEN}`, conn).name).toBe('ci');
+    // Same length as the header that worked: compared, and refused.
+    const other = `Bearer ${'x'.repeat(CI_TOKEN.length)}`;
+    expect(() => store.authenticate(other, conn)).toThrow(/AUTH_INVALID/);
+    expect(() => store.authenticate(undefined, conn)).toThrow(/AUTH_REQUIRED/);
+    expect(store.authenticate(`Bearer ${OPS_TOKEN}`, conn).name).toBe('ops');
+  });
+
   it('lists the names it loaded', () => {
     expect(loadTokenFile(writeTokens(GOOD)).names).toEqual(['ci', 'ops', 'viewer']);
   });
@@ -318,6 +343,16 @@ describe('TokenStore.reload', () => {
     expect(store.names).toEqual(['new']);
     expect(store.authenticate('Bearer new-token-0000000000').name).toBe('new');
     expect(() => store.authenticate(`Bearer ${CI_TOKEN}`)).toThrow(/AUTH_INVALID/);
+  });
+
+  it('refuses, after a reload, a token a connection authenticated with before it was removed', () => {
+    const path = writeTokens(GOOD);
+    const store = loadTokenFile(path);
+    const conn = {};
+    expect(store.authenticate(`Bearer ${CI_TOKEN}`, conn).name).toBe('ci');
+    writeTokens({ tokens: [{ name: 'new', token: 'new-token-0000000000', scopes: ['read'] }] });
+    store.reload();
+    expect(() => store.authenticate(`Bearer ${CI_TOKEN}`, conn)).toThrow(/AUTH_INVALID/);
   });
 
   it('keeps the old set when the new file is bad, and throws its problems', () => {
