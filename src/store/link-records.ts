@@ -73,7 +73,7 @@ export class LinkRecords {
     this.delStmt = db.prepare('DELETE FROM links WHERE ns_key = ? AND ifindex = ?');
     this.keysStmt = db.prepare<[], { ns_key: string }>('SELECT DISTINCT ns_key FROM links');
     this.delNsStmt = db.prepare('DELETE FROM links WHERE ns_key = ?');
-    this.putMany = db.transaction((recs: readonly LinkRecord[]) => recs.forEach((r) => this.put(r)));
+    this.putMany = db.transaction((recs: readonly LinkRecord[]) => recs.forEach((r) => this.write(r)));
   }
 
   /** The record of this link, when its kind matches. */
@@ -105,14 +105,24 @@ export class LinkRecords {
   }
 
   put(rec: LinkRecord): void {
-    this.putStmt.run(rec.nsKey, rec.ifindex, rec.kind, rec.managed ? 1 : 0, rec.createdAt, JSON.stringify(rec.labels));
-    this.remember(rec.nsKey, rec.ifindex, { ...rec, labels: { ...rec.labels } });
-    this.touch(rec.nsKey, rec.ifindex);
+    this.write(rec);
+    this.written(rec);
   }
 
-  /** Several records in one transaction (one commit): a veth's two ends. */
+  /** Several records in one transaction (one commit): a veth's two ends. All or none are written. */
   putAll(recs: readonly LinkRecord[]): void {
     this.putMany(recs);
+    // Into the copy once committed: a rolled-back row must not be answered from it.
+    recs.forEach((r) => this.written(r));
+  }
+
+  private write(rec: LinkRecord): void {
+    this.putStmt.run(rec.nsKey, rec.ifindex, rec.kind, rec.managed ? 1 : 0, rec.createdAt, JSON.stringify(rec.labels));
+  }
+
+  private written(rec: LinkRecord): void {
+    this.remember(rec.nsKey, rec.ifindex, { ...rec, labels: { ...rec.labels } });
+    this.touch(rec.nsKey, rec.ifindex);
   }
 
   delete(nsKey: string, ifindex: number): void {

@@ -25,6 +25,20 @@ describe('LinkRecords', () => {
     expect([...r.takeTouched('ns3')]).toEqual([9]);
   });
 
+  it('writes both ends of a pair together with putAll, and neither when one cannot be written', () => {
+    const db = openDb(':memory:');
+    const r = new LinkRecords(db);
+    r.putAll([rec('ns1', 5, 'veth', { a: '1' }), rec('ns2', 6)]);
+    expect(r.get('ns1', 5, 'veth')?.labels).toEqual({ a: '1' });
+    expect(new LinkRecords(db).get('ns1', 5, 'veth')?.labels).toEqual({ a: '1' });
+    expect(new LinkRecords(db).get('ns2', 6, 'veth')).toBeDefined();
+    // The second fails (a NOT NULL kind): the first is rolled back with it.
+    expect(() => r.putAll([rec('ns3', 1), { ...rec('ns3', 2), kind: null as unknown as string }])).toThrow();
+    expect(new LinkRecords(db).forNamespace('ns3').size).toBe(0);
+    expect(r.get('ns3', 1, 'veth')).toBeUndefined();
+    expect([...r.takeTouched('ns3')]).toEqual([]);
+  });
+
   it('moves a record to another namespace and ifindex in one step', () => {
     const r = new LinkRecords(openDb(':memory:'));
     r.put(rec('ns1', 5, 'tap', { a: '1' }));
