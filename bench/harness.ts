@@ -46,6 +46,8 @@ export interface MethodResult {
   readonly freedMs?: number;
   readonly error?: string;
   readonly notes: string[];
+  /** With several rounds: each round's wall time of each phase (ms), in round order. */
+  readonly perRound?: Readonly<Record<string, readonly number[]>>;
 }
 
 /** The namespaces a method made, to wait for the kernel to free them once they are deleted. */
@@ -83,12 +85,16 @@ export interface BenchOptions extends RunOptions {
   readonly methods: readonly MethodId[];
   /** How (c) and (d) reach the daemon (default tcp). */
   readonly transport?: Transport;
+  /** Times every method is run, in rounds of one run each (default 1); the report gives medians. */
+  readonly rounds?: number;
 }
 
 export interface Report<B extends string> {
   readonly benchmark: B;
   readonly n: number;
   readonly clients: number;
+  /** Rounds run (each ran every method once); with more than one, `results` holds medians. */
+  readonly rounds: number;
   readonly env: Environment;
   readonly results: MethodResult[];
   readonly aborted: boolean;
@@ -103,13 +109,64 @@ export async function bench<B extends string>(benchmark: B, o: BenchOptions, mak
   await checkNoClash(o.progress);
   const env = await environment();
   const tmp = await mkdtemp(join(tmpdir(), 'netns-bench-'));
+  const rounds = o.rounds ?? 1;
   try {
-    const { results, aborted } = await runMethods(o.methods, (id, notes) => make(id, tmp, notes), o);
-    return { benchmark, n: o.n, clients: o.clients, env, results, aborted };
+    const all: MethodResult[][] = [];
+    let aborted = false;
+    for (let r = 1; r <= rounds && !aborted; r++) {
+      if (rounds > 1) o.progress(`round ${r} of ${rounds}`);
+      const round = await runMethods(o.methods, (id, notes) => make(id, tmp, notes), o);
+      aborted = round.aborted;
+      // An interrupted round counts only when it is the first (there is nothing else to report).
+      if (!aborted || all.length === 0) all.push(round.results);
+    }
+    return { benchmark, n: o.n, clients: o.clients, rounds: all.length, env, results: combineRounds(all), aborted };
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
 }
+
+/** The middle value (the mean of the two middle ones for an even count; 0 for none). */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * One result per method from several rounds of runs: each phase's median wall time, each
+ * round's in `perRound`, and the notes of the round whose first phase is nearest the median.
+ * A method that failed in any round is reported as that failure (the first), with its round.
+ */
+export function combineRounds(rounds: readonly (readonly MethodResult[])[]): MethodResult[] {
+  if (rounds.length === 1) return [...rounds[0]!];
+  const ids = [...new Set(rounds.flatMap((r) => r.map((x) => x.id)))];
+  return ids.map((id) => {
+    const runs = rounds.flatMap((r, i) => r.filter((x) => x.id === id).map((x) => ({ x, round: i + 1 })));
+    const failed = runs.find((r) => !r.x.ok);
+    if (failed) return { ...failed.x, ...(failed.x.error === 'interrupted' ? {} : { error: `in round ${failed.round} of ${rounds.length}: ${failed.x.error ?? ''}` }) };
+    const phases = Object.keys(runs[0]!.x.ms);
+    const perRound = Object.fromEntries(phases.map((p) => [p, runs.map((r) => r.x.ms[p]!)]));
+    const ms = Object.fromEntries(phases.map((p) => [p, median(perRound[p]!)]));
+    const first = phases[0];
+    const typical = first === undefined ? runs[0]! : runs.reduce((best, r) => (Math.abs(r.x.ms[first]! - ms[first]!) < Math.abs(best.x.ms[first]! - ms[first]!) ? r : best));
+    const freed = runs.flatMap((r) => (r.x.freedMs === undefined ? [] : [r.x.freedMs]));
+    return {
+      id,
+      label: typical.x.label,
+      ok: true,
+      ms,
+      ...(freed.length ? { freedMs: Math.max(...freed) } : {}),
+      notes: [
+        ...phases.map((p) => `${p} per round: ${perRound[p]!.map((v) => (v / 1000).toFixed(3)).join(', ')} s (median ${(ms[p]! / 1000).toFixed(3)} s)`),
+        ...typical.x.notes.map((n) => `round ${typical.round}: ${n}`),
+      ],
+      perRound,
+    };
+  });
+}
+
 
 /** Refuses to start when names of this run exist already; warns about other runs' ones. */
 export async function checkNoClash(progress: (line: string) => void): Promise<void> {
@@ -342,7 +399,7 @@ export async function environment(): Promise<Environment> {
 }
 
 /** The environment as Markdown list lines. */
-export function environmentLines(env: Environment, clients: number): string[] {
+export function environmentLines(env: Environment, clients: number, rounds = 1): string[] {
   return [
     `- date: ${env.date}`,
     `- kernel: ${env.kernel}`,
@@ -352,6 +409,7 @@ export function environmentLines(env: Environment, clients: number): string[] {
     `- daemon: ${env.daemon}; (c) uses ${clients} concurrent clients`,
     `- named namespaces on the machine before the run: ${env.namespacesBefore}`,
     `- namespaces bound in: ${env.netnsDir}`,
+    ...(rounds > 1 ? [`- rounds: ${rounds}, each running every method once in turn; times are each method's median over the rounds, ratios are of medians`] : []),
   ];
 }
 
@@ -393,7 +451,7 @@ export function notesLines(results: readonly MethodResult[], aborted: boolean): 
   const notes = results.flatMap((x) => [
     ...(x.error && x.error !== 'interrupted' ? [`- (${x.id}) FAILED: ${x.error.replace(/\n/g, '\n  ')}`] : []),
     ...x.notes.map((n) => `- (${x.id}) ${n}`),
-    ...(x.freedMs !== undefined ? [`- (${x.id}) the kernel had freed every deleted namespace ${x.freedMs.toFixed(0)} ms after they were deleted${x.id === 'c' || x.id === 'd' ? ' and the daemon stopped' : ''}`] : []),
+    ...(x.freedMs !== undefined ? [`- (${x.id}) the kernel had freed every deleted namespace ${x.freedMs.toFixed(0)} ms after they were deleted${x.perRound ? ' (the slowest round)' : ''}${x.id === 'c' || x.id === 'd' ? ' and the daemon stopped' : ''}`] : []),
   ]);
   return [...(notes.length ? ['', 'Notes:', ...notes] : []), ...(aborted ? ['', '**Interrupted**: the namespaces of this run were removed.'] : [])];
 }

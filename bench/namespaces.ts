@@ -146,7 +146,7 @@ export function toMarkdown(r: Report): string {
   const out = [
     `## namespaces: create and delete ${r.n} (loopback up, nsid set)`,
     '',
-    ...environmentLines(r.env, r.clients),
+    ...environmentLines(r.env, r.clients, r.rounds),
     '',
     '| method | create (s) | ms/ns | delete (s) | ms/ns | create vs (b) | delete vs (b) |',
     '|---|---:|---:|---:|---:|---:|---:|',

@@ -2,8 +2,8 @@
  * Benchmarks of netnsd against iproute2, run in the same process on the same machine so the
  * figures compare. Needs root (it creates network namespaces).
  *
- *   npm run bench -- namespaces [--n 200] [--clients 16] [--methods a,b,c,d] [--json]
- *   npm run bench -- units [--n 200] [--clients 16] [--warmup N] [--methods a,b,c,d] [--json]
+ *   npm run bench -- namespaces [--n 200] [--clients 16] [--rounds R] [--methods a,b,c,d] [--json]
+ *   npm run bench -- units [--n 200] [--clients 16] [--warmup N] [--rounds R] [--methods a,b,c,d] [--json]
  *   npm run bench -- events-traffic [--n 200] [--seconds 20] [--interval 1s] [--json]
  *   npm run bench -- events-latency|events-fanout [options]   (bench/events-cli.ts)
  *
@@ -45,6 +45,9 @@ Options:
   --warmup W       units: (c) and (d) first make and delete W units (rounds of N), untimed, so
                    that the daemon is warm as one that has been serving is (default 10 x N; 0 = cold)
   --methods LIST   which methods to run, e.g. a,b (default a,b,c,d)
+  --rounds R       namespaces, units: run the methods R times, in rounds of each method once,
+                   and report each method's median (default 1): one run on a busy machine can be
+                   off by a fifth
   --seconds S      events-traffic: how long each phase is measured (default 20)
   --interval I     events-traffic: the subscription's interval (default 1s)
   --json           print the report as JSON instead of Markdown
@@ -71,6 +74,7 @@ function parse(argv: string[]) {
       transport: { type: 'string' },
       warmup: { type: 'string' },
       methods: { type: 'string' },
+      rounds: { type: 'string' },
       seconds: { type: 'string' },
       interval: { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -84,6 +88,7 @@ function parse(argv: string[]) {
   }
   if (rest.length) throw new UsageError(`unexpected arguments: ${rest.join(' ')}`);
   if (values.warmup !== undefined && bench !== 'units') throw new UsageError('--warmup is an option of the units benchmark');
+  if (values.rounds !== undefined && bench === 'events-traffic') throw new UsageError('--rounds is an option of the namespaces and units benchmarks');
   const transport = values.transport ?? 'tcp';
   if (transport !== 'tcp' && transport !== 'unix') throw new UsageError(`--transport is tcp or unix, not '${transport}'`);
   if (values.transport !== undefined && bench === 'events-traffic') throw new UsageError('--transport is an option of the namespaces and units benchmarks');
@@ -99,6 +104,7 @@ function parse(argv: string[]) {
     seconds: intOption('seconds', values.seconds, 20, 1, 3600),
     interval: interval(values.interval),
     clients: intOption('clients', values.clients, 16, 1, 1024),
+    rounds: intOption('rounds', values.rounds, 1, 1, 50),
     transport: transport as Transport,
     warmup: values.warmup === undefined ? undefined : intOption('warmup', values.warmup, 0, 0, 1_000_000),
     methods: [...new Set(methods)] as MethodId[],
@@ -131,6 +137,7 @@ async function main(): Promise<number> {
       clients: args.clients,
       transport: args.transport,
       methods: args.methods,
+      rounds: args.rounds,
       signal,
       progress,
     };

@@ -31,6 +31,7 @@ import {
   failureMark,
   httpLabel,
   ipBatchFile,
+  median,
   type Method,
   type MethodId,
   notesLines,
@@ -230,11 +231,6 @@ function how(kind: string, argv: readonly unknown[]): string {
   return argv.length === 0 ? 'in-process' : ONE_SHOT.has(kind) ? 'spawn' : 'batch line';
 }
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)]! : 0;
-};
-
 /**
  * Where the daemon's time went in the timed run, from its audit records: per kind of request (the hub's and the
  * units' addresses apart), its own time, and per op kind how many ran per request, how (spawn,
@@ -378,7 +374,7 @@ export function toMarkdown(r: Report): string {
   const out = [
     `## units: ${r.n} namespaces, each with a veth from one hub, an address on each end and a route`,
     '',
-    ...environmentLines(r.env, r.clients),
+    ...environmentLines(r.env, r.clients, r.rounds),
     '',
     '| method | create (s) | ms/unit | vs (b) | (a) ÷ this |',
     '|---|---:|---:|---:|---:|',
