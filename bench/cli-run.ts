@@ -4,6 +4,7 @@
  * prints the report (Markdown, or JSON with --json); whatever happened, removes every namespace
  * of this run. Resolves with the exit status: 0 ok, 1 a failure, 130 interrupted.
  */
+import { setMaxListeners } from 'node:events';
 import { runPrefix, sweep } from './netns.js';
 
 /** A bad command line: its message is printed with the usage text (exit status 2). */
@@ -28,6 +29,8 @@ export async function runBench(json: boolean, run: (signal: AbortSignal, progres
     return 2;
   }
   const ac = new AbortController();
+  // Every request in flight listens for the interrupt: up to --clients (1024) at once.
+  setMaxListeners(2048, ac.signal);
   let firstSignalAt = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     if (ac.signal.aborted) {

@@ -1,17 +1,18 @@
 /**
  * The real daemon as a child process, as a user would run it: a TCP listener on a free loopback
  * port, a bearer token with the admin scope, and a fresh data directory (so one method's store
- * does not carry into the next). Its stdout (pino JSON lines) is read until the `listening` line
- * names the port, and drained to a log file afterwards — an unread pipe would fill and stall the
- * daemon's logging.
+ * does not carry into the next). Its stdout and stderr (pino JSON lines) go straight to a log
+ * file, as a supervisor's would; the file is read for the `listening` line that names the port,
+ * and later, when asked, for the other lines. Read from a pipe, thousands of lines a second were
+ * this process's work, taken from the CPUs the clients and the daemon share (~20% of the
+ * clients' time in `units`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, readdirSync, statSync, type WriteStream } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { AbortedError } from './proc.js';
 
 export const REPO = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
@@ -106,17 +107,44 @@ export function daemonEntry(): { args: string[]; label: string } {
   return { args: ['--import', 'tsx', join(REPO, 'src', 'main.ts')], label: 'node --import tsx src/main.ts' };
 }
 
+/** The lines of a log file as it grows: each read takes what was appended since the last. */
+class LogReader {
+  private offset = 0;
+  private partial = '';
+  readonly raws: string[] = [];
+
+  constructor(private readonly fd: number) {}
+
+  /** Reads what was appended since the last read: its complete lines go to `raws`. */
+  read(): void {
+    const size = fstatSync(this.fd).size;
+    if (size <= this.offset) return;
+    const buf = Buffer.alloc(size - this.offset);
+    const n = readSync(this.fd, buf, 0, buf.length, this.offset);
+    this.offset += n;
+    const text = this.partial + buf.subarray(0, n).toString('utf8');
+    const parts = text.split('\n');
+    this.partial = parts.pop()!;
+    this.raws.push(...parts);
+  }
+
+  close(): void {
+    this.read();
+    if (this.partial) this.raws.push(this.partial);
+    this.partial = '';
+    closeSync(this.fd);
+  }
+}
+
 export class Daemon {
   private exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   private readonly parsed: LogLine[] = [];
+  private closed = false;
   private constructor(
     private readonly child: ChildProcess,
-    /** Every line the daemon logged so far, as it came (parsed on demand: see `lines`). */
-    private readonly raws: string[],
-    /** The lines at level warn (40) or above. */
-    readonly warnings: LogLine[],
-    private readonly log: WriteStream,
+    /** The daemon's log file, read when asked (see `lines`). */
+    private readonly log: LogReader,
     readonly url: string,
     readonly token: string,
     readonly dir: string,
@@ -129,13 +157,19 @@ export class Daemon {
   }
 
   /**
-   * Every line the daemon logged so far, parsed. Parsed here, when asked (after a timed phase),
-   * not as they come: the line reader shares the event loop with the benchmark's clients, and
-   * parsing each of thousands of lines as it came delayed them (the daemon's figures with it).
+   * Every line the daemon logged so far, parsed. Read and parsed here, when asked (after a timed
+   * phase), not as they come: this process's clients share the CPUs with the daemon.
    */
   get lines(): readonly LogLine[] {
-    for (let i = this.parsed.length; i < this.raws.length; i++) this.parsed.push(parseLine(this.raws[i]!));
+    if (!this.closed) this.log.read();
+    const raws = this.log.raws;
+    for (let i = this.parsed.length; i < raws.length; i++) this.parsed.push(parseLine(raws[i]!));
     return this.parsed;
+  }
+
+  /** The lines at level warn (40) or above. */
+  get warnings(): LogLine[] {
+    return this.lines.filter((l) => (l.level ?? 0) >= 40);
   }
 
   /** The daemon's process id (to read its CPU time from /proc). */
@@ -202,55 +236,46 @@ export class Daemon {
     if (socketPath) configArgs.push('--listen', `unix://${socketPath}`);
     const dataDir = join(dir, 'data');
     const logFile = join(dir, 'daemon.log');
-    const log = createWriteStream(logFile);
     const entry = daemonEntry();
 
     const t0 = performance.now();
     // BENCH_DAEMON_NODE_ARGS: node options for the daemon only (`--cpu-prof --cpu-prof-dir=DIR`;
     // node refuses --cpu-prof in NODE_OPTIONS).
     const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const child = spawn(
-      process.execPath,
-      [...(opts.nodeArgs ?? []), ...nodeArgs, ...entry.args, ...configArgs, '--listen', 'tcp://127.0.0.1:0', '--tokens', tokensFile, '--data-dir', dataDir, '--log-level', 'info'],
-      { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
-    );
+    const out = openSync(logFile, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(
+        process.execPath,
+        [...(opts.nodeArgs ?? []), ...nodeArgs, ...entry.args, ...configArgs, '--listen', 'tcp://127.0.0.1:0', '--tokens', tokensFile, '--data-dir', dataDir, '--log-level', 'info'],
+        { cwd: REPO, stdio: ['ignore', out, out], env: { ...process.env, LC_ALL: 'C' } },
+      );
+    } finally {
+      closeSync(out); // the child has its own
+    }
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
       child.on('close', (code, signal) => resolve({ code, signal })),
     );
-    const stderr: string[] = [];
-    child.stderr!.on('data', (b: Buffer) => {
-      stderr.push(b.toString('utf8'));
-      log.write(b);
-    });
-
-    const all: string[] = [];
-    const warnings: LogLine[] = [];
-    let onListening: ((url: string) => void) | undefined;
-    createInterface({ input: child.stdout!, crlfDelay: Infinity }).on('line', (raw) => {
-      log.write(`${raw}\n`);
-      all.push(raw);
-      // Parsed now only before "listening" and at level warn or above (pino puts the level first).
-      const level = /^\{"level":(\d+)/.exec(raw);
-      if (onListening === undefined && (!level || Number(level[1]) < 40)) return;
-      const line = parseLine(raw);
-      if ((line.level ?? 0) >= 40) warnings.push(line);
-      if (line.msg === 'listening' && line.url?.startsWith('tcp://')) {
-        onListening?.(line.url);
-        onListening = undefined;
-      }
-    });
+    const log = new LogReader(openSync(logFile, 'r'));
 
     const timeoutMs = opts.timeoutMs ?? 60_000;
     let timer: NodeJS.Timeout | undefined;
+    let poll: NodeJS.Timeout | undefined;
     let onAbort: (() => void) | undefined;
     try {
       const url = await new Promise<string>((resolve, reject) => {
-        onListening = resolve;
         const tail = () => {
-          const out = all.slice(-10);
-          const err = stderr.join('').trim().split('\n').slice(-15);
-          return [...out, ...err].map((s) => `    ${s}`).join('\n');
+          log.read();
+          return log.raws.slice(-25).map((s) => `    ${s}`).join('\n');
         };
+        let seen = 0;
+        poll = setInterval(() => {
+          log.read();
+          for (; seen < log.raws.length; seen++) {
+            const line = parseLine(log.raws[seen]!);
+            if (line.msg === 'listening' && line.url?.startsWith('tcp://')) resolve(line.url);
+          }
+        }, 10);
         void exited.then(({ code, signal }) =>
           reject(new Error(`the daemon (${entry.label}) exited (${signal ?? code}) before listening:\n${tail()}`)),
         );
@@ -259,19 +284,19 @@ export class Daemon {
         onAbort = () => reject(new AbortedError());
         opts.signal?.addEventListener('abort', onAbort, { once: true });
       });
-      // The line reader keeps appending to `all` and `warnings`, which the instance holds.
-      const d = new Daemon(child, all, warnings, log, url, token, dir, logFile, performance.now() - t0, entry.label, exited);
+      const d = new Daemon(child, log, url, token, dir, logFile, performance.now() - t0, entry.label, exited);
       d.socketPath = socketPath;
       return d;
     } catch (e) {
       child.kill('SIGTERM');
       await exited;
-      log.end();
+      log.close();
       // The log stays for a look; the admin token of a daemon that is gone does not.
       await rm(tokensFile, { force: true });
       throw e;
     } finally {
       clearTimeout(timer);
+      clearInterval(poll);
       if (onAbort) opts.signal?.removeEventListener('abort', onAbort);
     }
   }
@@ -294,7 +319,10 @@ export class Daemon {
       await this.exited;
       clearTimeout(timer);
     }
-    await new Promise<void>((r) => this.log.end(r));
+    if (!this.closed) {
+      this.log.close();
+      this.closed = true;
+    }
     return { ...this.exitInfo!, ms: performance.now() - t0, killed, died };
   }
 }
