@@ -15,6 +15,7 @@ import { TokenFileError, loadTokenFile, type TokenStore } from './auth/tokens.js
 import { ConfigError, loadConfig, parseListenUrl } from './config.js';
 import type { Trust } from './http/auth-hooks.js';
 import { groupId } from './os-groups.js';
+import { TurnBufferedDestination } from './log-destination.js';
 
 async function main(): Promise<number> {
   let loaded;
@@ -32,11 +33,10 @@ async function main(): Promise<number> {
     return 0;
   }
   const config = loaded.config;
-  // Written behind (sync: false): the lines of a busy moment go out in one write, not a write
-  // each (a write per line was ~4% of the daemon's work in the `units` benchmark). pino writes
-  // what is left synchronously at exit; what a crash of the whole machine catches in the buffer
-  // is lost, as with any buffered log.
-  const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: 1, sync: false }));
+  // Every line of a turn of the event loop in one write, at its end (log-destination.ts).
+  const out = new TurnBufferedDestination(1);
+  process.on('exit', () => out.flushSync());
+  const log = pino({ level: config.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, out);
 
   let tokens: TokenStore | undefined;
   if (config.tokensFile) {
