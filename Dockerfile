@@ -26,4 +26,4 @@ COPY --from=build /src/dist ./dist
 COPY --from=build /src/native/build/Release/netns.node ./native/build/Release/netns.node
 VOLUME ["/var/lib/netnsd"]
 ENV NODE_ENV=production
-ENTRYPOINT ["node", "/opt/netnsd/dist/main.js"]
+ENTRYPOINT ["node", "--single-threaded-gc", "/opt/netnsd/dist/main.js"]

@@ -9,7 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,9 +102,22 @@ function newestMtime(dir: string): number {
 export function daemonEntry(): { args: string[]; label: string } {
   const dist = join(REPO, 'dist', 'main.js');
   if (existsSync(dist) && statSync(dist).mtimeMs > newestMtime(join(REPO, 'src'))) {
-    return { args: [dist], label: 'node dist/main.js' };
+    const flags = nodeFlagsOf(dist);
+    return { args: [...flags, dist], label: ['node', ...flags, 'dist/main.js'].join(' ') };
   }
-  return { args: ['--import', 'tsx', join(REPO, 'src', 'main.ts')], label: 'node --import tsx src/main.ts' };
+  const src = join(REPO, 'src', 'main.ts');
+  const flags = nodeFlagsOf(src);
+  return { args: [...flags, '--import', 'tsx', src], label: ['node', ...flags, '--import tsx src/main.ts'].join(' ') };
+}
+
+/**
+ * The node options an entry's `#!/usr/bin/env -S node FLAGS` line gives it: what the `netnsd`
+ * bin runs with (and `npm start`, and the Dockerfile), so that the daemon is measured as run.
+ */
+export function nodeFlagsOf(file: string): string[] {
+  const first = readFileSync(file, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\/usr\/bin\/env -S node((?: +-[^ ]+)*) *$/.exec(first);
+  return m ? m[1]!.trim().split(/ +/).filter(Boolean) : [];
 }
 
 /** The lines of a log file as it grows: each read takes what was appended since the last. */

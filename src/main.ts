@@ -1,8 +1,14 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --single-threaded-gc
 /**
  * The daemon's entry: load the configuration, build the services, start one server per
  * listener, and close everything in order on SIGTERM/SIGINT (listeners first, then started work
  * drains, then the store). SIGHUP re-reads the tokens file.
+ *
+ * Node runs it with --single-threaded-gc (the line above, `npm start`, the Dockerfile): V8's
+ * parallel and concurrent GC threads took more CPU than they saved on a 2-CPU machine, where they
+ * compete with the event loop and the addon's threads (the `units` benchmark: 7 of 7 interleaved
+ * runs faster without them, 9-11% on average, the daemon's CPU as much lower). V8 refuses the
+ * flag once started (v8.setFlagsFromString aborts at the next GC), so it must be given to node.
  */
 import { chmod, chown, lstat, mkdir, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
