@@ -167,7 +167,6 @@ export function combineRounds(rounds: readonly (readonly MethodResult[])[]): Met
   });
 }
 
-
 /** Refuses to start when names of this run exist already; warns about other runs' ones. */
 export async function checkNoClash(progress: (line: string) => void): Promise<void> {
   const prefix = runPrefix();

@@ -34,6 +34,7 @@ import {
   median,
   type Method,
   type MethodId,
+  type MethodResult,
   notesLines,
   phase,
   quantiles,
@@ -365,6 +366,19 @@ export function benchUnits(o: Options): Promise<Report> {
   });
 }
 
+/** With several rounds: (c) against (b) and (a) within each round (methods of one round ran minutes apart at most). */
+export function perRoundRatios(results: readonly MethodResult[]): string[] {
+  const rounds = (id: string) => results.find((x) => x.id === id && x.ok)?.perRound?.create;
+  const [a, b, c] = [rounds('a'), rounds('b'), rounds('c')];
+  if (!c) return [];
+  const ratios = (xs: readonly number[]) => `${xs.map((x) => `${x.toFixed(2)}×`).join(', ')} (median ${median(xs).toFixed(2)}×)`;
+  return [
+    '',
+    ...(b?.length === c.length ? [`- per round, (c) vs (b): ${ratios(c.map((v, i) => v / b[i]!))}`] : []),
+    ...(a?.length === c.length ? [`- per round, (a) ÷ (c): ${ratios(a.map((v, i) => v / c[i]!))}`] : []),
+  ];
+}
+
 /** The report as Markdown: the environment, the table, and notes (failures in full). */
 export function toMarkdown(r: Report): string {
   const ms = (id: string) => r.results.find((x) => x.id === id && x.ok)?.ms.create;
@@ -381,6 +395,7 @@ export function toMarkdown(r: Report): string {
     ...r.results.map((x) => `| (${x.id}) ${x.label}${failureMark(x)} | ${s(x.ms.create)} | ${per(x.ms.create)} | ${ratio(x.ms.create, batch)} | ${ratio(shell, x.ms.create)} |`),
     '',
     '"vs (b)" is wall time divided by that of one `ip -batch` (target for (c): at most 1.5×); "(a) ÷ this" is how many times faster than the shell loop (target for (c): at least 5×).',
+    ...perRoundRatios(r.results),
     ...notesLines(r.results, r.aborted),
   ];
   return `${out.join('\n')}\n`;

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { combineRounds, median, type MethodResult } from '../../bench/harness.js';
+import { perRoundRatios } from '../../bench/units.js';
 
 const run = (id: string, create: number, notes: string[] = [], extra: Partial<MethodResult> = {}): MethodResult => ({
   id,
@@ -57,5 +58,20 @@ describe('combineRounds', () => {
   it('keeps an interrupted method marked as interrupted', () => {
     const out = combineRounds([[run('c', 600)], [run('c', 0, [], { ok: false, error: 'interrupted' })]]);
     expect(out[0]).toMatchObject({ ok: false, error: 'interrupted' });
+  });
+});
+
+describe('units: per-round ratios', () => {
+  it('gives (c) against (b) and (a) within each round, with their medians', () => {
+    const [a, b, c] = combineRounds([
+      [run('a', 3000), run('b', 600), run('c', 500)],
+      [run('a', 3300), run('b', 660), run('c', 600)],
+      [run('a', 2900), run('b', 580), run('c', 580)],
+    ]);
+    expect(perRoundRatios([a!, b!, c!])).toEqual(['', '- per round, (c) vs (b): 0.83×, 0.91×, 1.00× (median 0.91×)', '- per round, (a) ÷ (c): 6.00×, 5.50×, 5.00× (median 5.50×)']);
+  });
+
+  it('gives nothing for one round', () => {
+    expect(perRoundRatios([run('a', 3000), run('c', 500)])).toEqual([]);
   });
 });
