@@ -101,13 +101,11 @@ function newestMtime(dir: string): number {
  */
 export function daemonEntry(): { args: string[]; label: string } {
   const dist = join(REPO, 'dist', 'main.js');
-  if (existsSync(dist) && statSync(dist).mtimeMs > newestMtime(join(REPO, 'src'))) {
-    const flags = nodeFlagsOf(dist);
-    return { args: [...flags, dist], label: ['node', ...flags, 'dist/main.js'].join(' ') };
-  }
   const src = join(REPO, 'src', 'main.ts');
-  const flags = nodeFlagsOf(src);
-  return { args: [...flags, '--import', 'tsx', src], label: ['node', ...flags, '--import tsx src/main.ts'].join(' ') };
+  const [file, args, shown] =
+    existsSync(dist) && statSync(dist).mtimeMs > newestMtime(join(REPO, 'src')) ? [dist, [dist], 'dist/main.js'] : [src, ['--import', 'tsx', src], '--import tsx src/main.ts'];
+  const flags = nodeFlagsOf(file);
+  return { args: [...flags, ...args], label: ['node', ...flags, shown].join(' ') };
 }
 
 /**
@@ -124,12 +122,14 @@ export function nodeFlagsOf(file: string): string[] {
 class LogReader {
   private offset = 0;
   private partial = '';
+  private closed = false;
   readonly raws: string[] = [];
 
   constructor(private readonly fd: number) {}
 
-  /** Reads what was appended since the last read: its complete lines go to `raws`. */
+  /** Reads what was appended since the last read: its complete lines go to `raws` (nothing once closed). */
   read(): void {
+    if (this.closed) return;
     const size = fstatSync(this.fd).size;
     if (size <= this.offset) return;
     const buf = Buffer.alloc(size - this.offset);
@@ -141,8 +141,11 @@ class LogReader {
     this.raws.push(...parts);
   }
 
+  /** Reads the rest (a last line without its newline too) and closes the file; again, nothing. */
   close(): void {
     this.read();
+    if (this.closed) return;
+    this.closed = true;
     if (this.partial) this.raws.push(this.partial);
     this.partial = '';
     closeSync(this.fd);
@@ -153,7 +156,6 @@ export class Daemon {
   private exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   private readonly parsed: LogLine[] = [];
-  private closed = false;
   private constructor(
     private readonly child: ChildProcess,
     /** The daemon's log file, read when asked (see `lines`). */
@@ -174,7 +176,7 @@ export class Daemon {
    * phase), not as they come: this process's clients share the CPUs with the daemon.
    */
   get lines(): readonly LogLine[] {
-    if (!this.closed) this.log.read();
+    this.log.read();
     const raws = this.log.raws;
     for (let i = this.parsed.length; i < raws.length; i++) this.parsed.push(parseLine(raws[i]!));
     return this.parsed;
@@ -332,10 +334,7 @@ export class Daemon {
       await this.exited;
       clearTimeout(timer);
     }
-    if (!this.closed) {
-      this.log.close();
-      this.closed = true;
-    }
+    this.log.close();
     return { ...this.exitInfo!, ms: performance.now() - t0, killed, died };
   }
 }
