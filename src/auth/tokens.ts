@@ -348,13 +348,12 @@ export class TokenStore {
     // A keep-alive connection sends the same header on every request: its last success stands,
     // compared in constant time (a proxy may carry several clients on one connection), while
     // the same file is loaded. A SHA-256 per request was ~3% of the daemon's work in `units`.
-    const last = connection === undefined || authorization === undefined ? undefined : this.#lastOn.get(connection);
-    if (last && last.loaded === this.#loaded) {
-      const header = Buffer.from(authorization as string);
-      if (header.length === last.header.length && timingSafeEqual(header, last.header)) return last.principal;
-    }
+    if (connection === undefined || authorization === undefined) return this.authenticateNow(authorization);
+    const header = Buffer.from(authorization);
+    const last = this.#lastOn.get(connection);
+    if (last && last.loaded === this.#loaded && header.length === last.header.length && timingSafeEqual(header, last.header)) return last.principal;
     const principal = this.authenticateNow(authorization);
-    if (connection !== undefined) this.#lastOn.set(connection, { loaded: this.#loaded, header: Buffer.from(authorization as string), principal });
+    this.#lastOn.set(connection, { loaded: this.#loaded, header, principal });
     return principal;
   }
 
