@@ -27,8 +27,8 @@ import type { Link } from '../links/link-schema.js';
 import type { NetnsDirectory, NetnsEntry } from '../namespaces/netns-dir.js';
 import * as M from '../netlink/messages.js';
 import { defaultNames, type IpNames } from '../netlink/names.js';
-import { type NetlinkAddon, NetlinkNamespace, namespacePath, type PrefetchedDumps } from '../netlink/netlink.js';
-import { eventOf, linkNameOf, parseAttrs, splitDatagram } from '../netlink/parse.js';
+import { type NetlinkAddon, type NlBatch, NetlinkNamespace, namespacePath, type PrefetchedDumps } from '../netlink/netlink.js';
+import { eventOf, linkNameOf, messagesIn, parseAttrs, type NlMessage } from '../netlink/parse.js';
 import { addressView } from '../addresses/address-service.js';
 import { neighborView } from '../neighbors/neighbor-service.js';
 import { routeView } from '../routes/route-service.js';
@@ -280,8 +280,8 @@ export class Monitor implements LinkRefs {
   catchUp(): void {
     if (this.fd === undefined) return;
     try {
-      const r = this.o.addon.nlRead(this.fd);
-      this.ingest(r.datagrams, r.nsids, r.overflow);
+      const batch = this.o.addon.nlRead(this.fd);
+      if (batch) this.ingest(batch);
     } catch (e) {
       this.failed(e as Error);
     }
@@ -343,9 +343,9 @@ export class Monitor implements LinkRefs {
     this.fd = this.o.addon.nlOpen(namespacePath(HOST), M.DEFAULT_GROUPS, this.o.rcvbuf, true);
     // What changed before now was heard by no socket of ours: dumps taken before are not enough.
     this.lostAt = performance.now();
-    this.o.addon.nlWatch(this.fd, (err, datagrams, overflow, nsids) => {
-      if (err) return this.failed(err);
-      this.ingest(datagrams, nsids ?? [], overflow);
+    this.o.addon.nlWatch(this.fd, (err, batch) => {
+      if (err || !batch) return this.failed(err ?? new Error('netlink event socket failed'));
+      this.ingest(batch);
     });
   }
 
@@ -491,9 +491,9 @@ export class Monitor implements LinkRefs {
   }
 
   /** Datagrams from the socket (or a catch-up read): apply, queue events, publish what is ready. */
-  private ingest(datagrams: readonly Buffer[], nsids: readonly number[], overflow: boolean): void {
-    for (let i = 0; i < datagrams.length; i++) {
-      const nsid = nsids[i] ?? -1;
+  private ingest({ data, index, overflow }: NlBatch): void {
+    for (let i = 0; i < index.length; i += 3) {
+      const nsid = index[i + 2]!;
       const ns = nsid < 0 ? HOST : this.byNsid.get(nsid);
       const stack = ns === undefined ? undefined : this.stacks.get(ns);
       if (!stack || ns === undefined) {
@@ -501,7 +501,7 @@ export class Monitor implements LinkRefs {
         if (nsid >= 0) this.droppedAt.set(nsid, performance.now());
         continue;
       }
-      for (const m of splitDatagram(datagrams[i]!)) this.message(ns, stack, m);
+      for (const m of messagesIn(data, index[i]!, index[i + 1]!)) this.message(ns, stack, m);
     }
     this.settleMoves();
     this.runRechecks();
@@ -514,7 +514,7 @@ export class Monitor implements LinkRefs {
     }
   }
 
-  private message(ns: string, stack: NamespaceStack, m: ReturnType<typeof splitDatagram>[number]): void {
+  private message(ns: string, stack: NamespaceStack, m: NlMessage): void {
     const isLink = (m.type === M.RTM_NEWLINK || m.type === M.RTM_DELLINK) && m.payload.length >= M.IFINFOMSG_LEN && m.payload.readUInt8(0) === M.AF_UNSPEC;
     const named = isLink ? linkNameOf(m) : null;
     if (named && m.type === M.RTM_NEWLINK) stack.names.set(named.index, named.name);

@@ -18,19 +18,32 @@ import { changeRequest, ifindexOf, linkGetRequest, linkNamesOf, linkSetRequest, 
 import * as M from './messages.js';
 import { defaultNames, type IpNames } from './names.js';
 import {
-  addressOf, dumpMessages, eventOf, parseAttrs, linkNameOf, linkNames, linkOf, MissingLinkError, MissingNamespaceError, neighborOf, NetlinkError, routeOf, ruleOf, splitDatagram,
+  addressOf, dumpMessages, eventOf, parseAttrs, linkNameOf, linkNames, linkOf, messagesIn, MissingLinkError, MissingNamespaceError, neighborOf, NetlinkError, routeOf, ruleOf,
   type KernelNeighbor, type NetlinkEvent, type NlMessage,
 } from './parse.js';
+
+/** What an event socket had pending, read at once (native/netlink.c, pending_batch). */
+export interface NlBatch {
+  /** The datagrams, back to back. */
+  readonly data: Buffer;
+  /**
+   * Datagram i is data[index[3i], index[3i+1]), from the namespace of nsid index[3i+2] (sockets
+   * opened with allNsid; -1: the socket's own namespace).
+   */
+  readonly index: Int32Array;
+  /** The kernel dropped events (the receive queue was full): whoever keeps state must re-read it. */
+  readonly overflow: boolean;
+}
 
 /** The addon's netlink functions (native/netlink.c). */
 export interface NetlinkAddon {
   /** allNsid: NETLINK_LISTEN_ALL_NSID (the events of every namespace with an nsid here, tagged). */
   nlOpen(nsPath: string, groups: readonly number[], rcvbuf?: number, allNsid?: boolean): number;
   nlDump(fdOrNsPath: number | string, request: Buffer, timeoutMs?: number): { datagrams: Buffer[]; interrupted: boolean };
-  /** nsids[i]: the nsid datagrams[i] came from (allNsid sockets), -1 for the socket's own namespace. */
-  nlWatch(fd: number, callback: (err: (Error & { code?: string }) | null, datagrams: Buffer[], overflow: boolean, nsids: number[]) => void): void;
-  /** Every datagram pending now, without waiting. */
-  nlRead(fd: number): { datagrams: Buffer[]; nsids: number[]; overflow: boolean };
+  /** Called with what is pending whenever the socket has datagrams or overflowed; (err, null): it failed and is no longer watched. */
+  nlWatch(fd: number, callback: (err: (Error & { code?: string }) | null, batch: NlBatch | null) => void): void;
+  /** Every datagram pending now, without waiting (null: none, and no overflow). */
+  nlRead(fd: number): NlBatch | null;
   nlClose(fd: number): void;
   /**
    * One acked request on a socket made inside the namespace for it, sent and answered on the
@@ -375,9 +388,9 @@ export class NetlinkNamespace {
         this.addon.nlClose(fd);
       },
     };
-    this.addon.nlWatch(fd, (err, datagrams, overflow) => {
+    this.addon.nlWatch(fd, (err, batch) => {
       if (closed) return;
-      if (err) {
+      if (err || !batch) {
         closed = true;
         this.watches.delete(watch);
         try {
@@ -385,12 +398,13 @@ export class NetlinkNamespace {
         } catch {
           // already unusable
         }
-        opts.onError?.(err);
+        opts.onError?.(err ?? new Error('netlink event socket failed'));
         return;
       }
-      for (const d of datagrams) {
-        for (const m of splitDatagram(d)) {
-          opts.onRaw?.(m, d);
+      const { data, index, overflow } = batch;
+      for (let i = 0; i < index.length; i += 3) {
+        for (const m of messagesIn(data, index[i]!, index[i + 1]!)) {
+          opts.onRaw?.(m, data.subarray(index[i]!, index[i + 1]!));
           // The map follows the links: a new (or renamed) link is named before its own event is
           // parsed, a deleted one forgotten after.
           const link = m.type === M.RTM_NEWLINK || m.type === M.RTM_DELLINK ? linkNameOf(m) : null;

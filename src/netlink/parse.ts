@@ -86,11 +86,16 @@ export class MissingNamespaceError extends Error {
 
 /** The messages of one datagram (several per datagram in dumps). */
 export function splitDatagram(buf: Buffer): NlMessage[] {
+  return messagesIn(buf, 0, buf.length);
+}
+
+/** The messages of the datagram at buf[from, to) (where the addon puts several back to back: NlBatch). */
+export function messagesIn(buf: Buffer, from: number, to: number): NlMessage[] {
   const out: NlMessage[] = [];
-  let off = 0;
-  while (off + M.NLMSG_HDRLEN <= buf.length) {
+  let off = from;
+  while (off + M.NLMSG_HDRLEN <= to) {
     const len = buf.readUInt32LE(off);
-    if (len < M.NLMSG_HDRLEN || off + len > buf.length) break;
+    if (len < M.NLMSG_HDRLEN || off + len > to) break;
     out.push({
       type: buf.readUInt16LE(off + 4),
       flags: buf.readUInt16LE(off + 6),

@@ -26,7 +26,7 @@ function standIn() {
   const addon = {
     nlOpen: () => 1000,
     nlClose: () => {},
-    nlRead: () => ({ datagrams: [], nsids: [], overflow: false }),
+    nlRead: () => null,
     nlWatch: () => {},
     nlDump: (_fd: number | string, request: Buffer) => ({ datagrams: [ack(request, 19)], interrupted: false }),
     nlRequestAsync: (_path: string, request: Buffer) => new Promise<Buffer[]>((resolve) => queued.push({ request, answer: () => resolve([ack(request)]) })),
