@@ -30,11 +30,13 @@ int nn_enter_init(void) {
   return home_fd < 0 ? errno : 0;
 }
 
-void nn_background(void) {
+int nn_background_thread(int tid) {
   struct sched_param none = {.sched_priority = 0};
   // Per thread on Linux (0: the calling one). Failing (a seccomp filter, say) changes nothing else.
-  sched_setscheduler(0, SCHED_BATCH, &none);
+  return sched_setscheduler(tid, SCHED_BATCH, &none) < 0 ? errno : 0;
 }
+
+int nn_background(void) { return nn_background_thread(0); }
 
 void nn_enter_adopt(int fd) {
   if (home_fd < 0) home_fd = fd;

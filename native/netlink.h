@@ -66,9 +66,11 @@ int nn_enter_init(void);
 
 /**
  * Makes the calling thread a background one (SCHED_BATCH): waking it never preempts the thread
- * that woke it (the event loop), it runs on a CPU that is free or at the next tick (enter.c).
+ * that woke it (the event loop), it runs on a CPU that is free or at the next tick (enter.c). 0 or an errno.
  */
-void nn_background(void);
+int nn_background(void);
+/** The same for thread tid of this process (0: the calling one). 0 or an errno. */
+int nn_background_thread(int tid);
 
 /** Makes fd (of the daemon's own namespace, opened by another thread) the calling thread's own for nn_in_netns. */
 void nn_enter_adopt(int fd);

@@ -119,7 +119,11 @@ export async function buildServices(config: Config, log: Logger, deps: ServiceDe
   const db = openDb(config.dataDir);
   const checkpointer = startCheckpointer(db);
   // The event log and the event sources' inventory: written by a thread of their own (log-sink.ts).
-  const logStore = openLogStore(db, (e) => log.error({ err: e }, 'writing the event log store failed'));
+  const logStore = openLogStore(
+    db,
+    (e) => log.error({ err: e }, 'writing the event log store failed'),
+    (tid) => void netlinkAddon()?.background?.(tid),
+  );
   let backend = deps.executor;
   let nativeHelper = deps.nativeHelper ?? false;
   if (!backend) {

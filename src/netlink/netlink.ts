@@ -50,6 +50,8 @@ export interface NetlinkAddon {
    * addon's own thread (native/request.c): the reply's datagrams, up to the ACK or the error.
    */
   nlRequestAsync?(nsPath: string, request: Buffer, timeoutMs?: number): Promise<Buffer[]>;
+  /** Makes thread `tid` of this process (default: the calling one) SCHED_BATCH (native/netns.c); whether that worked. */
+  background?(tid?: number): boolean;
 }
 
 let addon: NetlinkAddon | undefined;

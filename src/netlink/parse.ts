@@ -113,12 +113,15 @@ export function messagesIn(buf: Buffer, from: number, to: number): NlMessage[] {
  * a Buffer for an attribute is made when it is asked for, since a link message has ~50 attributes
  * and the parsers read a dozen (allocating all of them made a link dump's parse 3x slower).
  */
-/** Attribute types kept in the typed array (IFLA_* reach 67 in Linux 6.18). */
+/** Attribute types kept in the array (IFLA_* reach 67 in Linux 6.18). */
 const SMALL = 80;
 
 export class Attrs {
-  /** [start, end] of each type below SMALL (0: absent; no payload starts at 0); others in a Map. */
-  private readonly small: number[] = new Array<number>(2 * SMALL).fill(0);
+  /**
+   * [start, end] of each type below SMALL (undefined: absent); others in a Map. Holey: made
+   * filled with zeros it cost 2.5x as much (~0.4 us), and a veth unit's messages make ~100.
+   */
+  private readonly small: Array<number | undefined> = new Array<number | undefined>(2 * SMALL);
   private large: Map<number, readonly [number, number]> | undefined;
 
   constructor(
@@ -143,13 +146,13 @@ export class Attrs {
   }
 
   has(type: number): boolean {
-    return type < SMALL ? this.small[2 * type] !== 0 : (this.large?.has(type) ?? false);
+    return type < SMALL ? this.small[2 * type] !== undefined : (this.large?.has(type) ?? false);
   }
 
   get(type: number): Buffer | undefined {
     if (type < SMALL) {
-      const s = this.small[2 * type] as number;
-      return s === 0 ? undefined : this.buf.subarray(s, this.small[2 * type + 1]);
+      const s = this.small[2 * type];
+      return s === undefined ? undefined : this.buf.subarray(s, this.small[2 * type + 1]);
     }
     const r = this.large?.get(type);
     return r && this.buf.subarray(r[0], r[1]);

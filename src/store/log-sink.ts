@@ -106,6 +106,8 @@ const SEND_EVERY_MS = 10;
 
 const THREAD = `
 const { parentPort, workerData } = require('node:worker_threads');
+// Which thread this is (/proc/thread-self is PID/task/TID), for the loop to make it a background one.
+try { parentPort.postMessage({ tid: Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop()) }); } catch {}
 const Database = require(workerData.sqlite);
 const db = new Database(workerData.file);
 db.pragma('journal_mode = WAL');
@@ -146,16 +148,27 @@ export class WorkerSink implements LogSink {
   private closed = false;
   private readonly exited: Promise<void>;
 
+  /**
+   * `background`: told the writer thread's tid once it runs, to make it a background thread
+   * (the addon's `background`): handing it a batch then never preempts the event loop, which a
+   * thread woken from the loop's CPU otherwise does at once. Measured in the units benchmark with
+   * the libuv pool's threads made so too: the loop's CPU 5% less, (c) 5% faster.
+   */
   constructor(
     private readonly file: string,
     private readonly onError: (err: Error) => void,
+    background?: (tid: number) => void,
   ) {
     const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
     const worker = new Worker(THREAD, { eval: true, workerData: { file, sqlite } });
     this.worker = worker;
     worker.unref();
     this.exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    worker.on('message', (m: { id: number; written?: number; error?: string }) => {
+    worker.on('message', (m: { id: number; written?: number; error?: string; tid?: number }) => {
+      if (m.tid !== undefined) {
+        if (Number.isInteger(m.tid) && m.tid > 0) background?.(m.tid);
+        return;
+      }
       const f = this.inFlight.get(m.id);
       this.inFlight.delete(m.id);
       if (m.error !== undefined) this.onError(new Error(`writing the event log failed: ${m.error}`));
@@ -278,7 +291,7 @@ export interface LogStore {
  * tables moves over first (copied, then deleted there; a repeat after a crash in between copies
  * nothing twice).
  */
-export function openLogStore(main: Db, onError: (err: Error) => void): LogStore {
+export function openLogStore(main: Db, onError: (err: Error) => void, background?: (tid: number) => void): LogStore {
   if (main.memory) return { db: main, sink: new SyncSink(main), close: async () => {} };
   const file = join(main.name.slice(0, main.name.lastIndexOf('/')) || '.', 'netnsd-log.db');
   const db = new Database(file);
@@ -287,7 +300,7 @@ export function openLogStore(main: Db, onError: (err: Error) => void): LogStore 
   db.pragma('busy_timeout = 5000');
   db.exec(LOG_SCHEMA);
   moveOver(main, file);
-  const sink = new WorkerSink(file, onError);
+  const sink = new WorkerSink(file, onError, background);
   return {
     db,
     sink,

@@ -3,7 +3,7 @@
  * argv.ts on the same namespace, events as changes are made with `ip`, and overflow.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readlinkSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAddresses, parseLinks, parseRoutes, parseRules } from '../../src/executor/argv.js';
@@ -13,6 +13,8 @@ import * as M from '../../src/netlink/messages.js';
 import { NetlinkNamespace, namespacePath } from '../../src/netlink/netlink.js';
 import { dumpMessages, type NetlinkEvent } from '../../src/netlink/parse.js';
 import { linkSetRequest } from '../../src/netlink/changes.js';
+import { openDb } from '../../src/store/db.js';
+import { openLogStore } from '../../src/store/log-sink.js';
 import { ip, nsName, until } from '../helpers/kernel.js';
 import { buildTopology } from '../helpers/netlink-topology.js';
 
@@ -275,5 +277,29 @@ describe('changes sent from the addon\'s own thread (nlRequestAsync)', () => {
       expect(dumpMessages(d)).toEqual([]);
     }
     expect(netlink(ns).dumpLinks().find((l) => l.name === 'lo')?.up).toBe(false); // the last (49th) took it down
+  });
+});
+
+describe('background threads', () => {
+  /** The scheduling policy of thread tid of this process (field 41 of its stat; 3: SCHED_BATCH). */
+  const policy = (tid: number) => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[38]);
+
+  it('makes the event log writer thread SCHED_BATCH through the addon, and nothing else', async () => {
+    const addon = createRequire(import.meta.url)('../../native/build/Release/netns.node') as { background(tid?: number): boolean };
+    const dir = mkdtempSync('/tmp/netnsd-bg-');
+    const db = openDb(dir);
+    let writer: number | undefined;
+    const store = openLogStore(db, (e) => { throw e; }, (tid) => { writer = tid; addon.background(tid); });
+    try {
+      store.sink.write({ events: [[1, new Date().toISOString(), 'link.added', 'a', '{}']] });
+      await store.sink.flush();
+      expect(writer).toBeDefined();
+      expect(policy(writer!)).toBe(3);
+      expect(policy(process.pid)).toBe(0); // the event loop's own thread stays SCHED_OTHER
+    } finally {
+      await store.close();
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

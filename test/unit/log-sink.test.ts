@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDb, type Db } from '../../src/store/db.js';
 import { dbReserve, EventLog, RESERVE_BLOCK, type NewEvent } from '../../src/store/event-log.js';
@@ -133,6 +133,19 @@ describe('the event log written by a thread of its own', () => {
     inv.apply('namespace', [], ['a']);
     await store.sink.flush();
     expect(inv.all('namespace')).toEqual(new Map([['b', { id: 2 }]]));
+    await store.close();
+    db.close();
+  });
+
+  it('tells `background` the tid of its writer thread, a thread of this process', async () => {
+    const dir = tmp();
+    const db = openDb(dir);
+    let told: number | undefined;
+    const store = openLogStore(db, (e) => { throw e; }, (tid) => (told = tid));
+    store.sink.write({ events: [[1, new Date().toISOString(), 'link.added', 'a', '{}']] });
+    await store.sink.flush();
+    expect(told).toBeGreaterThan(process.pid);
+    expect(existsSync(`/proc/self/task/${told}`)).toBe(true);
     await store.close();
     db.close();
   });
