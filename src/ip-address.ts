@@ -24,7 +24,9 @@ export function parseIp(s: string): IpAddress | undefined {
   if (s.includes('%')) return undefined;
   const family = isIP(s);
   if (family === 4) {
-    return { family: 4, value: s.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n) };
+    // In a number first, one BigInt at the end: BigInt arithmetic allocates at every step.
+    const o = s.split('.');
+    return { family: 4, value: BigInt(Number(o[0]) * 0x1000000 + Number(o[1]) * 0x10000 + Number(o[2]) * 0x100 + Number(o[3])) };
   }
   if (family !== 6) return undefined;
   let text = s.toLowerCase();
@@ -45,7 +47,10 @@ export function parseIp(s: string): IpAddress | undefined {
 
 /** The text form: dotted quad, or RFC 5952 (lowercase, longest zero run compressed) as iproute2 prints it. */
 export function formatIp(a: IpAddress): string {
-  if (a.family === 4) return [24n, 16n, 8n, 0n].map((s) => String((a.value >> s) & 0xffn)).join('.');
+  if (a.family === 4) {
+    const n = Number(a.value);
+    return `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
+  }
   const groups = [...Array(8).keys()].map((i) => Number((a.value >> BigInt((7 - i) * 16)) & 0xffffn));
   let best = -1;
   let bestLen = 1;

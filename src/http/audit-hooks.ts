@@ -42,7 +42,7 @@ export function installAudit(app: FastifyInstance, audit: AuditLog): void {
       ops: req.ops,
       durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
     };
-    // Written with the other changes of this turn of the event loop (AuditLog); logged then, with its seq.
+    // Written with the other changes of the next few ms (AuditLog); logged then, with its seq.
     audited.add(req);
     audit.append(entry, (seq, err) => {
       if (err) req.log.error({ err, audit: entry }, 'audit record not written to the store');
