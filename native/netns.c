@@ -9,6 +9,7 @@
 // Functions that speak rtnetlink about a namespace (nsid) run from the daemon's own namespace and
 // name the target by file descriptor, never by IFLA_TARGET_NETNSID (see DESIGN.md 7: dangerous).
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -656,8 +657,8 @@ static napi_value netns_add(napi_env env, napi_callback_info info) {
 /**
  * background(tid?): the thread tid of this process (default: the calling one) SCHED_BATCH from
  * now on, for a helper thread such as the event log's writer: waking it then never preempts the
- * event loop. Whether that worked. (Given the tid, not called from the worker itself: a worker
- * thread that loads this addon crashes the process when it ends, see request.c's cleanup.)
+ * event loop. Whether that worked. (By tid, so that the writer thread need not load the addon,
+ * with the request thread and sockets that each env loading it gets.)
  */
 static napi_value background(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -670,7 +671,18 @@ static napi_value background(napi_env env, napi_callback_info info) {
   return ok;
 }
 
+// Keeps this library mapped for good. Node unloads an addon when the last env that loaded it
+// ends, which for one loaded by a worker thread is that worker's end; but the close callbacks of
+// the handles this addon closes in its env cleanup hooks (request.c's async, netlink.c's polls)
+// run after that, in the worker's last loop turn, and jumped into unmapped code (a segfault when
+// any worker that had loaded the addon ended). RTLD_NODELETE on the library already loaded.
+static void pin_self(void) {
+  Dl_info info;
+  if (dladdr((void *)pin_self, &info) && info.dli_fname) dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
+  pin_self();
   napi_property_descriptor props[] = {
       {"background", NULL, background, NULL, NULL, NULL, napi_default, NULL},
       {"loopbackUp", NULL, loopback_up, NULL, NULL, NULL, napi_default, NULL},

@@ -280,6 +280,18 @@ describe('changes sent from the addon\'s own thread (nlRequestAsync)', () => {
   });
 });
 
+describe('the addon in a worker thread', () => {
+  it('lets a worker that loaded it end, and the process exit cleanly', () => {
+    // The addon's handles are closed after its env ends; that once jumped into the unloaded library.
+    const file = createRequire(import.meta.url).resolve('../../native/build/Release/netns.node');
+    const script = `const { Worker } = require('node:worker_threads');
+      const w = new Worker(${JSON.stringify(`const a = require(${JSON.stringify(file)}); a.nlClose(a.nlOpen('/proc/self/ns/net', [1], 65536));`)}, { eval: true });
+      w.on('exit', (code) => { console.log('worker ended ' + code); });`;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(out.trim()).toBe('worker ended 0');
+  });
+});
+
 describe('background threads', () => {
   /** The scheduling policy of thread tid of this process (field 41 of its stat; 3: SCHED_BATCH). */
   const policy = (tid: number) => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[38]);
